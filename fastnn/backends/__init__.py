@@ -1,0 +1,1 @@
+"""Kernel backends: ``reference`` (pure NumPy) and ``cpu`` (compiled). See docs/architecture.md."""
