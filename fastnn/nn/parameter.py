@@ -1,0 +1,17 @@
+"""``Parameter``: a Tensor that a Module registers as trainable."""
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor with ``requires_grad=True`` that ``Module.parameters()`` yields."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True):
+        array = data.data if isinstance(data, Tensor) else np.asarray(data)
+        super().__init__(array, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()

@@ -1,0 +1,72 @@
+"""One thread-count setting for every pool fastnn uses: OpenMP, Numba and BLAS.
+
+The default is the number of physical cores available to this process. BLAS libraries loaded
+after a call (the compiled backend loads SciPy's OpenBLAS lazily) are limited when they load.
+"""
+from __future__ import annotations
+
+import os
+
+_num_threads = None
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads counted once)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    siblings = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                siblings.add(f.read().strip())
+        except OSError:
+            siblings.add(str(cpu))
+    return max(1, len(siblings))
+
+
+def get_num_threads() -> int:
+    """The thread count that governs OpenMP, Numba and BLAS."""
+    return _num_threads if _num_threads is not None else physical_cores()
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in every pool (OpenMP kernels, Numba kernels, BLAS).
+
+    Example:
+        >>> fastnn.set_num_threads(1)
+    """
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    _num_threads = n
+    apply()
+
+
+def apply() -> None:
+    """Push the current setting into every pool that is loaded now."""
+    n = get_num_threads()
+    import sys
+
+    openmp = sys.modules.get("fastnn.backends.cpu._openmp")
+    if openmp is None:
+        try:
+            from .backends.cpu import _openmp as openmp
+        except ImportError:
+            openmp = None
+    if openmp is not None:
+        openmp.set_num_threads(n)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return
+    threadpool_limits(limits=n, user_api="blas")
+    threadpool_limits(limits=n, user_api="openmp")
+
+
+def init_environment() -> None:
+    """Before heavy imports: make pools that read the environment start at the right size."""
+    n = str(get_num_threads())
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, n)
