@@ -1,0 +1,66 @@
+"""Fused Numba kernels for activations: one pass forward, one Hadamard pass backward.
+
+Mirrors ``reference/activation.py``: grad_x = grad_y ⊙ f'(z), with f' written from the output y.
+"""
+import numba as nb
+import numpy as np
+
+__all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward"]
+
+
+@nb.njit(parallel=True, cache=True)
+def _relu_forward(x, y):
+    for i in nb.prange(x.size):
+        v = x[i]
+        y[i] = 0 if v < 0 else v  # NaN propagates, like np.maximum
+
+
+@nb.njit(parallel=True, cache=True)
+def _relu_backward(grad_y, y, grad_x):
+    for i in nb.prange(y.size):
+        grad_x[i] = grad_y[i] if y[i] > 0 else 0
+
+
+@nb.njit(parallel=True, cache=True)
+def _sigmoid_backward(grad_y, y, grad_x):
+    for i in nb.prange(y.size):
+        grad_x[i] = grad_y[i] * y[i] * (1 - y[i])
+
+
+@nb.njit(parallel=True, cache=True)
+def _tanh_backward(grad_y, y, grad_x):
+    for i in nb.prange(y.size):
+        grad_x[i] = grad_y[i] * (1 - y[i] * y[i])
+
+
+def _flat(a):
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def relu_forward(x):
+    """y = max(x, 0)."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _relu_forward(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def _hadamard(kernel, grad_y, y):
+    grad_x = np.empty(y.shape, dtype=y.dtype)
+    kernel(_flat(grad_y.astype(y.dtype, copy=False)), _flat(y), grad_x.reshape(-1))
+    return grad_x
+
+
+def relu_backward(grad_y, y):
+    """grad_x = grad_y ⊙ 1[y > 0]."""
+    return _hadamard(_relu_backward, grad_y, y)
+
+
+def sigmoid_backward(grad_y, y):
+    """grad_x = grad_y ⊙ y (1 - y)."""
+    return _hadamard(_sigmoid_backward, grad_y, y)
+
+
+def tanh_backward(grad_y, y):
+    """grad_x = grad_y ⊙ (1 - y²)."""
+    return _hadamard(_tanh_backward, grad_y, y)

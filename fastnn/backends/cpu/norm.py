@@ -1,0 +1,114 @@
+"""Batch norm in two passes per direction (Numba, parallel over channels).
+
+Mirrors ``reference/norm.py``. The input is viewed as (N, C, L) with L = prod of spatial dims.
+Forward: pass 1 mean and variance per channel, pass 2 x_hat and y. Backward: pass 1
+sum(g) and sum(g x_hat) per channel, pass 2 grad_x = invstd/n (n g - sum g - x_hat sum(g x_hat)).
+"""
+import math
+
+import numba as nb
+import numpy as np
+
+__all__ = ["batch_norm_forward", "batch_norm_backward"]
+
+
+@nb.njit(parallel=True, cache=True)
+def _batch_stats(x, mean, var):
+    n, c, length = x.shape
+    count = n * length
+    for ch in nb.prange(c):
+        s = 0.0
+        for i in range(n):
+            for k in range(length):
+                s += x[i, ch, k]
+        m = s / count
+        sq = 0.0
+        for i in range(n):
+            for k in range(length):
+                d = x[i, ch, k] - m
+                sq += d * d
+        mean[ch] = m
+        var[ch] = sq / count
+
+
+@nb.njit(parallel=True, cache=True)
+def _normalise(x, mean, invstd, weight, bias, x_hat, y):
+    n, c, length = x.shape
+    for ch in nb.prange(c):
+        m = mean[ch]
+        s = invstd[ch]
+        w = weight[ch]
+        b = bias[ch]
+        for i in range(n):
+            for k in range(length):
+                h = (x[i, ch, k] - m) * s
+                x_hat[i, ch, k] = h
+                y[i, ch, k] = h * w + b
+
+
+@nb.njit(parallel=True, cache=True)
+def _backward(grad_y, x_hat, invstd, weight, training, grad_x, grad_weight, grad_bias):
+    n, c, length = grad_y.shape
+    count = n * length
+    for ch in nb.prange(c):
+        sg = 0.0
+        sgh = 0.0
+        for i in range(n):
+            for k in range(length):
+                g = grad_y[i, ch, k]
+                sg += g
+                sgh += g * x_hat[i, ch, k]
+        grad_bias[ch] = sg
+        grad_weight[ch] = sgh
+        w = weight[ch]
+        s = invstd[ch]
+        if training:
+            a = w * s / count
+            for i in range(n):
+                for k in range(length):
+                    grad_x[i, ch, k] = a * (count * grad_y[i, ch, k] - sg - x_hat[i, ch, k] * sgh)
+        else:
+            for i in range(n):
+                for k in range(length):
+                    grad_x[i, ch, k] = grad_y[i, ch, k] * w * s
+
+
+def _as_ncl(a):
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Returns (y, saved); updates running statistics in place when training (unbiased var)."""
+    c = x.shape[1]
+    x3 = _as_ncl(x)
+    if training:
+        mean = np.empty(c, np.float64)
+        var = np.empty(c, np.float64)
+        _batch_stats(x3, mean, var)
+        if running_mean is not None:
+            n = x3.shape[0] * x3.shape[2]
+            running_mean *= 1 - momentum
+            running_mean += (momentum * mean).astype(running_mean.dtype)
+            running_var *= 1 - momentum
+            running_var += (momentum * var * (n / max(n - 1, 1))).astype(running_var.dtype)
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    invstd = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    w = np.ones(c, x.dtype) if weight is None else weight
+    b = np.zeros(c, x.dtype) if bias is None else bias
+    x_hat = np.empty_like(x3)
+    y = np.empty_like(x3)
+    _normalise(x3, mean.astype(x.dtype), invstd, w, b, x_hat, y)
+    return y.reshape(x.shape), (x_hat, invstd, w, bool(training), x.shape)
+
+
+def batch_norm_backward(grad_y, saved, needs_input_grad):
+    x_hat, invstd, w, training, shape = saved
+    c = x_hat.shape[1]
+    grad_x = np.empty_like(x_hat)
+    grad_weight = np.empty(c, x_hat.dtype)
+    grad_bias = np.empty(c, x_hat.dtype)
+    _backward(_as_ncl(grad_y.astype(x_hat.dtype, copy=False)), x_hat, invstd, w, training,
+              grad_x, grad_weight, grad_bias)
+    return grad_x.reshape(shape), grad_weight, grad_bias
