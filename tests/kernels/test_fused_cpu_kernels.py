@@ -1,0 +1,120 @@
+"""The cpu backend's fused Numba kernels (activation backward, softmax+CE, batch norm, optimiser
+steps) against the NumPy reference, over hypothesis-drawn shapes, both dtypes."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastnn.backends.cpu as cpu
+import fastnn.backends.reference as ref
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+shapes = st.lists(st.integers(1, 7), min_size=1, max_size=4).map(tuple)
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+@settings(max_examples=20, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31))
+def test_activation_backward_is_the_reference_hadamard_product(name, dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, shape, dtype)
+    grad_y = _rand(rng, shape, dtype)
+    y = getattr(ref, name + "_forward")(x)
+    np.testing.assert_allclose(getattr(cpu, name + "_forward")(x), y, **TOL[dtype])
+    np.testing.assert_allclose(getattr(cpu, name + "_backward")(grad_y, y),
+                               getattr(ref, name + "_backward")(grad_y, y), **TOL[dtype])
+
+
+def test_relu_kernels_accept_non_contiguous_views():
+    rng = np.random.default_rng(0)
+    x = _rand(rng, (6, 8), np.float32)[:, ::2]
+    g = _rand(rng, (4, 6), np.float32).T
+    assert not x.flags.c_contiguous and not g.flags.c_contiguous
+    y = cpu.relu_forward(x)
+    np.testing.assert_array_equal(y, ref.relu_forward(x))
+    np.testing.assert_array_equal(cpu.relu_backward(g, y), ref.relu_backward(g, y))
+
+
+def test_relu_propagates_nan_like_numpy_maximum():
+    x = np.array([np.nan, -1.0, 2.0], np.float32)
+    np.testing.assert_array_equal(cpu.relu_forward(x), ref.relu_forward(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 9), c=st.integers(1, 12), smoothing=st.sampled_from([0.0, 0.1, 0.5]),
+       seed=st.integers(0, 2**31))
+def test_fused_softmax_cross_entropy_matches_reference(dtype, reduction, n, c, smoothing, seed):
+    rng = np.random.default_rng(seed)
+    logits = _rand(rng, (n, c), dtype) * 5
+    target = rng.integers(0, c, n)
+    loss, saved = cpu.cross_entropy_forward(logits, target, reduction, smoothing)
+    loss_ref, saved_ref = ref.cross_entropy_forward(logits, target, reduction, smoothing)
+    np.testing.assert_allclose(loss, loss_ref, **TOL[dtype])
+    grad_loss = (rng.random(loss.shape) + 0.5).astype(dtype)
+    np.testing.assert_allclose(cpu.cross_entropy_backward(grad_loss, saved),
+                               ref.cross_entropy_backward(grad_loss, saved_ref), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+@settings(max_examples=15, deadline=None)
+@given(shape=st.tuples(st.integers(2, 5), st.integers(1, 6)).flatmap(
+    lambda nc: st.lists(st.integers(1, 5), max_size=2).map(lambda rest: nc + tuple(rest))),
+    affine=st.booleans(), seed=st.integers(0, 2**31))
+def test_batch_norm_kernels_match_reference(dtype, training, shape, affine, seed):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x = _rand(rng, shape, dtype) * 3 + 1
+    weight = _rand(rng, (c,), dtype) if affine else None
+    bias = _rand(rng, (c,), dtype) if affine else None
+    stats_cpu = [_rand(rng, (c,), dtype), (rng.random(c) + 0.5).astype(dtype)]
+    stats_ref = [s.copy() for s in stats_cpu]
+    y, saved = cpu.batch_norm_forward(x, weight, bias, *stats_cpu, training, 0.1, 1e-5)
+    y_ref, saved_ref = ref.batch_norm_forward(x, weight, bias, *stats_ref, training, 0.1, 1e-5)
+    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+    for a, b in zip(stats_cpu, stats_ref):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+    grad_y = _rand(rng, shape, dtype)
+    grads = cpu.batch_norm_backward(grad_y, saved, (True,))
+    grads_ref = ref.batch_norm_backward(grad_y, saved_ref, (True,))
+    for a, b in zip(grads, grads_ref):
+        np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,dampening,nesterov,weight_decay",
+                         [(0.0, 0.0, False, 0.0), (0.9, 0.0, False, 0.0), (0.9, 0.0, True, 1e-2),
+                          (0.5, 0.3, False, 1e-3)])
+def test_fused_sgd_step_matches_reference_over_several_steps(dtype, momentum, dampening, nesterov, weight_decay):
+    rng = np.random.default_rng(1)
+    p_cpu = _rand(rng, (7, 5), dtype)
+    p_ref = p_cpu.copy()
+    buf_cpu = buf_ref = None
+    for _ in range(4):
+        g = _rand(rng, (7, 5), dtype)
+        buf_cpu = cpu.sgd_step(p_cpu, g, buf_cpu, 0.1, momentum, dampening, weight_decay, nesterov)
+        buf_ref = ref.sgd_step(p_ref, g, buf_ref, 0.1, momentum, dampening, weight_decay, nesterov)
+    np.testing.assert_allclose(p_cpu, p_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay,decoupled", [(0.0, False), (0.05, False), (0.05, True)])
+def test_fused_adam_step_matches_reference_over_several_steps(dtype, weight_decay, decoupled):
+    rng = np.random.default_rng(2)
+    p_cpu = _rand(rng, (11,), dtype)
+    p_ref = p_cpu.copy()
+    state_cpu = [np.zeros_like(p_cpu), np.zeros_like(p_cpu)]
+    state_ref = [np.zeros_like(p_cpu), np.zeros_like(p_cpu)]
+    for step in range(1, 6):
+        g = _rand(rng, (11,), dtype)
+        cpu.adam_step(p_cpu, g, *state_cpu, step, 1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled)
+        ref.adam_step(p_ref, g, *state_ref, step, 1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled)
+    np.testing.assert_allclose(p_cpu, p_ref, **TOL[dtype])
+    np.testing.assert_allclose(state_cpu[1], state_ref[1], **TOL[dtype])
