@@ -1,0 +1,100 @@
+"""Convolution and the dense layer: im2col + GEMM through the backend."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..backend import kernels_for
+from ..tensor import Tensor
+from ._common import _result, _float_tensor, _check_ndim, _same_dtype, _pair
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D cross-correlation by im2col + GEMM: y = W · im2col(x) + b.
+
+    Args:
+        input: (N, C, H, W). weight: (O, C // groups, kH, kW). bias: (O,) or None.
+        stride, padding, dilation: int or (h, w). groups: int dividing C and O.
+    Shape:
+        output (N, O, Ho, Wo), Ho = (H + 2 pad_h - dil_h (kH - 1) - 1) // stride_h + 1.
+    Example:
+        >>> F.conv2d(np.ones((1, 1, 5, 5), np.float32), np.ones((2, 1, 3, 3), np.float32)).shape
+        (1, 2, 3, 3)
+    """
+    op = "conv2d"
+    x = _float_tensor(input, op)
+    w = _float_tensor(weight, op, "weight")
+    b = None if bias is None else _float_tensor(bias, op, "bias")
+    _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
+    _check_ndim(w, (4,), op, "weight", "(out_channels, in_channels // groups, kH, kW)")
+    _same_dtype(op, x, w, "weight")
+    _same_dtype(op, x, b, "bias")
+    stride = _pair(stride, op, "stride", 1)
+    padding = _pair(padding, op, "padding", 0)
+    dilation = _pair(dilation, op, "dilation", 1)
+    if isinstance(groups, bool) or not isinstance(groups, (numbers.Integral, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if c % groups or o % groups:
+        raise ValueError(f"{op}: groups={groups} must divide in_channels={c} and out_channels={o}")
+    if cg * groups != c:
+        raise ValueError(
+            f"{op}: input has {c} channels but weight expects {cg * groups} "
+            f"(weight shape {tuple(w.shape)}, groups={groups})"
+        )
+    if b is not None and tuple(b.shape) != (o,):
+        raise ValueError(f"{op}: bias must have shape ({o},), got {tuple(b.shape)}")
+    eff_h, eff_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    if eff_h > h + 2 * padding[0] or eff_w > wd + 2 * padding[1] or kh == 0 or kw == 0:
+        raise ValueError(
+            f"{op}: kernel size ({kh}, {kw}) (dilated ({eff_h}, {eff_w})) is larger than the "
+            f"padded input ({h + 2 * padding[0]}, {wd + 2 * padding[1]}); "
+            f"input shape {tuple(x.shape)}, padding {padding}"
+        )
+    k = kernels_for(x, w, b)
+    y, saved = k.conv2d_forward(x.data, w.data, None if b is None else b.data, stride, padding, dilation, int(groups))
+
+    def backward(grad_y):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        return k.conv2d_backward(grad_y, saved, needs)
+
+    return _result(y, op, (x, w, b), backward)
+
+
+def linear(input, weight, bias=None) -> Tensor:
+    """y = x W^T + b  (the dense layer y = f(Wx + b) without f).
+
+    Shape: input (*, in_features), weight (out_features, in_features), bias (out_features,),
+    output (*, out_features).
+    """
+    op = "linear"
+    x = _float_tensor(input, op)
+    w = _float_tensor(weight, op, "weight")
+    b = None if bias is None else _float_tensor(bias, op, "bias")
+    if x.ndim < 1:
+        raise ValueError(f"{op}: input must have at least 1 dimension (*, in_features), got a scalar")
+    _check_ndim(w, (2,), op, "weight", "(out_features, in_features)")
+    _same_dtype(op, x, w, "weight")
+    _same_dtype(op, x, b, "bias")
+    out_f, in_f = w.shape
+    if x.shape[-1] != in_f:
+        raise ValueError(
+            f"{op}: input has {x.shape[-1]} features (shape {tuple(x.shape)}) but weight "
+            f"expects {in_f} (weight shape {tuple(w.shape)})"
+        )
+    if b is not None and tuple(b.shape) != (out_f,):
+        raise ValueError(f"{op}: bias must have shape ({out_f},), got {tuple(b.shape)}")
+    lead = x.shape[:-1]
+    x2 = x.data.reshape(-1, in_f)
+    k = kernels_for(x, w, b)
+    y = k.linear_forward(x2, w.data, None if b is None else b.data)
+
+    def backward(grad_y):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        gx, gw, gb = k.linear_backward(grad_y.reshape(-1, out_f), x2, w.data, needs)
+        return (None if gx is None else gx.reshape(x.shape)), gw, gb
+
+    return _result(y.reshape(lead + (out_f,)), op, (x, w, b), backward)

@@ -1,0 +1,296 @@
+"""Tensor arithmetic with broadcasting, reductions, shape ops, cat and stack."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..backend import kernels_for
+from ..tensor import Tensor, as_tensor
+from ._common import _result, _float_tensor, _unbroadcast, _axes
+
+
+def _binary_operands(op, a, b):
+    ta = a if isinstance(a, Tensor) else as_tensor(a, name=f"{op}: operand")
+    tb = b if isinstance(b, Tensor) else as_tensor(b, name=f"{op}: operand")
+    try:
+        np.broadcast_shapes(ta.shape, tb.shape)
+    except ValueError:
+        raise ValueError(
+            f"{op}: operands with shapes {tuple(ta.shape)} and {tuple(tb.shape)} cannot be broadcast together"
+        ) from None
+    # Python scalars take the tensor's dtype (NumPy's weak scalars); arrays promote normally
+    da = (
+        ta.data
+        if isinstance(a, (Tensor, np.ndarray))
+        else ta.data.astype(tb.dtype)
+        if tb.dtype.kind == "f"
+        else ta.data
+    )
+    db = (
+        tb.data
+        if isinstance(b, (Tensor, np.ndarray))
+        else tb.data.astype(ta.dtype)
+        if ta.dtype.kind == "f"
+        else tb.data
+    )
+    return ta, tb, da, db
+
+
+def _cast_grad(g, t):
+    return g if g.dtype == t.dtype else g.astype(t.dtype)
+
+
+def add(a, b) -> Tensor:
+    ta, tb, da, db = _binary_operands("add", a, b)
+    return _result(
+        da + db,
+        "add",
+        (ta, tb),
+        lambda g: (_cast_grad(_unbroadcast(g, ta.shape), ta), _cast_grad(_unbroadcast(g, tb.shape), tb)),
+    )
+
+
+def sub(a, b) -> Tensor:
+    ta, tb, da, db = _binary_operands("sub", a, b)
+    return _result(
+        da - db,
+        "sub",
+        (ta, tb),
+        lambda g: (_cast_grad(_unbroadcast(g, ta.shape), ta), _cast_grad(_unbroadcast(-g, tb.shape), tb)),
+    )
+
+
+def mul(a, b) -> Tensor:
+    ta, tb, da, db = _binary_operands("mul", a, b)
+    return _result(
+        da * db,
+        "mul",
+        (ta, tb),
+        lambda g: (
+            _cast_grad(_unbroadcast(g * db, ta.shape), ta) if ta.requires_grad else None,
+            _cast_grad(_unbroadcast(g * da, tb.shape), tb) if tb.requires_grad else None,
+        ),
+    )
+
+
+def div(a, b) -> Tensor:
+    ta, tb, da, db = _binary_operands("div", a, b)
+    if da.dtype.kind != "f" and db.dtype.kind != "f":
+        da = da.astype(np.float32)
+    y = da / db
+    return _result(
+        y,
+        "div",
+        (ta, tb),
+        lambda g: (
+            _cast_grad(_unbroadcast(g / db, ta.shape), ta) if ta.requires_grad else None,
+            _cast_grad(_unbroadcast(-g * y / db, tb.shape), tb) if tb.requires_grad else None,
+        ),
+    )
+
+
+def neg(a) -> Tensor:
+    ta = as_tensor(a)
+    return _result(-ta.data, "neg", (ta,), lambda g: (-g,))
+
+
+def pow(a, exponent) -> Tensor:
+    """a ** exponent for a scalar exponent."""
+    ta = _float_tensor(a, "pow")
+    if not isinstance(exponent, numbers.Real):
+        raise TypeError(f"pow: exponent must be a real scalar, got {type(exponent).__name__}")
+    y = ta.data**exponent
+    return _result(y, "pow", (ta,), lambda g: (g * exponent * ta.data ** (exponent - 1),))
+
+
+def exp(a) -> Tensor:
+    ta = _float_tensor(a, "exp")
+    y = np.exp(ta.data)
+    return _result(y, "exp", (ta,), lambda g: (g * y,))
+
+
+def log(a) -> Tensor:
+    ta = _float_tensor(a, "log")
+    return _result(np.log(ta.data), "log", (ta,), lambda g: (g / ta.data,))
+
+
+def abs(a) -> Tensor:
+    ta = _float_tensor(a, "abs")
+    return _result(np.abs(ta.data), "abs", (ta,), lambda g: (g * np.sign(ta.data),))
+
+
+def cast(a, dtype) -> Tensor:
+    ta = as_tensor(a)
+    dtype = np.dtype(dtype)
+    if ta.dtype == dtype:
+        return ta
+    src = ta.dtype
+    return _result(ta.data.astype(dtype), "cast", (ta,), lambda g: (g.astype(src),))
+
+
+def matmul(a, b) -> Tensor:
+    """Matrix product with NumPy's ``@`` semantics; 2-D @ 2-D runs the backend's BLAS kernel."""
+    ta = _float_tensor(a, "matmul", "input")
+    tb = _float_tensor(b, "matmul", "other")
+    if ta.ndim == 0 or tb.ndim == 0:
+        raise ValueError("matmul: both operands must have at least 1 dimension")
+    k_a = ta.shape[-1]
+    k_b = tb.shape[-2] if tb.ndim > 1 else tb.shape[0]
+    if k_a != k_b:
+        raise ValueError(f"matmul: shapes {tuple(ta.shape)} and {tuple(tb.shape)} are not aligned ({k_a} != {k_b})")
+    if ta.dtype != tb.dtype:
+        dtype = np.promote_types(ta.dtype, tb.dtype)
+        ta, tb = cast(ta, dtype), cast(tb, dtype)
+    if ta.ndim == 2 and tb.ndim == 2:
+        k = kernels_for(ta, tb)
+        y = k.matmul(ta.data, tb.data)
+        return _result(
+            y,
+            "matmul",
+            (ta, tb),
+            lambda g: (
+                k.matmul(g, np.ascontiguousarray(tb.data.T)) if ta.requires_grad else None,
+                k.matmul(np.ascontiguousarray(ta.data.T), g) if tb.requires_grad else None,
+            ),
+        )
+    da, db = ta.data, tb.data
+    y = np.matmul(da, db)
+
+    def backward(g):
+        a2 = da[None, :] if da.ndim == 1 else da
+        b2 = db[:, None] if db.ndim == 1 else db
+        g2 = g
+        if da.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if db.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = (
+            _unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(da.shape)
+            if ta.requires_grad
+            else None
+        )
+        gb = (
+            _unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(db.shape)
+            if tb.requires_grad
+            else None
+        )
+        return ga, gb
+
+    return _result(y, "matmul", (ta, tb), backward)
+
+
+def sum(input, dim=None, keepdim=False) -> Tensor:
+    x = as_tensor(input)
+    axes = _axes("sum", x, dim)
+    y = np.asarray(x.data.sum(axis=axes, keepdims=keepdim))
+
+    def backward(g):
+        if axes is not None and not keepdim:
+            g = np.expand_dims(g, axes)
+        return (np.broadcast_to(g, x.shape).astype(x.dtype),)
+
+    return _result(y, "sum", (x,), backward)
+
+
+def mean(input, dim=None, keepdim=False) -> Tensor:
+    x = _float_tensor(input, "mean")
+    axes = _axes("mean", x, dim)
+    y = np.asarray(x.data.mean(axis=axes, keepdims=keepdim), dtype=x.dtype)
+    count = x.data.size if axes is None else int(np.prod([x.shape[a] for a in axes]))
+
+    def backward(g):
+        if axes is not None and not keepdim:
+            g = np.expand_dims(g, axes)
+        return (np.broadcast_to(g / count, x.shape).astype(x.dtype),)
+
+    return _result(y, "mean", (x,), backward)
+
+
+def reshape(input, shape) -> Tensor:
+    x = as_tensor(input)
+    try:
+        y = x.data.reshape(shape)
+    except ValueError:
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} ({x.data.size} elements) into {tuple(shape)}"
+        ) from None
+    return _result(y, "reshape", (x,), lambda g: (g.reshape(x.shape),))
+
+
+def flatten(input, start_dim=0, end_dim=-1) -> Tensor:
+    x = as_tensor(input)
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = _axes("flatten", x, (start_dim, end_dim))
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:s] + (-1,) + x.shape[e + 1 :]
+    if x.data.size == 0:
+        shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
+    return reshape(x, shape)
+
+
+def transpose(input, dim0, dim1) -> Tensor:
+    x = as_tensor(input)
+    d0, d1 = _axes("transpose", x, (dim0, dim1))
+    return _result(np.swapaxes(x.data, d0, d1), "transpose", (x,), lambda g: (np.swapaxes(g, d0, d1),))
+
+
+def permute(input, dims) -> Tensor:
+    x = as_tensor(input)
+    dims = _axes("permute", x, tuple(dims))
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} is not a permutation of the {x.ndim} axes")
+    inverse = tuple(np.argsort(dims))
+    return _result(np.transpose(x.data, dims), "permute", (x,), lambda g: (np.transpose(g, inverse),))
+
+
+def getitem(input, index) -> Tensor:
+    """``x[index]`` with NumPy indexing; backward scatters (adds) into the indexed positions."""
+    x = as_tensor(input)
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    try:
+        y = x.data[index]
+    except IndexError as exc:
+        raise IndexError(
+            f"getitem: index {index!r} is invalid for a tensor of shape {tuple(x.shape)} ({exc})"
+        ) from None
+
+    def backward(g):
+        grad = np.zeros_like(x.data)
+        np.add.at(grad, index, g)
+        return (grad,)
+
+    return _result(np.array(y, copy=False) if np.isscalar(y) else y, "getitem", (x,), backward)
+
+
+def cat(tensors, dim=0) -> Tensor:
+    """Concatenate tensors of equal shape except along ``dim``."""
+    ts = [as_tensor(t, name="cat: tensors") for t in tensors]
+    if not ts:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    axis = _axes("cat", ts[0], dim)[0]
+    try:
+        y = np.concatenate([t.data for t in ts], axis=axis)
+    except ValueError as exc:
+        raise ValueError(f"cat: shapes {[tuple(t.shape) for t in ts]} do not match outside dim {dim} ({exc})") from None
+    bounds = np.cumsum([t.shape[axis] for t in ts])[:-1]
+    return _result(y, "cat", tuple(ts), lambda g: tuple(np.split(g, bounds, axis=axis)))
+
+
+def stack(tensors, dim=0) -> Tensor:
+    """Stack tensors of identical shape along a new axis ``dim``."""
+    ts = [as_tensor(t, name="stack: tensors") for t in tensors]
+    if not ts:
+        raise ValueError("stack: expected a non-empty sequence of tensors")
+    shapes = {tuple(t.shape) for t in ts}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all tensors must have the same shape, got {sorted(shapes)}")
+    axis = int(dim) % (ts[0].ndim + 1)
+    y = np.stack([t.data for t in ts], axis=axis)
+    return _result(y, "stack", tuple(ts), lambda g: tuple(np.take(g, i, axis=axis) for i in range(len(ts))))
