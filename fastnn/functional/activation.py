@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import numbers
+import builtins  # noqa: F401
+import numbers  # noqa: F401
 
-import numpy as np
+import numpy as np  # noqa: F401
 
-from ..backend import kernels_for
-from ..tensor import Tensor
-from ._common import _result, _float_tensor, _dim
+from .. import autograd  # noqa: F401
+from ..backend import kernels_for  # noqa: F401
+from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
+from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _reduction, _result,  # noqa: F401
+                      _same_dtype, _unbroadcast)
 from ..random import generator
+
 
 
 def _activation(name, input):
@@ -66,3 +70,24 @@ def dropout(input, p=0.5, training=True) -> Tensor:
         mask = (generator().random(x.shape, dtype=np.float64) >= p).astype(x.dtype)
         mask *= 1 / (1 - p)
     return _result(x.data * mask, "dropout", (x,), lambda g: (g * mask,))
+
+
+def leaky_relu(input, negative_slope=0.01) -> Tensor:
+    """x if x > 0 else negative_slope * x; backward grad ⊙ (1 or negative_slope)."""
+    x = _float_tensor(input, "leaky_relu")
+    if not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"leaky_relu: negative_slope must be a real number, got {negative_slope!r}")
+    k = kernels_for(x)
+    slope = float(negative_slope)
+    y = k.leaky_relu_forward(x.data, slope)
+    return _result(y, "leaky_relu", (x,), lambda g: (k.leaky_relu_backward(g, x.data, slope),))
+
+
+def elu(input, alpha=1.0) -> Tensor:
+    """x if x > 0 else alpha (e^x - 1); backward grad ⊙ (1 or y + alpha)."""
+    x = _float_tensor(input, "elu")
+    if not isinstance(alpha, numbers.Real):
+        raise TypeError(f"elu: alpha must be a real number, got {alpha!r}")
+    k = kernels_for(x)
+    y = k.elu_forward(x.data, float(alpha))
+    return _result(y, "elu", (x,), lambda g: (k.elu_backward(g, y, float(alpha)),))

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import builtins  # noqa: F401
+import numbers  # noqa: F401
 
-from ..backend import kernels_for
-from ..tensor import Tensor, as_tensor
-from ._common import _result, _float_tensor, _check_ndim, _same_dtype
+import numpy as np  # noqa: F401
+
+from .. import autograd  # noqa: F401
+from ..backend import kernels_for  # noqa: F401
+from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
+from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _reduction, _result,  # noqa: F401
+                      _same_dtype, _unbroadcast)
+
 
 
 def batch_norm(
@@ -63,3 +70,90 @@ def batch_norm(
         return gx, (gw if w is not None else None), (gb if b is not None else None)
 
     return _result(y, op, (x, w, b), backward)
+
+
+def _standardize_rows(op, x, rows_shape, eps):
+    """Differentiable (x - mean) / sqrt(var + eps) over the last axis of x viewed as ``rows_shape``."""
+    k = kernels_for(x)
+    x2 = np.ascontiguousarray(x.data).reshape(rows_shape)
+    x_hat, invstd = k.standardize_rows_forward(x2, float(eps))
+
+    def backward(g):
+        return (k.standardize_rows_backward(np.ascontiguousarray(g).reshape(rows_shape), x_hat, invstd)
+                .reshape(x.shape),)
+
+    return _result(x_hat.reshape(x.shape), op, (x,), backward)
+
+
+def _affine(y, weight, bias, shape):
+    if weight is not None:
+        y = y * (weight.reshape(shape) if isinstance(weight, Tensor) else as_tensor(weight).reshape(shape))
+    if bias is not None:
+        y = y + (bias.reshape(shape) if isinstance(bias, Tensor) else as_tensor(bias).reshape(shape))
+    return y
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """Normalise over the last ``len(normalized_shape)`` dims, then y * weight + bias (elementwise).
+
+    Shape: input (*, *normalized_shape); weight, bias ``normalized_shape``.
+    """
+    op = "layer_norm"
+    x = _float_tensor(input, op)
+    shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    if not shape or tuple(x.shape[-len(shape):]) != shape or x.ndim < len(shape):
+        raise ValueError(f"{op}: input shape {tuple(x.shape)} does not end with normalized_shape {shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape}, got {tuple(p.shape)}")
+    features = int(np.prod(shape))
+    y = _standardize_rows(op, x, (-1, features), eps)
+    return _affine(y, weight, bias, shape)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
+    """Normalise each of ``num_groups`` channel groups per sample, then per-channel affine.
+
+    Shape: input (N, C, *), C divisible by num_groups; weight, bias (C,).
+    """
+    op = "group_norm"
+    x = _float_tensor(input, op)
+    _check_ndim(x, (2, 3, 4, 5), op, "input", "(N, C, *)")
+    c = x.shape[1]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups < 1 or c % num_groups:
+        raise ValueError(f"{op}: num_groups must be a positive int dividing the {c} channels, got {num_groups!r}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},), got {tuple(p.shape)}")
+    y = _standardize_rows(op, x, (x.shape[0] * num_groups, -1), eps)
+    return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5) -> Tensor:
+    """Normalise each (sample, channel) plane over its spatial dims, then per-channel affine.
+
+    Shape: input (N, C, H, W) (or (N, C, L)); weight, bias (C,). Running statistics are used only when
+    ``use_input_stats`` is False (InstanceNorm with track_running_stats in eval mode).
+    """
+    op = "instance_norm"
+    x = _float_tensor(input, op)
+    _check_ndim(x, (3, 4, 5), op, "input", "(N, C, *spatial)")
+    n, c = x.shape[:2]
+    if use_input_stats:
+        if running_mean is not None and running_var is not None:
+            # the running statistics follow the mean over the batch of per-instance statistics
+            planes = x.data.reshape(n, c, -1)
+            count = planes.shape[2]
+            mean = planes.mean(axis=2).mean(axis=0)
+            var = (planes.var(axis=2) * count / max(count - 1, 1)).mean(axis=0)
+            rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+            rv = running_var.data if isinstance(running_var, Tensor) else running_var
+            rm *= 1 - momentum
+            rm += momentum * mean.astype(rm.dtype)
+            rv *= 1 - momentum
+            rv += momentum * var.astype(rv.dtype)
+        y = _standardize_rows(op, x, (n * c, -1), eps)
+        return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
+    from .normalization import batch_norm
+    return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
+import builtins  # noqa: F401
+import numbers  # noqa: F401
 
-import numpy as np
+import numpy as np  # noqa: F401
 
-from ..backend import kernels_for
-from ..tensor import Tensor, as_tensor
-from ._common import _result, _float_tensor, _unbroadcast, _axes
+from .. import autograd  # noqa: F401
+from ..backend import kernels_for  # noqa: F401
+from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
+from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _reduction, _result,  # noqa: F401
+                      _same_dtype, _unbroadcast)
+
 
 
 def _binary_operands(op, a, b):

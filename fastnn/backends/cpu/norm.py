@@ -4,7 +4,6 @@ Mirrors ``reference/norm.py``. The input is viewed as (N, C, L) with L = prod of
 Forward: pass 1 mean and variance per channel, pass 2 x_hat and y. Backward: pass 1
 sum(g) and sum(g x_hat) per channel, pass 2 grad_x = invstd/n (n g - sum g - x_hat sum(g x_hat)).
 """
-import math
 
 import numba as nb
 import numpy as np

@@ -10,5 +10,6 @@ from .softmax import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .resample import *  # noqa: F401,F403
 
 NAME = "reference"

@@ -3,7 +3,9 @@ import numpy as np
 
 from .softmax import log_softmax_forward
 
-__all__ = ["cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward"]
+__all__ = ["cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward",
+           "nll_loss_forward", "nll_loss_backward", "l1_loss_forward", "l1_loss_backward",
+           "bce_with_logits_forward", "bce_with_logits_backward"]
 
 
 def _reduce(per_item, reduction):
@@ -54,3 +56,52 @@ def mse_loss_backward(grad_loss, diff, reduction):
     """grad_x = 2 (x - target) * grad_loss (/ n for 'mean'); grad_target = -grad_x."""
     scale = 2 * grad_loss / (diff.size if reduction == "mean" else 1)
     return diff * scale
+
+
+def nll_loss_forward(log_probs, target, reduction):
+    """loss_n = -log_probs[n, target_n]. ``log_probs`` (N, C, *), ``target`` int (N, *)."""
+    picked = np.take_along_axis(log_probs, np.expand_dims(target, 1), axis=1)[:, 0]
+    return _reduce(-picked, reduction)
+
+
+def nll_loss_backward(grad_loss, log_probs_shape, dtype, target, reduction):
+    """grad[n, target_n] = -grad_loss (/ number of items for 'mean'), zero elsewhere."""
+    grad = np.zeros(log_probs_shape, dtype)
+    if reduction == "none":
+        values = -np.expand_dims(grad_loss, 1)
+    else:
+        values = np.full((1,) * len(log_probs_shape), -grad_loss / (target.size if reduction == "mean" else 1), dtype)
+        values = np.broadcast_to(values, (target.shape[0], 1) + target.shape[1:])
+    np.put_along_axis(grad, np.expand_dims(target, 1), values.astype(dtype), axis=1)
+    return grad
+
+
+def l1_loss_forward(x, target, reduction):
+    """loss = reduce(|x - target|)."""
+    diff = x - target
+    return _reduce(np.abs(diff), reduction), diff
+
+
+def l1_loss_backward(grad_loss, diff, reduction):
+    """grad_x = sign(x - target) * grad_loss (/ n for 'mean')."""
+    scale = grad_loss / (diff.size if reduction == "mean" else 1)
+    return (np.sign(diff) * scale).astype(diff.dtype, copy=False)
+
+
+def bce_with_logits_forward(x, target, reduction, pos_weight=None):
+    """loss = -[w_p t log σ(x) + (1 - t) log(1 - σ(x))], computed stably:
+    log σ(x) = -softplus(-x), log(1 - σ(x)) = -softplus(x)."""
+    softplus_neg = np.logaddexp(0, -x)  # -log σ(x)
+    softplus_pos = np.logaddexp(0, x)   # -log(1 - σ(x))
+    w = 1 if pos_weight is None else pos_weight
+    per_item = (w * target * softplus_neg + (1 - target) * softplus_pos).astype(x.dtype, copy=False)
+    return _reduce(per_item, reduction)
+
+
+def bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight=None):
+    """grad_x = (σ(x)(w_p t + 1 - t) - w_p t) * grad_loss (/ n for 'mean')."""
+    sig = np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+    w = 1 if pos_weight is None else pos_weight
+    grad = sig * (w * target + 1 - target) - w * target
+    scale = grad_loss / (x.size if reduction == "mean" else 1)
+    return (grad * scale).astype(x.dtype, copy=False)

@@ -5,7 +5,7 @@ y = (x - mean) / sqrt(var + eps) * weight + bias; in training, mean/var are the 
 """
 import numpy as np
 
-__all__ = ["batch_norm_forward", "batch_norm_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "standardize_rows_forward", "standardize_rows_backward"]
 
 
 def _stat_shape(x):
@@ -54,3 +54,23 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
         else:
             grad_x = g * invstd.reshape(shape)
     return grad_x, grad_weight, grad_bias
+
+
+def standardize_rows_forward(x, eps):
+    """Per row of a 2-D (M, K) array: x_hat = (x - mean) / sqrt(var + eps) (biased variance).
+
+    The core of LayerNorm (rows = samples), GroupNorm (rows = (sample, group)) and InstanceNorm
+    (rows = (sample, channel)); the affine part is applied by the caller. Returns (x_hat, invstd).
+    """
+    mean = x.mean(axis=1, keepdims=True)
+    var = x.var(axis=1, keepdims=True)
+    invstd = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    return ((x - mean) * invstd).astype(x.dtype, copy=False), invstd
+
+
+def standardize_rows_backward(grad_x_hat, x_hat, invstd):
+    """grad_x = invstd / K (K g - sum g - x_hat sum(g x_hat)), sums along each row."""
+    k = x_hat.shape[1]
+    sum_g = grad_x_hat.sum(axis=1, keepdims=True)
+    sum_g_xhat = (grad_x_hat * x_hat).sum(axis=1, keepdims=True)
+    return invstd / k * (k * grad_x_hat - sum_g - x_hat * sum_g_xhat)

@@ -1,7 +1,9 @@
 """Optimiser updates, in place, with PyTorch's exact update rules."""
 import math
 
-__all__ = ["sgd_step", "adam_step"]
+import numpy as np
+
+__all__ = ["sgd_step", "adam_step", "rmsprop_step"]
 
 
 def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov):
@@ -34,3 +36,24 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     step_size = lr / (1 - beta1 ** step)
     denom = (exp_avg_sq ** 0.5) / math.sqrt(1 - beta2 ** step) + eps
     param -= step_size * exp_avg / denom
+
+
+def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, eps, weight_decay, momentum,
+                 centered):
+    """RMSprop (PyTorch): v = α v + (1 - α) g²; denom = sqrt(v - ḡ²) (centered) or sqrt(v), + eps;
+    with momentum: b = μ b + g / denom, p -= lr b; else p -= lr g / denom."""
+    if weight_decay:
+        grad = grad + weight_decay * param
+    square_avg *= alpha
+    square_avg += (1 - alpha) * grad * grad
+    if centered:
+        grad_avg += (1 - alpha) * (grad - grad_avg)
+        denom = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        denom = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        momentum_buffer *= momentum
+        momentum_buffer += grad / denom
+        param -= lr * momentum_buffer
+    else:
+        param -= lr * grad / denom
