@@ -118,3 +118,82 @@ def test_fused_adam_step_matches_reference_over_several_steps(dtype, weight_deca
         ref.adam_step(p_ref, g, *state_ref, step, 1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled)
     np.testing.assert_allclose(p_cpu, p_ref, **TOL[dtype])
     np.testing.assert_allclose(state_cpu[1], state_ref[1], **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=15, deadline=None)
+@given(shape=shapes, slope=st.sampled_from([0.01, 0.2, -0.5]), alpha=st.sampled_from([0.5, 1.0, 2.0]),
+       seed=st.integers(0, 2**31))
+def test_leaky_relu_and_elu_kernels_match_reference(dtype, shape, slope, alpha, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, shape, dtype)
+    grad_y = _rand(rng, shape, dtype)
+    np.testing.assert_allclose(cpu.leaky_relu_forward(x, slope), ref.leaky_relu_forward(x, slope), **TOL[dtype])
+    np.testing.assert_allclose(cpu.leaky_relu_backward(grad_y, x, slope), ref.leaky_relu_backward(grad_y, x, slope),
+                               **TOL[dtype])
+    y = ref.elu_forward(x, alpha)
+    np.testing.assert_allclose(cpu.elu_forward(x, alpha), y, **TOL[dtype])
+    np.testing.assert_allclose(cpu.elu_backward(grad_y, y, alpha), ref.elu_backward(grad_y, y, alpha), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=15, deadline=None)
+@given(m=st.integers(1, 9), k=st.integers(1, 17), seed=st.integers(0, 2**31))
+def test_standardize_rows_kernels_match_reference(dtype, m, k, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, (m, k), dtype) * 2 + 3
+    x_hat, invstd = cpu.standardize_rows_forward(x, 1e-5)
+    x_hat_ref, invstd_ref = ref.standardize_rows_forward(x, 1e-5)
+    np.testing.assert_allclose(x_hat, x_hat_ref, **TOL[dtype])
+    g = _rand(rng, (m, k), dtype)
+    np.testing.assert_allclose(cpu.standardize_rows_backward(g, x_hat, invstd),
+                               ref.standardize_rows_backward(g, x_hat_ref, invstd_ref),
+                               rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,centered,weight_decay", [(0.0, False, 0.0), (0.9, False, 0.01), (0.5, True, 0.0)])
+def test_fused_rmsprop_step_matches_reference(dtype, momentum, centered, weight_decay):
+    rng = np.random.default_rng(3)
+    p_cpu = _rand(rng, (13,), dtype)
+    p_ref = p_cpu.copy()
+    states = [[np.zeros_like(p_cpu) if (i == 0 or (i == 1 and momentum) or (i == 2 and centered)) else None
+               for i in range(3)] for _ in range(2)]
+    for _ in range(5):
+        g = _rand(rng, (13,), dtype)
+        cpu.rmsprop_step(p_cpu, g, *states[0], 1e-2, 0.99, 1e-8, weight_decay, momentum, centered)
+        ref.rmsprop_step(p_ref, g, *states[1], 1e-2, 0.99, 1e-8, weight_decay, momentum, centered)
+    np.testing.assert_allclose(p_cpu, p_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["nearest", "linear", "linear-aligned", "adaptive"])
+@settings(max_examples=10, deadline=None)
+@given(h=st.integers(1, 7), w=st.integers(1, 7), out_h=st.integers(1, 12), out_w=st.integers(1, 12),
+       seed=st.integers(0, 2**31))
+def test_resample_kernels_match_reference(dtype, kind, h, w, out_h, out_w, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "adaptive":
+        out_h, out_w = min(out_h, h), min(out_w, w)
+        mh, mw = ref.adaptive_avg_matrix(h, out_h, dtype), ref.adaptive_avg_matrix(w, out_w, dtype)
+    else:
+        mode = "nearest" if kind == "nearest" else "linear"
+        aligned = kind == "linear-aligned"
+        mh = ref.interpolation_matrix(h, out_h, mode, h / out_h, aligned, dtype)
+        mw = ref.interpolation_matrix(w, out_w, mode, w / out_w, aligned, dtype)
+    x = _rand(rng, (2, 3, h, w), dtype)
+    np.testing.assert_allclose(cpu.resample2d_forward(x, mh, mw), ref.resample2d_forward(x, mh, mw), **TOL[dtype])
+    g = _rand(rng, (2, 3, out_h, out_w), dtype)
+    np.testing.assert_allclose(cpu.resample2d_backward(g, mh, mw), ref.resample2d_backward(g, mh, mw), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_unpool_kernels_match_reference(dtype):
+    rng = np.random.default_rng(4)
+    x = _rand(rng, (2, 3, 4, 5), dtype)
+    plane = 8 * 10
+    indices = np.stack([rng.permutation(plane)[:20] for _ in range(6)]).reshape(2, 3, 4, 5).astype(np.int64)
+    y = cpu.max_unpool2d_forward(x, indices, (8, 10))
+    np.testing.assert_array_equal(y, ref.max_unpool2d_forward(x, indices, (8, 10)))
+    g = _rand(rng, (2, 3, 8, 10), dtype)
+    np.testing.assert_array_equal(cpu.max_unpool2d_backward(g, indices), ref.max_unpool2d_backward(g, indices))

@@ -12,6 +12,7 @@ from .activation import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
+from .resample import *  # noqa: F401,F403
 
 NAME = "cpu"
 _EXTENSIONS = ("_im2col", "_pool", "_blas", "_openmp")

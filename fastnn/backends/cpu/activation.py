@@ -2,10 +2,13 @@
 
 Mirrors ``reference/activation.py``: grad_x = grad_y ⊙ f'(z), with f' written from the output y.
 """
+import math
+
 import numba as nb
 import numpy as np
 
-__all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward"]
+__all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward", "leaky_relu_forward",
+           "leaky_relu_backward", "elu_forward", "elu_backward"]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -64,3 +67,59 @@ def sigmoid_backward(grad_y, y):
 def tanh_backward(grad_y, y):
     """grad_x = grad_y ⊙ (1 - y²)."""
     return _hadamard(_tanh_backward, grad_y, y)
+
+
+@nb.njit(parallel=True, cache=True)
+def _leaky_relu_forward(x, slope, y):
+    for i in nb.prange(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else v * slope
+
+
+@nb.njit(parallel=True, cache=True)
+def _leaky_relu_backward(grad_y, x, slope, grad_x):
+    for i in nb.prange(x.size):
+        grad_x[i] = grad_y[i] if x[i] > 0 else grad_y[i] * slope
+
+
+@nb.njit(parallel=True, cache=True)
+def _elu_forward(x, alpha, y):
+    for i in nb.prange(x.size):
+        v = x[i]
+        y[i] = v if v > 0 else alpha * math.expm1(v)
+
+
+@nb.njit(parallel=True, cache=True)
+def _elu_backward(grad_y, y, alpha, grad_x):
+    for i in nb.prange(y.size):
+        grad_x[i] = grad_y[i] if y[i] > 0 else grad_y[i] * (y[i] + alpha)
+
+
+def leaky_relu_forward(x, negative_slope):
+    """y = x if x > 0 else negative_slope * x."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _leaky_relu_forward(x.reshape(-1), negative_slope, y.reshape(-1))
+    return y
+
+
+def leaky_relu_backward(grad_y, x, negative_slope):
+    """grad_x = grad_y ⊙ (1 if x > 0 else negative_slope)."""
+    grad_x = np.empty(x.shape, dtype=x.dtype)
+    _leaky_relu_backward(_flat(grad_y.astype(x.dtype, copy=False)), _flat(x), negative_slope, grad_x.reshape(-1))
+    return grad_x
+
+
+def elu_forward(x, alpha):
+    """y = x if x > 0 else alpha (e^x - 1)."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _elu_forward(x.reshape(-1), alpha, y.reshape(-1))
+    return y
+
+
+def elu_backward(grad_y, y, alpha):
+    """grad_x = grad_y ⊙ (1 if y > 0 else y + alpha)."""
+    grad_x = np.empty(y.shape, dtype=y.dtype)
+    _elu_backward(_flat(grad_y.astype(y.dtype, copy=False)), _flat(y), alpha, grad_x.reshape(-1))
+    return grad_x

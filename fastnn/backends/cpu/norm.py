@@ -5,10 +5,12 @@ Forward: pass 1 mean and variance per channel, pass 2 x_hat and y. Backward: pas
 sum(g) and sum(g x_hat) per channel, pass 2 grad_x = invstd/n (n g - sum g - x_hat sum(g x_hat)).
 """
 
+import math
+
 import numba as nb
 import numpy as np
 
-__all__ = ["batch_norm_forward", "batch_norm_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "standardize_rows_forward", "standardize_rows_backward"]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -111,3 +113,51 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
     _backward(_as_ncl(grad_y.astype(x_hat.dtype, copy=False)), x_hat, invstd, w, training,
               grad_x, grad_weight, grad_bias)
     return grad_x.reshape(shape), grad_weight, grad_bias
+
+
+@nb.njit(parallel=True, cache=True)
+def _standardize_rows(x, eps, x_hat, invstd):
+    m, k = x.shape
+    for r in nb.prange(m):
+        s = 0.0
+        for j in range(k):
+            s += x[r, j]
+        mean = s / k
+        sq = 0.0
+        for j in range(k):
+            d = x[r, j] - mean
+            sq += d * d
+        inv = 1.0 / math.sqrt(sq / k + eps)
+        invstd[r, 0] = inv
+        for j in range(k):
+            x_hat[r, j] = (x[r, j] - mean) * inv
+
+
+@nb.njit(parallel=True, cache=True)
+def _standardize_rows_backward(g, x_hat, invstd, grad_x):
+    m, k = g.shape
+    for r in nb.prange(m):
+        sg = 0.0
+        sgh = 0.0
+        for j in range(k):
+            sg += g[r, j]
+            sgh += g[r, j] * x_hat[r, j]
+        a = invstd[r, 0] / k
+        for j in range(k):
+            grad_x[r, j] = a * (k * g[r, j] - sg - x_hat[r, j] * sgh)
+
+
+def standardize_rows_forward(x, eps):
+    """Per row of (M, K): x_hat = (x - mean) / sqrt(var + eps). Returns (x_hat, invstd (M, 1))."""
+    x = np.ascontiguousarray(x)
+    x_hat = np.empty_like(x)
+    invstd = np.empty((x.shape[0], 1), x.dtype)
+    _standardize_rows(x, eps, x_hat, invstd)
+    return x_hat, invstd
+
+
+def standardize_rows_backward(grad_x_hat, x_hat, invstd):
+    """grad_x = invstd / K (K g - sum g - x_hat sum(g x_hat)) per row."""
+    grad_x = np.empty_like(x_hat)
+    _standardize_rows_backward(np.ascontiguousarray(grad_x_hat, dtype=x_hat.dtype), x_hat, invstd, grad_x)
+    return grad_x

@@ -4,7 +4,7 @@ import math
 import numba as nb
 import numpy as np
 
-__all__ = ["sgd_step", "adam_step"]
+__all__ = ["sgd_step", "adam_step", "rmsprop_step"]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -60,3 +60,33 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     _adam(_flat(param, "param"), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
           _flat(exp_avg, "exp_avg"), _flat(exp_avg_sq, "exp_avg_sq"), lr, beta1, beta2, eps,
           weight_decay, bool(decoupled), step_size, bias_correction2_sqrt)
+
+
+@nb.njit(parallel=True, cache=True)
+def _rmsprop(param, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered):
+    for i in nb.prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        v = alpha * square_avg[i] + (1 - alpha) * g * g
+        square_avg[i] = v
+        if centered:
+            ga = grad_avg[i] + (1 - alpha) * (g - grad_avg[i])
+            grad_avg[i] = ga
+            denom = math.sqrt(v - ga * ga) + eps
+        else:
+            denom = math.sqrt(v) + eps
+        if momentum > 0:
+            b = momentum * buf[i] + g / denom
+            buf[i] = b
+            param[i] -= lr * b
+        else:
+            param[i] -= lr * g / denom
+
+
+def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, eps, weight_decay, momentum,
+                 centered):
+    """See reference.rmsprop_step; one fused in-place pass."""
+    buf = momentum_buffer if momentum_buffer is not None else square_avg
+    gavg = grad_avg if grad_avg is not None else square_avg
+    _rmsprop(_flat(param, "param"), np.ascontiguousarray(grad, dtype=param.dtype).reshape(-1),
+             _flat(square_avg, "square_avg"), buf.reshape(-1), gavg.reshape(-1), lr, alpha, eps, weight_decay,
+             momentum, bool(centered))
