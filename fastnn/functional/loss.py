@@ -123,7 +123,7 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight
     k = kernels_for(x)
     td = t.data.astype(x.dtype, copy=False)
     loss = k.bce_with_logits_forward(x.data, td, reduction, pw)
-    return _result(loss, op, (x,), lambda g: (k.bce_with_logits_backward(g, x.data, td, reduction, pw),))
+    return _result(loss, op, (x, t), lambda g: k.bce_with_logits_backward(g, x.data, td, reduction, pw))
 
 
 def pairwise_distance(x1, x2, p=2.0, eps=1e-6) -> Tensor:

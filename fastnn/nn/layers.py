@@ -399,8 +399,7 @@ class InstanceNorm2d(Module):
         if x.ndim != 4:
             raise ValueError(f"InstanceNorm2d: expected 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
         use_input_stats = self.training or not self.track_running_stats
-        if self.track_running_stats and self.training:
-            self.num_batches_tracked.data += 1
+        # like PyTorch, InstanceNorm keeps num_batches_tracked in its state dict but never counts
         rm = self.running_mean if self.track_running_stats else None
         rv = self.running_var if self.track_running_stats else None
         return F.instance_norm(x, rm, rv, self.weight, self.bias, use_input_stats, self.momentum, self.eps)

@@ -99,9 +99,12 @@ def bce_with_logits_forward(x, target, reduction, pos_weight=None):
 
 
 def bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight=None):
-    """grad_x = (σ(x)(w_p t + 1 - t) - w_p t) * grad_loss (/ n for 'mean')."""
-    sig = np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+    """grad_x = (σ(x)(w_p t + 1 - t) - w_p t) * s; grad_t = (w_p softplus(-x) - softplus(x)) * s,
+    s = grad_loss (/ n for 'mean'). Returns (grad_x, grad_target)."""
+    e = np.exp(-np.abs(x))
+    sig = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
     w = 1 if pos_weight is None else pos_weight
-    grad = sig * (w * target + 1 - target) - w * target
     scale = grad_loss / (x.size if reduction == "mean" else 1)
-    return (grad * scale).astype(x.dtype, copy=False)
+    grad_x = (sig * (w * target + 1 - target) - w * target) * scale
+    grad_t = (w * np.logaddexp(0, -x) - np.logaddexp(0, x)) * scale
+    return grad_x.astype(x.dtype, copy=False), grad_t.astype(x.dtype, copy=False)
