@@ -146,7 +146,7 @@ def helper_test_op(torch_fn, fastnn_fn, inputs, dtype=np.float32, backend="cpu",
     originals = [a.copy() if isinstance(a, np.ndarray) else None for a in prepared]
     want_grad = grad and not as_numpy
 
-    t_in = [torch.tensor(np.ascontiguousarray(a), requires_grad=want_grad and _is_float(a))
+    t_in = [torch.tensor(np.array(a, order="C"), requires_grad=want_grad and _is_float(a))
             if isinstance(a, np.ndarray) else a for a in prepared]
     if as_numpy:
         f_in = prepared

@@ -46,7 +46,7 @@ def conv_configs(draw, max_hw=7):
                 stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
 
 
-@settings(max_examples=12)
+@settings(max_examples=20)
 @given(cfg=conv_configs(), seed=st.integers(0, 2**16))
 def test_conv2d_gradients_match_finite_differences(cfg, seed):
     rng = np.random.default_rng(seed)
@@ -89,14 +89,14 @@ def pool_configs(draw):
                 kernel_size=(kh, kw), stride=stride, padding=(ph, pw))
 
 
-@settings(max_examples=15)
+@settings(max_examples=20)
 @given(cfg=pool_configs(), seed=st.integers(0, 2**16))
 def test_max_pool2d_gradients_match_finite_differences(cfg, seed):
     x = separated(np.random.default_rng(seed), *cfg["shape"])
     gradcheck(lambda x: F.max_pool2d(x, cfg["kernel_size"], cfg["stride"], cfg["padding"]), x)
 
 
-@settings(max_examples=15)
+@settings(max_examples=20)
 @given(cfg=pool_configs(), seed=st.integers(0, 2**16))
 def test_avg_pool2d_gradients_match_finite_differences(cfg, seed):
     x = rand(np.random.default_rng(seed), *cfg["shape"])

@@ -1,1 +1,31 @@
-__all__ = []
+"""The dense layer and the matrix product.
+
+    forward    y      = x W^T + b          x (N, in), W (out, in), b (out,)
+    backward   grad_x = grad_y W
+               grad_W = grad_y^T x
+               grad_b = Σ_n grad_y
+"""
+import numpy as np
+
+__all__ = ["linear_forward", "linear_backward", "matmul"]
+
+
+def linear_forward(x, weight, bias):
+    """y = x W^T + b."""
+    y = x @ weight.T
+    if bias is not None:
+        y += bias
+    return y
+
+
+def linear_backward(grad_y, x, weight, needs_input_grad):
+    """(grad_x, grad_W, grad_b) = (grad_y W, grad_y^T x, Σ_n grad_y); None where not needed."""
+    grad_x = grad_y @ weight if needs_input_grad[0] else None
+    grad_w = grad_y.T @ x if needs_input_grad[1] else None
+    grad_b = grad_y.sum(axis=0) if needs_input_grad[2] else None
+    return grad_x, grad_w, grad_b
+
+
+def matmul(a, b):
+    """a @ b for a (M, K), b (K, N)."""
+    return np.matmul(a, b)

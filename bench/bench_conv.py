@@ -1,0 +1,87 @@
+"""Convolution, compiled (cpu) vs reference, on the conv layers of tfconvnet at batch 64.
+
+    pytest bench/bench_conv.py --benchmark-group-by=param:layer --benchmark-columns=median,iqr,rounds
+
+Forward is one GEMM of 2 N O Ho Wo (C/G) kH kW flops; backward is two (grad weight, grad input).
+``test_sgemm_baseline`` times the forward GEMM's shape alone (NumPy's float32 matmul, and the
+cython_blas sgemm the compiled kernels call): the yardstick for the compiled forward.
+"""
+import numpy as np
+import pytest
+from conftest import record_gflops
+
+import fastnn.backends.cpu as cpu
+import fastnn.backends.reference as ref
+
+BATCH = 64
+LAYERS = {  # tfconvnet: conv 1->32 5x5 same on 28x28, conv 32->64 5x5 same on 14x14
+    "conv1": dict(x=(BATCH, 1, 28, 28), weight=(32, 1, 5, 5)),
+    "conv2": dict(x=(BATCH, 32, 14, 14), weight=(64, 32, 5, 5)),
+}
+ARGS = ((1, 1), (2, 2), (1, 1), 1)   # stride, padding, dilation, groups
+BACKENDS = {"cpu": cpu, "reference": ref}
+
+
+def _gemm_flops(layer):
+    n, _, h, w = LAYERS[layer]["x"]
+    o, cg, kh, kw = LAYERS[layer]["weight"]
+    return 2 * n * o * h * w * cg * kh * kw    # same padding, stride 1: Ho Wo = H W
+
+
+def _inputs(rng, layer):
+    x = rng.standard_normal(LAYERS[layer]["x"]).astype(np.float32)
+    w = (rng.standard_normal(LAYERS[layer]["weight"]) * 0.1).astype(np.float32)
+    b = np.zeros(w.shape[0], np.float32)
+    return x, w, b
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_conv2d_forward(benchmark, rng, layer, backend):
+    x, w, b = _inputs(rng, layer)
+    benchmark(lambda: BACKENDS[backend].conv2d_forward(x, w, b, *ARGS)[0])
+    record_gflops(benchmark, _gemm_flops(layer))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_conv2d_backward(benchmark, rng, layer, backend):
+    kernels = BACKENDS[backend]
+    x, w, b = _inputs(rng, layer)
+    y, saved = kernels.conv2d_forward(x, w, b, *ARGS)
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
+    benchmark(lambda: kernels.conv2d_backward(grad_y, saved, (True, True, True)))
+    record_gflops(benchmark, 2 * _gemm_flops(layer))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_conv2d_forward_backward(benchmark, rng, layer, backend):
+    kernels = BACKENDS[backend]
+    x, w, b = _inputs(rng, layer)
+    grad_y = rng.standard_normal((x.shape[0], w.shape[0]) + x.shape[2:]).astype(np.float32)
+
+    def step():
+        _, saved = kernels.conv2d_forward(x, w, b, *ARGS)
+        return kernels.conv2d_backward(grad_y, saved, (True, True, True))
+
+    benchmark(step)
+    record_gflops(benchmark, 3 * _gemm_flops(layer))
+
+
+@pytest.mark.parametrize("blas", ["numpy", "cython_blas"])
+@pytest.mark.parametrize("layer", LAYERS)
+def test_sgemm_baseline(benchmark, rng, layer, blas):
+    """The forward GEMM alone: NumPy's matmul (its own OpenBLAS) and fastnn's cython_blas wrapper
+    (SciPy's OpenBLAS, the library the compiled kernels call)."""
+    n, _, h, w = LAYERS[layer]["x"]
+    o, cg, kh, kw = LAYERS[layer]["weight"]
+    a = rng.standard_normal((o, cg * kh * kw)).astype(np.float32)
+    b = rng.standard_normal((cg * kh * kw, n * h * w)).astype(np.float32)
+    out = np.empty((o, n * h * w), np.float32)
+    if blas == "numpy":
+        benchmark(lambda: np.matmul(a, b, out=out))
+    else:
+        from fastnn.backends.cpu import _blas
+        benchmark(lambda: _blas.gemm(a, b, out))
+    record_gflops(benchmark, _gemm_flops(layer))

@@ -1,0 +1,50 @@
+"""Row-major GEMM over the BLAS that SciPy ships (``scipy.linalg.cython_blas``), float32 and float64.
+
+BLAS is column-major; a row-major matrix is its transpose seen column-major. So the row-major
+product C = op(A) op(B) is computed as the column-major product C^T = op(B)^T op(A)^T: same
+buffers, operands swapped, m and n swapped.
+"""
+from cython cimport floating
+from libc.limits cimport INT_MAX
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
+                        const floating *a, int lda, const floating *b, int ldb, floating beta,
+                        floating *c, int ldc) noexcept nogil:
+    """C (m x n) = alpha op(A) op(B) + beta C on row-major buffers; op(A) is (m x k), op(B) (k x n)."""
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *> b, &ldb, <float *> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *> b, &ldb, <double *> a, &lda, &beta, c, &ldc)
+
+
+def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] out,
+         bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    """out = alpha op(a) op(b) + beta out, with op(M) = M.T where trans_* is set; releases the GIL.
+
+    a, b, out: C-contiguous 2-D arrays of one dtype (float32 or float64); out is written in place.
+    """
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t k_b = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef Py_ssize_t i, j
+    if k != k_b or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"gemm: op(a) is ({m}, {k}) and op(b) is ({k_b}, {n}); out must be ({m}, {n}), "
+                         f"got ({out.shape[0]}, {out.shape[1]})")
+    if max(a.shape[0], a.shape[1], b.shape[0], b.shape[1]) > INT_MAX:
+        raise ValueError("gemm: a dimension exceeds the 32-bit BLAS integer range")
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # BLAS would reject a zero leading dimension; the product is empty
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = 0 if beta == 0 else <floating> (beta * out[i, j])
+        return
+    with nogil:
+        gemm_rowmajor(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
+                      &a[0, 0], <int> a.shape[1], &b[0, 0], <int> b.shape[1], <floating> beta,
+                      &out[0, 0], <int> n)

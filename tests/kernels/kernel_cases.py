@@ -1,0 +1,65 @@
+"""Shared pieces of the kernel tests: hypothesis strategies for conv/pool geometries, tolerances,
+random arrays and non-contiguous views of them."""
+import numpy as np
+from hypothesis import strategies as st
+
+DTYPES = [np.float32, np.float64]
+
+# float32: sums of many products lose absolute precision near zero, so atol scales with the
+# magnitude of the expected values; float64 is held tight.
+TOL = {np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12)}
+
+
+def assert_close(actual, expected, dtype=None, scale=10.0):
+    """assert_allclose with the dtype's tolerance, atol scaled by max(1, max|expected|)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    dtype = np.dtype(dtype or expected.dtype)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == dtype, f"dtype {actual.dtype} != {dtype}"
+    tol = TOL[dtype]
+    magnitude = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * magnitude)
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def noncontiguous(a):
+    """The same values, viewed every other element of a twice-as-wide buffer (not C-contiguous)."""
+    buf = np.full(a.shape[:-1] + (2 * a.shape[-1],), np.nan if a.dtype.kind == "f" else -1, a.dtype)
+    buf[..., ::2] = a
+    return buf[..., ::2]
+
+
+def out_size(size, kernel, stride, padding, dilation=1):
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@st.composite
+def conv_geometries(draw, max_batch=3, max_group_channels=3, max_groups=3, max_kernel=4):
+    """dict(x_shape, weight_shape, stride, padding, dilation, groups) with Ho, Wo >= 1."""
+    groups = draw(st.integers(1, max_groups))
+    c = groups * draw(st.integers(1, max_group_channels))
+    o = groups * draw(st.integers(1, max_group_channels))
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    hw = []
+    for a in range(2):
+        reach = dilation[a] * (kernel[a] - 1) + 1
+        hw.append(max(1, reach - 2 * padding[a]) + draw(st.integers(0, 6)))
+    return dict(x_shape=(draw(st.integers(1, max_batch)), c, *hw), weight_shape=(o, c // groups, *kernel),
+                stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@st.composite
+def pool_geometries(draw, max_kernel=4):
+    """dict(x_shape, kernel_size, stride, padding) with padding <= kernel / 2 (PyTorch's rule)."""
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    hw = [max(1, kernel[a] - 2 * padding[a]) + draw(st.integers(0, 7)) for a in range(2)]
+    return dict(x_shape=(draw(st.integers(1, 3)), draw(st.integers(1, 4)), *hw),
+                kernel_size=kernel, stride=stride, padding=padding)

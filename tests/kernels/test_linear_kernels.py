@@ -1,0 +1,102 @@
+"""Dense-layer and matmul kernels: compiled (BLAS through cython_blas) vs reference, the reference
+backward vs finite differences, and vs PyTorch."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kernel_cases import DTYPES, assert_close, noncontiguous, rand
+
+import fastnn.backends.cpu as cpu
+import fastnn.backends.reference as ref
+from fastnn.backends.cpu import _blas
+
+ALL = (True, True, True)
+dims = st.integers(1, 40)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(n=dims, fan_in=dims, fan_out=dims, bias=st.booleans(), contiguous=st.booleans(), seed=st.integers(0, 2**31))
+def test_linear_matches_reference(dtype, n, fan_in, fan_out, bias, contiguous, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, (n, fan_in), dtype), rand(rng, (fan_out, fan_in), dtype)
+    b = rand(rng, (fan_out,), dtype) if bias else None
+    grad_y = rand(rng, (n, fan_out), dtype)
+    view = (lambda a: a) if contiguous else noncontiguous
+    y = cpu.linear_forward(view(x), np.asfortranarray(w) if not contiguous else w, b)
+    assert_close(y, ref.linear_forward(x, w, b), dtype)
+    needs = (True, True, bias)
+    for g, g_ref in zip(cpu.linear_backward(view(grad_y), view(x), view(w), needs),
+                        ref.linear_backward(grad_y, x, w, needs)):
+        if g_ref is None:
+            assert g is None
+        else:
+            assert_close(g, g_ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(m=dims, k=dims, n=dims, seed=st.integers(0, 2**31))
+def test_matmul_matches_reference(dtype, m, k, n, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rand(rng, (m, k), dtype), rand(rng, (k, n), dtype)
+    assert_close(cpu.matmul(a, b), ref.matmul(a, b), dtype)
+    assert_close(cpu.matmul(np.asfortranarray(a), b.T.copy().T), ref.matmul(a, b), dtype)
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [((0, 3), (3, 4)), ((3, 0), (0, 4)), ((3, 4), (4, 0))])
+def test_matmul_with_empty_dimensions(shape_a, shape_b):
+    a, b = np.ones(shape_a, np.float32), np.ones(shape_b, np.float32)
+    np.testing.assert_array_equal(cpu.matmul(a, b), a @ b)
+
+
+def test_gemm_transposes_and_accumulates():
+    rng = np.random.default_rng(0)
+    a, b = rand(rng, (5, 3), np.float64), rand(rng, (4, 5), np.float64)
+    out = rand(rng, (3, 4), np.float64)
+    expected = 2.0 * a.T @ b.T + 0.5 * out
+    _blas.gemm(a, b, out, trans_a=True, trans_b=True, alpha=2.0, beta=0.5)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="gemm"):
+        _blas.gemm(a, b, out)
+
+
+def test_kernels_fall_back_to_the_reference_for_other_dtypes():
+    a = np.arange(6, dtype=np.float16).reshape(2, 3)
+    assert cpu.matmul(a, a.T).dtype == np.float16
+
+
+def test_reference_linear_backward_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    x, w, b = rand(rng, (3, 4), np.float64), rand(rng, (5, 4), np.float64), rand(rng, (5,), np.float64)
+    r = rand(rng, (3, 5), np.float64)
+
+    def numeric(a, eps=1e-6):
+        grad = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            a[i] = old + eps
+            up = np.sum(ref.linear_forward(x, w, b) * r)
+            a[i] = old - eps
+            down = np.sum(ref.linear_forward(x, w, b) * r)
+            a[i] = old
+            grad[i] = (up - down) / (2 * eps)
+        return grad
+
+    for g, a in zip(ref.linear_backward(r, x, w, ALL), (x, w, b)):
+        np.testing.assert_allclose(g, numeric(a), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", [cpu, ref], ids=["cpu", "reference"])
+def test_linear_matches_pytorch(backend, dtype):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x, w, b = rand(rng, (7, 13), dtype), rand(rng, (6, 13), dtype), rand(rng, (6,), dtype)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.linear(tx, tw, tb)
+    assert_close(backend.linear_forward(x, w, b), ty.detach().numpy(), dtype)
+    grad_y = rand(rng, ty.shape, dtype)
+    ty.backward(torch.tensor(grad_y))
+    for g, t in zip(backend.linear_backward(grad_y, x, w, ALL), (tx, tw, tb)):
+        assert_close(g, t.grad.numpy(), dtype)
