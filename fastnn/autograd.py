@@ -82,6 +82,7 @@ def run_backward(root, grad) -> None:
     from .tensor import Tensor
 
     grads = {id(root): grad}
+    handed_to_leaves = set()  # ids of arrays already stored as some leaf's .grad in this pass
     for tensor in reversed(_topological_order(root)):
         g = grads.pop(id(tensor), None)
         if g is None:
@@ -89,7 +90,12 @@ def run_backward(root, grad) -> None:
         node = tensor._node
         if node is None:  # a leaf: accumulate like PyTorch
             if tensor.grad is None:
-                tensor.grad = Tensor(g.copy() if g is grad else g)
+                # A leaf's .grad must own its memory: a closure may hand the same array (or a view
+                # of another gradient) to several inputs, and users update .grad in place.
+                if g is grad or id(g) in handed_to_leaves or not g.flags.owndata:
+                    g = g.copy()
+                handed_to_leaves.add(id(g))
+                tensor.grad = Tensor(g)
             else:
                 tensor.grad.data += g
             continue

@@ -70,3 +70,6 @@ def init_environment() -> None:
     n = str(get_num_threads())
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(var, n)
+    # OpenMP (ours and Numba's workqueue/omp layers) and BLAS take turns on the same cores; the
+    # default spin-wait after each parallel loop would starve whichever runs next.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

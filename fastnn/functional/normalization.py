@@ -46,7 +46,7 @@ def batch_norm(
         arrays[name] = t
     if not training and (arrays["running_mean"] is None or arrays["running_var"] is None):
         raise ValueError(f"{op}: running_mean and running_var are required when training=False")
-    if training and x.size // c <= 1:
+    if training and x.data.size // c <= 1:
         raise ValueError(
             f"{op}: expected more than 1 value per channel when training, got input shape {tuple(x.shape)}"
         )

@@ -16,29 +16,24 @@ from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _re
 
 
 def _binary_operands(op, a, b):
-    ta = a if isinstance(a, Tensor) else as_tensor(a, name=f"{op}: operand")
-    tb = b if isinstance(b, Tensor) else as_tensor(b, name=f"{op}: operand")
+    # Python scalars take the other tensor's floating dtype directly (NumPy's weak scalars), so
+    # 0.1 stays 0.1 in a float64 expression; arrays and tensors promote normally.
+    def weak(value, other):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(
+            other, Tensor) and other.dtype.kind == "f"
+
+    ta = (Tensor(np.asarray(a, dtype=b.dtype)) if weak(a, b)
+          else a if isinstance(a, Tensor) else as_tensor(a, name=f"{op}: operand"))
+    tb = (Tensor(np.asarray(b, dtype=a.dtype)) if weak(b, a)
+          else b if isinstance(b, Tensor) else as_tensor(b, name=f"{op}: operand"))
     try:
         np.broadcast_shapes(ta.shape, tb.shape)
     except ValueError:
         raise ValueError(
             f"{op}: operands with shapes {tuple(ta.shape)} and {tuple(tb.shape)} cannot be broadcast together"
         ) from None
-    # Python scalars take the tensor's dtype (NumPy's weak scalars); arrays promote normally
-    da = (
-        ta.data
-        if isinstance(a, (Tensor, np.ndarray))
-        else ta.data.astype(tb.dtype)
-        if tb.dtype.kind == "f"
-        else ta.data
-    )
-    db = (
-        tb.data
-        if isinstance(b, (Tensor, np.ndarray))
-        else tb.data.astype(ta.dtype)
-        if ta.dtype.kind == "f"
-        else tb.data
-    )
+    da = ta.data if isinstance(a, (Tensor, np.ndarray)) or tb.dtype.kind != "f" else ta.data.astype(tb.dtype)
+    db = tb.data if isinstance(b, (Tensor, np.ndarray)) or ta.dtype.kind != "f" else tb.data.astype(ta.dtype)
     return ta, tb, da, db
 
 
@@ -270,7 +265,7 @@ def getitem(input, index) -> Tensor:
         np.add.at(grad, index, g)
         return (grad,)
 
-    return _result(np.array(y, copy=False) if np.isscalar(y) else y, "getitem", (x,), backward)
+    return _result(np.asarray(y), "getitem", (x,), backward)
 
 
 def cat(tensors, dim=0) -> Tensor:

@@ -241,11 +241,14 @@ class _BatchNorm(Module):
             want = " or ".join(f"{n}-D" for n in self._expected_ndim)
             raise ValueError(f"{type(self).__name__}: expected {want} input, got shape {tuple(x.shape)}")
         use_batch_stats = self.training or not self.track_running_stats
+        momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
+            if self.momentum is None:  # cumulative moving average, like PyTorch
+                momentum = 1.0 / float(self.num_batches_tracked.data)
         return F.batch_norm(x, self.running_mean if self.track_running_stats else None,
                             self.running_var if self.track_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, self.momentum, self.eps)
+                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
