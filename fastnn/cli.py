@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line (also ``python -m fastnn``): ``train``, ``info`` and ``bench``.
+"""The ``fastnn`` command line (also ``python -m fastnn``): ``train``, ``info``, ``bench`` and ``lesson``.
 
     fastnn train                                   # LeNet-5 on scikit-learn's digits, seconds
     fastnn train --model bnconvnet --dataset fashion-mnist --epochs 10 --save bn.npz
@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-MODEL_NAMES = ("mlp", "lenet5", "tfconvnet", "bnconvnet")
+MODEL_NAMES = ("mlp", "lenet5", "tfconvnet", "bnconvnet", "resnet_small", "attention_cnn")
 DATASET_NAMES = ("digits", "fashion-mnist", "mnist")
 IMAGE_SIZES = {"digits": 8, "fashion-mnist": 28, "mnist": 28}
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
@@ -75,7 +75,7 @@ def _fraction(text):
 def build_parser():
     parser = _Parser(prog="fastnn", description="fastnn: train convolutional networks fast on the CPU.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="{train,info,bench}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,info,bench,lesson}", parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a zoo model on a data set",
                            description="Train a zoo model; prints per-epoch loss/accuracy, test accuracy, "
@@ -91,6 +91,9 @@ def build_parser():
     train.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     train.add_argument("--momentum", type=_non_negative_float, default=0.9, help="SGD momentum (default 0.9)")
     train.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 penalty (default 0)")
+    train.add_argument("--l1", type=_non_negative_float, default=0.0, help="L1 weight penalty rate (default 0)")
+    train.add_argument("--l2", type=_non_negative_float, default=0.0,
+                       help="L2 weight penalty rate added to the loss, l2/2 sum w^2 (default 0)")
     train.add_argument("--schedule", choices=("cosine", "none"), default="cosine",
                        help="learning-rate schedule over the epochs (default: cosine annealing to 0)")
     train.add_argument("--data-dir", default=None, metavar="DIR",
@@ -108,6 +111,7 @@ def build_parser():
                    description="Print what this fastnn installation runs on.")
     sub.add_parser("bench", help="benchmarks against the NumPy reference and PyTorch (fastnn bench --help)",
                    add_help=False)
+    sub.add_parser("lesson", help="run one of the course's lessons (fastnn lesson --list)", add_help=False)
     return parser
 
 
@@ -194,7 +198,7 @@ def cmd_train(args):
 
     try:
         history = fit(model, loss_fn, optimizer, train_loader, args.epochs, val_loader=val_loader,
-                      scheduler=scheduler, progress=not args.no_progress, log=log)
+                      scheduler=scheduler, progress=not args.no_progress, log=log, l1=args.l1, l2=args.l2)
     except FloatingPointError as exc:
         raise _UserError(str(exc)) from exc
     test_loss, test_acc = evaluate(model, loss_fn, test_loader)
@@ -274,6 +278,9 @@ def cmd_bench(argv):
 def main(argv=None):
     """Entry point of the ``fastnn`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "lesson":
+        from .examples import main as lesson_main  # imported only now: it pulls in matplotlib
+        return lesson_main(argv[1:])
     if argv and argv[0] == "bench":
         try:
             return cmd_bench(argv[1:])

@@ -86,7 +86,11 @@ def bnconvnet(in_channels=1, num_classes=10, image_size=28, dropout=0.4):
     return _tf_convnet(in_channels, num_classes, image_size, True, dropout, "bnconvnet")
 
 
-MODELS = {"mlp": mlp, "lenet5": lenet5, "tfconvnet": tfconvnet, "bnconvnet": bnconvnet}
+from .course_models import attention_cnn, resnet_small, tiny_unet  # noqa: E402  (the course's zoo additions)
+
+MODELS = {"mlp": mlp, "lenet5": lenet5, "tfconvnet": tfconvnet, "bnconvnet": bnconvnet,
+          "resnet_small": resnet_small, "attention_cnn": attention_cnn}
+SIZE_AGNOSTIC = ("resnet_small", "attention_cnn")  # global average pooling: any image size
 
 
 def get_model(name, **kwargs):
@@ -101,4 +105,6 @@ def get_model(name, **kwargs):
         in_channels = kwargs.pop("in_channels", 1)
         image_size = kwargs.pop("image_size", 28)
         kwargs.setdefault("in_features", in_channels * image_size * image_size)
+    if name in SIZE_AGNOSTIC:
+        kwargs.pop("image_size", None)
     return MODELS[name](**kwargs)

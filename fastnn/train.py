@@ -67,8 +67,28 @@ def _fmt(value):
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def regularization_penalty(model, l1=0.0, l2=0.0):
+    """The course's weight penalties: ``l1 * sum |w| + (l2 / 2) * sum w^2`` over the weight
+    matrices and kernels (parameters with ndim >= 2; biases and normalisation scales are not
+    penalised, as in the TensorFlow Playground). A scalar Tensor, or None when both rates are 0.
+    """
+    if l1 < 0 or l2 < 0:
+        raise ValueError(f"regularization_penalty: l1 and l2 must be >= 0, got l1={l1!r}, l2={l2!r}")
+    weights = [p for p in model.parameters() if p.ndim >= 2]
+    penalty = None
+    for w in weights:
+        terms = []
+        if l1:
+            terms.append(l1 * w.abs().sum())
+        if l2:
+            terms.append((0.5 * l2) * (w * w).sum())
+        for term in terms:
+            penalty = term if penalty is None else penalty + term
+    return penalty
+
+
 def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, scheduler=None, progress=True,
-        log=print):
+        log=print, l1=0.0, l2=0.0):
     """Train ``model`` for ``epochs`` passes over ``train_loader``.
 
     Each epoch calls ``model.train()``, then for every batch ``(x, y)``: forward, ``loss_fn``,
@@ -84,6 +104,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         epochs: number of passes.
         progress: show a tqdm progress bar per epoch (on stderr).
         log: called with one summary string per epoch; None for silence.
+        l1, l2: weight-penalty rates (``regularization_penalty``) added to the loss that is
+            backpropagated; the reported losses are the data loss alone.
     Returns:
         ``{"train_loss", "train_acc", "val_loss", "val_acc", "epoch_time"}``: one entry per epoch
         (the val lists stay empty without ``val_loader``). Losses are sample-weighted means;
@@ -99,6 +121,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         tqdm = None
+    if not (isinstance(l1, (int, float)) and isinstance(l2, (int, float)) and l1 >= 0 and l2 >= 0):
+        raise ValueError(f"fit: l1 and l2 must be numbers >= 0, got l1={l1!r}, l2={l2!r}")
     per_batch = scheduler is not None and _steps_per_batch(scheduler)
     history = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [], "epoch_time": []}
     for epoch in range(1, epochs + 1):
@@ -121,8 +145,9 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
                         f"fit: the loss is {value} at epoch {epoch}, batch {batch_index} (of "
                         f"{len(train_loader) if hasattr(train_loader, '__len__') else '?'}); try a smaller "
                         f"learning rate (lr={optimizer.param_groups[0].get('lr')}) or check the data")
+                penalty = regularization_penalty(model, l1, l2) if (l1 or l2) else None
                 optimizer.zero_grad()
-                loss.backward()
+                (loss if penalty is None else loss + penalty).backward()
                 optimizer.step()
                 if per_batch:
                     scheduler.step()

@@ -119,3 +119,19 @@ def test_bench_is_dispatched_lazily(monkeypatch):
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "train" in capsys.readouterr().out
+
+
+def test_lesson_subcommand_lists_and_runs_a_lesson(tmp_path, capsys):
+    assert cli.main(["lesson", "--list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("convolution", "gradient-descent", "playground", "segmentation", "one-hot"):
+        assert name in listing
+    assert cli.main(["lesson", "one-hot", "--out", str(tmp_path / "oh"), "--small"]) == 0
+    assert (tmp_path / "oh" / "summary.txt").read_text().strip()
+    assert cli.main(["lesson", "no-such-lesson"]) == 2
+
+
+def test_train_with_l2_penalty_and_course_model(capsys):
+    code = cli.main(["train", "--model", "resnet_small", "--epochs", "1", "--l2", "1e-4", "--no-progress"])
+    assert code == 0
+    assert "test accuracy" in capsys.readouterr().out

@@ -6,7 +6,8 @@ import pytest
 import fastnn
 from fastnn import models, nn
 
-NAMES = ["mlp", "lenet5", "tfconvnet", "bnconvnet"]
+NAMES = ["mlp", "lenet5", "tfconvnet", "bnconvnet"]  # the Fashion-MNIST benchmark table
+COURSE_NAMES = ["resnet_small", "attention_cnn"]
 
 LENET5_KEYS = ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias",
                "11.weight", "11.bias"]
@@ -47,7 +48,7 @@ def test_known_state_dict_keys():
 
 
 def test_dropout_and_registry():
-    assert sorted(models.MODELS) == sorted(NAMES)
+    assert sorted(models.MODELS) == sorted(NAMES + COURSE_NAMES)
     dropouts = [m for m in models.tfconvnet().modules() if isinstance(m, nn.Dropout)]
     assert len(dropouts) == 1 and dropouts[0].p == 0.4
     with pytest.raises(ValueError, match="unknown model 'resnet'"):

@@ -189,3 +189,41 @@ def test_bad_epochs():
     model = models.mlp(in_features=64)
     with pytest.raises(ValueError, match="epochs"):
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), train_loader, -1)
+
+
+# -- L1 / L2 regularisation ---------------------------------------------------------------------
+
+def test_regularization_penalty_is_l1_plus_half_l2_over_weight_matrices_only():
+    from fastnn.train import regularization_penalty
+    fastnn.manual_seed(0)
+    model = models.mlp(in_features=64)
+    weights = [p.numpy().astype(np.float64) for p in model.parameters() if p.ndim >= 2]
+    expected = sum(0.01 * np.abs(w).sum() + 0.5 * 0.1 * (w * w).sum() for w in weights)
+    assert regularization_penalty(model, l1=0.01, l2=0.1).item() == pytest.approx(expected, rel=1e-5)
+    assert regularization_penalty(model) is None
+    with pytest.raises(ValueError, match="l1"):
+        regularization_penalty(model, l1=-1)
+
+
+@pytest.mark.parametrize("rates", [{"l2": 0.05}, {"l1": 0.002}])
+def test_fit_with_weight_penalty_shrinks_the_weights(rates):
+    def weight_norm(model):
+        return sum(float(np.abs(p.numpy()).sum()) for p in model.parameters() if p.ndim >= 2)
+
+    norms = []
+    for penalty in ({}, rates):
+        fastnn.manual_seed(0)
+        train_loader, _ = _digits_loaders()
+        model = models.mlp(in_features=64)
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05), train_loader, 3,
+            progress=False, log=None, **penalty)
+        norms.append(weight_norm(model))
+    assert norms[1] < 0.95 * norms[0]
+
+
+def test_fit_rejects_negative_penalty():
+    train_loader, _ = _digits_loaders(n=32)
+    model = models.mlp(in_features=64)
+    with pytest.raises(ValueError, match="l2"):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.05), train_loader, 1, l2=-0.1,
+            progress=False, log=None)

@@ -121,6 +121,7 @@ def train(dataset="circle", features=("x1", "x2"), hidden=(4, 2), activation="ta
     import fastnn
     import fastnn.functional as F
     from fastnn import optim
+    from fastnn.train import regularization_penalty
 
     features, hidden = _as_features(features), _as_hidden(hidden)
     if batch_size < 1 or epochs < 0 or lr <= 0 or l1 < 0 or l2 < 0:
@@ -140,10 +141,9 @@ def train(dataset="circle", features=("x1", "x2"), hidden=(4, 2), activation="ta
         for start in range(0, len(y_train), batch_size):
             xb, yb = x_train[start:start + batch_size], y_train[start:start + batch_size]
             loss = 0.5 * F.mse_loss(model(xb), yb)
-            if l1:
-                loss = loss + l1 * sum(w.abs().sum() for w in _weights(model))
-            if l2:
-                loss = loss + 0.5 * l2 * sum((w * w).sum() for w in _weights(model))
+            penalty = regularization_penalty(model, l1, l2)
+            if penalty is not None:
+                loss = loss + penalty
             opt.zero_grad()
             loss.backward()
             opt.step()
