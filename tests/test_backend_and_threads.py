@@ -131,8 +131,29 @@ def test_set_num_threads_one_limits_get_num_threads_blas_and_numba():
         fastnn.set_num_threads(before)
     assert fastnn.get_num_threads() == before
     if before >= 2:
+        from fastnn.backends.cpu import _blas
         counts = _blas_thread_counts()
-        assert all(n == before for n in counts.values()), f"BLAS not restored to {before}: {counts}"
+        # SciPy's OpenBLAS stays at one thread while the compiled GEMMs are cut across the
+        # OpenMP pool (one pool of `before` threads); every other BLAS gets `before` back
+        partitioned = [path for path, n in counts.items() if n == 1 and "scipy" in path and "numpy" not in path]
+        assert _blas.get_split() == bool(partitioned)
+        assert all(n == before for path, n in counts.items() if path not in partitioned), \
+            f"BLAS not restored to {before}: {counts}"
+
+
+def test_compiled_gemms_run_on_the_openmp_pool_with_single_threaded_blas():
+    from threadpoolctl import threadpool_info
+
+    from fastnn.backends.cpu import _blas
+    with fastnn.use_backend("cpu"):
+        F.relu(np.ones(3, np.float32))
+    n = fastnn.get_num_threads()
+    pools = {info["filepath"]: info["num_threads"] for info in threadpool_info()}
+    scipy_blas = [p for p in pools if "scipy.libs" in p]
+    if n < 2 or not scipy_blas:
+        pytest.skip("needs 2 threads and SciPy's bundled OpenBLAS")
+    assert _blas.get_split() and all(pools[p] == 1 for p in scipy_blas)
+    assert all(v == n for p, v in pools.items() if "gomp" in p or "omp" in p.rsplit("/", 1)[-1])
 
 
 def test_default_thread_count_is_positive_and_at_most_the_available_cpus():

@@ -100,3 +100,26 @@ def test_linear_matches_pytorch(backend, dtype):
     ty.backward(torch.tensor(grad_y))
     for g, t in zip(backend.linear_backward(grad_y, x, w, ALL), (tx, tw, tb)):
         assert_close(g, t.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 300), k=st.integers(1, 200), n=st.integers(1, 300), trans_a=st.booleans(),
+       trans_b=st.booleans(), beta=st.sampled_from([0.0, 1.0, 0.5]), seed=st.integers(0, 2**31))
+def test_gemm_cut_across_threads_matches_numpy(dtype, m, k, n, trans_a, trans_b, beta, seed):
+    """Large products are cut into row or column blocks, one single-threaded BLAS call per
+    OpenMP thread (set_split); every block boundary, transpose and beta must give the whole product."""
+    rng = np.random.default_rng(seed)
+    a = rand(rng, (k, m) if trans_a else (m, k), dtype)
+    b = rand(rng, (n, k) if trans_b else (k, n), dtype)
+    c0 = rand(rng, (m, n), dtype)
+    expected = 0.5 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * c0
+    previous = _blas.get_split()
+    try:
+        for split in (True, False):
+            _blas.set_split(split)
+            c = c0.copy()
+            _blas.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=beta)
+            assert_close(c, expected, dtype)
+    finally:
+        _blas.set_split(previous)

@@ -3,10 +3,33 @@
 BLAS is column-major; a row-major matrix is its transpose seen column-major. So the row-major
 product C = op(A) op(B) is computed as the column-major product C^T = op(B)^T op(A)^T: same
 buffers, operands swapped, m and n swapped.
+
+Threads: fastnn runs every parallel loop, GEMMs included, on ONE pool (OpenMP, shared with
+Numba's omp layer). A large product is cut into ``omp_get_max_threads()`` blocks of rows of C
+(or of columns, when C is wider than tall), each computed by a single-threaded BLAS call on its
+own OpenMP thread; SciPy's OpenBLAS itself is kept at one thread (``fastnn.threads``), so no
+second pool spins between GEMMs while the im2col/col2im/pooling loops run.
 """
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cimport openmp
+
+# below this many multiply-adds a GEMM runs on the calling thread (waking the pool costs more)
+cdef Py_ssize_t SPLIT_MIN_MACS = 1 << 18
+cdef bint _split = False   # set by fastnn.threads once SciPy's OpenBLAS is limited to one thread
+
+
+def set_split(bint enabled):
+    """Let GEMMs run as OpenMP-partitioned single-threaded BLAS calls (True) or as one BLAS call."""
+    global _split
+    _split = enabled
+
+
+def get_split():
+    return _split
 
 
 cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -44,7 +67,30 @@ def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] ou
             for j in range(n):
                 out[i, j] = 0 if beta == 0 else <floating> (beta * out[i, j])
         return
-    with nogil:
-        gemm_rowmajor(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
-                      &a[0, 0], <int> a.shape[1], &b[0, 0], <int> b.shape[1], <floating> beta,
-                      &out[0, 0], <int> n)
+    cdef int parts = openmp.omp_get_max_threads() if _split and m * n * k >= SPLIT_MIN_MACS else 1
+    cdef int lda = <int> a.shape[1]
+    cdef int ldb = <int> b.shape[1]
+    cdef int part, start, stop
+    cdef bint by_rows = m >= n
+    cdef Py_ssize_t extent = m if by_rows else n
+    cdef Py_ssize_t step
+    if parts > 1:
+        step = (extent + parts - 1) // parts
+        step = (step + 15) // 16 * 16          # blocks of whole 16-wide register tiles
+        parts = <int> ((extent + step - 1) // step)
+    if parts <= 1:
+        with nogil:
+            gemm_rowmajor(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
+                          &a[0, 0], lda, &b[0, 0], ldb, <floating> beta, &out[0, 0], <int> n)
+        return
+    for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
+        start = <int> (part * step)
+        stop = <int> min(extent, start + step)
+        if by_rows:   # rows start:stop of C = rows of op(A) times op(B)
+            gemm_rowmajor(trans_a, trans_b, stop - start, <int> n, <int> k, <floating> alpha,
+                          &a[0, start] if trans_a else &a[start, 0], lda, &b[0, 0], ldb, <floating> beta,
+                          &out[start, 0], <int> n)
+        else:         # columns start:stop of C = op(A) times columns of op(B)
+            gemm_rowmajor(trans_a, trans_b, <int> m, stop - start, <int> k, <floating> alpha,
+                          &a[0, 0], lda, &b[start, 0] if trans_b else &b[0, start], ldb, <floating> beta,
+                          &out[0, start], <int> n)

@@ -8,7 +8,6 @@ the column matrix is laid out (C kH kW, N Ho Wo), so per group g
     grad input   gcols_g (K, N P) = W_g^T · gY_g                         then col2im -> grad_x
 with K = C/G kH kW and P = Ho Wo; gY is grad_y moved to (O, N P) by the same pass that sums grad_b.
 """
-import os
 import threading
 import weakref
 
@@ -17,13 +16,7 @@ import numpy as np
 from ..reference import conv as _reference
 from ..reference.conv import conv_output_size
 
-# The C core's OpenMP loops and BLAS's own threads take turns on the same cores. libgomp's default
-# wait policy spins for milliseconds after every parallel loop, starving the GEMM that follows
-# (tfconvnet's conv1, im2col then GEMM: 8 ms instead of 1.2 ms on 2 cores). libgomp reads this
-# when it loads, which is when the first extension below is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from . import _blas, _im2col  # noqa: E402
+from . import _blas, _im2col
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
