@@ -6,6 +6,17 @@ from hypothesis import given, settings, strategies as st
 
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
+from fastnn.backends.cpu import _numba
+
+
+@pytest.fixture(autouse=True, scope="module", params=["serial", "parallel"])
+def twin(request):
+    """Run every test of this file on both compiled twins of each Numba kernel: the serial one
+    (small inputs) and the prange one (large inputs), by moving the size threshold."""
+    previous = _numba.PARALLEL_MIN_ELEMENTS
+    _numba.PARALLEL_MIN_ELEMENTS = 1 << 62 if request.param == "serial" else 0
+    yield request.param
+    _numba.PARALLEL_MIN_ELEMENTS = previous
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}

@@ -7,30 +7,32 @@ import math
 import numba as nb
 import numpy as np
 
+from ._numba import fused_kernel
+
 __all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward", "leaky_relu_forward",
            "leaky_relu_backward", "elu_forward", "elu_backward"]
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _relu_forward(x, y):
     for i in nb.prange(x.size):
         v = x[i]
         y[i] = 0 if v < 0 else v  # NaN propagates, like np.maximum
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _relu_backward(grad_y, y, grad_x):
     for i in nb.prange(y.size):
         grad_x[i] = grad_y[i] if y[i] > 0 else 0
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _sigmoid_backward(grad_y, y, grad_x):
     for i in nb.prange(y.size):
         grad_x[i] = grad_y[i] * y[i] * (1 - y[i])
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _tanh_backward(grad_y, y, grad_x):
     for i in nb.prange(y.size):
         grad_x[i] = grad_y[i] * (1 - y[i] * y[i])
@@ -69,27 +71,27 @@ def tanh_backward(grad_y, y):
     return _hadamard(_tanh_backward, grad_y, y)
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _leaky_relu_forward(x, slope, y):
     for i in nb.prange(x.size):
         v = x[i]
         y[i] = v if v > 0 else v * slope
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _leaky_relu_backward(grad_y, x, slope, grad_x):
     for i in nb.prange(x.size):
         grad_x[i] = grad_y[i] if x[i] > 0 else grad_y[i] * slope
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _elu_forward(x, alpha, y):
     for i in nb.prange(x.size):
         v = x[i]
         y[i] = v if v > 0 else alpha * math.expm1(v)
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _elu_backward(grad_y, y, alpha, grad_x):
     for i in nb.prange(y.size):
         grad_x[i] = grad_y[i] if y[i] > 0 else grad_y[i] * (y[i] + alpha)

@@ -9,11 +9,12 @@ import numba as nb
 import numpy as np
 
 from ..reference import loss as _reference
+from ._numba import fused_kernel
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward"]
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _forward(logits, target, smoothing, probs, losses):
     n, c = logits.shape
     for i in nb.prange(n):
@@ -35,7 +36,7 @@ def _forward(logits, target, smoothing, probs, losses):
         losses[i] = -(1 - smoothing) * picked - smoothing / c * sum_log_p
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _backward(probs, target, smoothing, scale, grad):
     n, c = probs.shape
     off = smoothing / c

@@ -10,10 +10,12 @@ import math
 import numba as nb
 import numpy as np
 
+from ._numba import fused_kernel
+
 __all__ = ["batch_norm_forward", "batch_norm_backward", "standardize_rows_forward", "standardize_rows_backward"]
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _batch_stats(x, mean, var):
     n, c, length = x.shape
     count = n * length
@@ -32,7 +34,7 @@ def _batch_stats(x, mean, var):
         var[ch] = sq / count
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _normalise(x, mean, invstd, weight, bias, x_hat, y):
     n, c, length = x.shape
     for ch in nb.prange(c):
@@ -47,7 +49,7 @@ def _normalise(x, mean, invstd, weight, bias, x_hat, y):
                 y[i, ch, k] = h * w + b
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _backward(grad_y, x_hat, invstd, weight, training, grad_x, grad_weight, grad_bias):
     n, c, length = grad_y.shape
     count = n * length
@@ -115,7 +117,7 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
     return grad_x.reshape(shape), grad_weight, grad_bias
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _standardize_rows(x, eps, x_hat, invstd):
     m, k = x.shape
     for r in nb.prange(m):
@@ -133,7 +135,7 @@ def _standardize_rows(x, eps, x_hat, invstd):
             x_hat[r, j] = (x[r, j] - mean) * inv
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _standardize_rows_backward(g, x_hat, invstd, grad_x):
     m, k = g.shape
     for r in nb.prange(m):

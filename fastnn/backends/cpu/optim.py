@@ -4,10 +4,12 @@ import math
 import numba as nb
 import numpy as np
 
+from ._numba import fused_kernel
+
 __all__ = ["sgd_step", "adam_step", "rmsprop_step"]
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first):
     for i in nb.prange(param.size):
         d = grad[i] + weight_decay * param[i]
@@ -18,7 +20,7 @@ def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, firs
         param[i] -= lr * d
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, decoupled,
           step_size, bias_correction2_sqrt):
     for i in nb.prange(param.size):
@@ -62,7 +64,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
           weight_decay, bool(decoupled), step_size, bias_correction2_sqrt)
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _rmsprop(param, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered):
     for i in nb.prange(param.size):
         g = grad[i] + weight_decay * param[i]

@@ -6,11 +6,12 @@ import numba as nb
 import numpy as np
 
 from ..reference.resample import adaptive_avg_matrix, interpolation_matrix  # noqa: F401 (re-exported)
+from ._numba import fused_kernel
 
 __all__ = ["resample2d_forward", "resample2d_backward", "max_unpool2d_forward", "max_unpool2d_backward"]
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _resample(x, a_h, a_w, y):
     planes, h, w = x.shape
     ho, wo = a_h.shape[0], a_w.shape[0]
@@ -48,7 +49,7 @@ def resample2d_backward(grad_y, matrix_h, matrix_w):
     return _apply(grad_y, matrix_h.T, matrix_w.T)
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _unpool(x, indices, y):
     planes, m = x.shape
     for p in nb.prange(planes):
@@ -56,7 +57,7 @@ def _unpool(x, indices, y):
             y[p, indices[p, i]] = x[p, i]
 
 
-@nb.njit(parallel=True, cache=True)
+@fused_kernel
 def _unpool_backward(grad_y, indices, grad_x):
     planes, m = indices.shape
     for p in nb.prange(planes):
