@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 _num_threads = None
+ENVIRONMENT_DEFAULTS = {}   # the variables init_environment set (absent before): {name: value}
 
 
 def physical_cores() -> int:
@@ -85,18 +86,28 @@ def _partition_compiled_gemms(n: int) -> None:
     blas.set_split(bool(scipy_libs) and n > 1)
 
 
+def _set_default(name, value):
+    if name not in os.environ:
+        os.environ[name] = value
+        ENVIRONMENT_DEFAULTS[name] = value
+
+
 def init_environment() -> None:
-    """Before heavy imports: make pools that read the environment start at the right size."""
+    """Before heavy imports: make pools that read the environment start at the right size.
+
+    Only variables the user has not set are written; ``ENVIRONMENT_DEFAULTS`` records them (the
+    benchmark driver removes them again for the PyTorch baseline's processes).
+    """
     n = str(get_num_threads())
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(var, n)
+        _set_default(var, n)
     # Every parallel loop of the compiled backend (C im2col/col2im/pooling, Numba's omp layer and
     # the GEMMs, which _blas cuts into single-threaded BLAS calls) runs on ONE libgomp pool. Its
     # workers spin briefly between loops, so back-to-back kernels start in ~2 us instead of the
     # ~45 us futex wake-up of a sleeping pool (mlp batch 64: 3.6 -> 0.9 ms per step); after
     # GOMP_SPINCOUNT spins they sleep, and libgomp throttles spinning when oversubscribed.
-    os.environ.setdefault("GOMP_SPINCOUNT", "1000000")
+    _set_default("GOMP_SPINCOUNT", "1000000")
     # NumPy's own OpenBLAS (used by the reference backend and np.matmul) is a second pool: by
     # default its idle workers spin for ~2^28 cycles after each call, taking a core from the
     # pool above; 2^4 cycles makes them yield almost at once.
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    _set_default("OPENBLAS_THREAD_TIMEOUT", "4")
