@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+from . import device as _device
+
 _grad_enabled = True
 
 
@@ -89,6 +91,9 @@ def run_backward(root, grad) -> None:
             continue
         node = tensor._node
         if node is None:  # a leaf: accumulate like PyTorch
+            if _device.cuda_in_use and _device.is_device_array(g):
+                _accumulate_on_device(tensor, g, grad, handed_to_leaves)
+                continue
             if tensor.grad is None:
                 # A leaf's .grad must own its memory: a closure may hand the same array (or a view
                 # of another gradient) to several inputs, and users update .grad in place.
@@ -109,4 +114,26 @@ def run_backward(root, grad) -> None:
             if parent is None or pg is None or not parent.requires_grad:
                 continue
             previous = grads.get(id(parent))
-            grads[id(parent)] = pg if previous is None else previous + pg
+            if previous is None:
+                grads[id(parent)] = pg
+            elif _device.cuda_in_use and _device.is_device_array(pg):
+                grads[id(parent)] = _device.cuda_kernels().binary("add", previous, pg)
+            else:
+                grads[id(parent)] = previous + pg
+
+
+def _accumulate_on_device(tensor, g, root_grad, handed_to_leaves):
+    """The leaf rule of ``run_backward`` for device arrays: aliasing is judged by device address
+    (device arrays carry no owndata flag), and accumulation is one add kernel in place."""
+    from .tensor import Tensor
+
+    k = _device.cuda_kernels()
+    if tensor.grad is None:
+        address = k.pointer(g)
+        if g is root_grad or address in handed_to_leaves or not g.is_c_contiguous():
+            g = k.copy(g)
+            address = k.pointer(g)
+        handed_to_leaves.add(address)
+        tensor.grad = Tensor(g)
+    else:
+        k.accumulate_(tensor.grad.data, g)

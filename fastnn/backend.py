@@ -6,6 +6,9 @@ for the backend of its inputs and calls the kernel by name (see docs/architectur
 from __future__ import annotations
 
 import importlib
+import sys
+
+from . import device as _device
 
 BACKENDS = ("cpu", "reference")
 _modules: dict = {}
@@ -73,5 +76,23 @@ def available_backends() -> list:
 
 
 def kernels_for(*tensors):
-    """The backend module that must run an op on ``tensors`` (all on the same device)."""
+    """The backend module that must run an op on ``tensors`` (all on the same device).
+
+    CPU tensors get the backend chosen by ``use_backend``; cuda tensors get ``backends.cuda``.
+    Until something has been moved to the cuda device, this is one flag test and a dict lookup.
+    """
+    if _device.cuda_in_use:
+        return _device_kernels(tensors)
     return _load(_current)
+
+
+def _device_kernels(tensors):
+    devices = [t.device for t in tensors if t is not None]
+    if "cuda" not in devices:
+        return _load(_current)
+    if "cpu" in devices:
+        op = sys._getframe(2).f_code.co_name.lstrip("_")
+        raise RuntimeError(f"{op}: expected all tensors on the same device, got tensors on cpu and cuda "
+                           f"(devices of the arguments: {devices}); move them with .to('cuda') or .to('cpu')")
+    from .backends import cuda
+    return cuda

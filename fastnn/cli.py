@@ -104,6 +104,8 @@ def build_parser():
     train.add_argument("--threads", type=_positive_int, default=None,
                        help="threads for OpenMP, Numba and BLAS (default: physical cores)")
     train.add_argument("--backend", choices=("cpu", "reference"), default="cpu")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="where the model and batches live (cuda: numba.cuda kernels on an NVIDIA GPU)")
     train.add_argument("--save", default=None, metavar="PATH", help="save the trained state dict (fastnn.save)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -170,6 +172,12 @@ def cmd_train(args):
         fastnn.use_backend(args.backend)
     except ImportError as exc:
         raise _UserError(str(exc)) from exc
+    if args.device == "cuda":
+        from . import device as _device
+        try:
+            _device.require_cuda("--device cuda")
+        except RuntimeError as exc:
+            raise _UserError(str(exc)) from exc
     fastnn.manual_seed(args.seed)
     train_set, val_set, test_set = _datasets(args)
     model = models.get_model(args.model, in_channels=1, num_classes=10, image_size=IMAGE_SIZES[args.dataset])
@@ -190,18 +198,22 @@ def cmd_train(args):
           + (f" momentum {args.momentum:g}" if args.optimizer == "sgd" else "")
           + (f" weight decay {args.weight_decay:g}" if args.weight_decay else "")
           + (f" ({args.schedule} schedule)" if scheduler is not None else "")
-          + f", batch {args.batch_size}, {args.epochs} epochs, backend {fastnn.get_backend()}, "
-            f"{fastnn.get_num_threads()} threads, seed {args.seed}", flush=True)
+          + f", batch {args.batch_size}, {args.epochs} epochs, "
+          + ("device cuda, " if args.device == "cuda" else f"backend {fastnn.get_backend()}, ")
+          + f"{fastnn.get_num_threads()} threads, seed {args.seed}", flush=True)
 
     def log(line):
         print(line, flush=True)
 
+    device = "cuda" if args.device == "cuda" else None   # None: the CPU path exactly as before
+
     try:
         history = fit(model, loss_fn, optimizer, train_loader, args.epochs, val_loader=val_loader,
-                      scheduler=scheduler, progress=not args.no_progress, log=log, l1=args.l1, l2=args.l2)
+                      scheduler=scheduler, progress=not args.no_progress, log=log, l1=args.l1, l2=args.l2,
+                      device=device)
     except FloatingPointError as exc:
         raise _UserError(str(exc)) from exc
-    test_loss, test_acc = evaluate(model, loss_fn, test_loader)
+    test_loss, test_acc = evaluate(model, loss_fn, test_loader, device=device)
     train_time = sum(history["epoch_time"])
     wall = time.perf_counter() - t_start
     images = len(train_set) * args.epochs

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from . import autograd
+from . import device as _device
 
 DEFAULT_DTYPE = np.float32
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -17,6 +18,8 @@ def _to_array(data, dtype=None, name="data") -> np.ndarray:
         data = data.data
     if isinstance(data, np.ndarray):
         array = data
+    elif _device.is_device_array(data) or hasattr(data, "__cuda_array_interface__"):
+        return _device_array(data, dtype, name)
     else:
         try:
             array = np.asarray(data)
@@ -31,6 +34,17 @@ def _to_array(data, dtype=None, name="data") -> np.ndarray:
         array = array.astype(DEFAULT_DTYPE)
     elif array.dtype == np.float64 and not isinstance(data, np.ndarray):
         array = array.astype(DEFAULT_DTYPE)  # Python floats become float32, like torch.tensor
+    return array
+
+
+def _device_array(data, dtype, name):
+    """A cuda device array from a numba device array or any ``__cuda_array_interface__`` object (no copy)."""
+    k = _device.cuda_kernels()
+    array = data if _device.is_device_array(data) else k.from_interface(data)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numeric data (bool, int or float), got dtype {array.dtype}")
+    if dtype is not None and np.dtype(dtype) != array.dtype:
+        array = k.astype(array, dtype)
     return array
 
 
@@ -62,7 +76,7 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
-    device = property(lambda self: "cpu")
+    device = property(lambda self: _device.device_of(self.data) if _device.cuda_in_use else "cpu")
     is_leaf = property(lambda self: self._node is None)
 
     def size(self, dim=None):
@@ -75,26 +89,39 @@ class Tensor:
         return len(self.data)
 
     def numpy(self) -> np.ndarray:
-        """The host array (shares memory on the CPU, like ``torch.Tensor.numpy``)."""
-        if self.requires_grad and autograd.is_grad_enabled() and self._node is not None:
-            pass  # PyTorch refuses; returning the value is harmless here since arrays are immutable to autograd
+        """The host array (shares memory on the CPU, like ``torch.Tensor.numpy``; a copy from cuda)."""
+        if _device.is_device_array(self.data):
+            return self.data.copy_to_host()
         return self.data
 
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item: only one-element tensors can be converted, got shape {self.shape}")
-        return self.data.reshape(()).item()
+        return self.numpy().reshape(()).item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.numpy().tolist()
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
-        return f"tensor({body}{grad})"
+        on_cuda = _device.is_device_array(self.data)
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        where = ", device='cuda'" if on_cuda else ""
+        return f"tensor({body}{where}{grad})"
 
     def __array__(self, dtype=None, copy=None):
+        if _device.is_device_array(self.data):
+            raise TypeError("a cuda tensor cannot be converted to a NumPy array implicitly; "
+                            "use .numpy() or .cpu() to copy it to the host")
         return self.data if dtype is None else self.data.astype(dtype)
+
+    @property
+    def __cuda_array_interface__(self):
+        """The CUDA Array Interface of a cuda tensor's device array (CuPy, PyTorch read it without a copy)."""
+        if not _device.is_device_array(self.data):
+            raise AttributeError("__cuda_array_interface__: only cuda tensors have one (this tensor is on cpu)")
+        from .backends import cuda
+        return cuda.array_interface(self.data)
 
     # -- autograd ---------------------------------------------------------------------------
     def backward(self, grad=None) -> None:
@@ -110,9 +137,14 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
                                    f"got shape {self.shape}; pass grad=")
-            grad = np.ones_like(self.data)
+            if _device.cuda_in_use and _device.is_device_array(self.data):
+                grad = _device.cuda_kernels().ones_like(self.data)
+            else:
+                grad = np.ones_like(self.data)
         else:
             grad = _to_array(grad, self.data.dtype, "grad")
+            if _device.cuda_in_use and self.device != _device.device_of(grad):
+                grad = _device.move(grad, self.device)
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
         autograd.run_backward(self, grad)
@@ -125,11 +157,24 @@ class Tensor:
         return self
 
     def to(self, device) -> "Tensor":
-        if device in ("cpu", None):
-            return self
-        if isinstance(device, np.dtype) or device in (np.float32, np.float64):
+        """This tensor on ``device`` ("cpu" or "cuda"), or cast to a dtype; ``self`` when already there.
+
+        The copy is recorded by autograd (gradients flow back to the source device).
+        Raises RuntimeError saying why when "cuda" is asked for on a machine without a usable GPU.
+        """
+        if isinstance(device, np.dtype) or (isinstance(device, type) and device in (np.float32, np.float64)):
             return self.type(device)
-        raise ValueError(f"to: unknown device {device!r}; expected 'cpu' (CUDA support comes with the cuda backend)")
+        target = _device.normalize(device)
+        if target == self.device:
+            return self
+        from .functional.tensor_ops import to_device
+        return to_device(self, target)
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self) -> "Tensor":
+        return self.to("cuda")
 
     def type(self, dtype) -> "Tensor":
         from . import functional as F
@@ -142,6 +187,8 @@ class Tensor:
         return self.type(np.float64)
 
     def long(self):
+        if _device.is_device_array(self.data):
+            return Tensor(_device.cuda_kernels().astype(self.data, np.int64))
         return Tensor(self.data.astype(np.int64))
 
     # -- maths (delegated to functional) ----------------------------------------------------
@@ -213,13 +260,19 @@ class Tensor:
         from . import functional as F
         return F.softmax(self, dim)
 
+    def _host_only(self, op):
+        if _device.is_device_array(self.data):
+            raise NotImplementedError(f"{op}: no kernel for the 'cuda' device yet; use .cpu() first")
+
     def argmax(self, dim=None, keepdim=False):
+        self._host_only("argmax")
         result = np.argmax(self.data, axis=dim)
         if keepdim and dim is not None:
             result = np.expand_dims(result, dim)
         return Tensor(np.asarray(result, dtype=np.int64))
 
     def max(self, dim=None, keepdim=False):
+        self._host_only("max")
         return Tensor(np.max(self.data, axis=dim, keepdims=keepdim))
 
     def __getitem__(self, index):
@@ -276,6 +329,7 @@ class Tensor:
 
     # comparisons give untracked bool tensors (no gradient through a comparison)
     def _compare(self, other, op):
+        self._host_only(op.__name__)
         other = other.data if isinstance(other, Tensor) else other
         return Tensor(op(self.data, other))
 
@@ -302,7 +356,7 @@ class Tensor:
     def __bool__(self):
         if self.data.size != 1:
             raise ValueError(f"bool: the truth value of a tensor with shape {self.shape} is ambiguous")
-        return bool(self.data)
+        return bool(self.numpy())
 
 
 def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -> Tensor:
@@ -310,10 +364,19 @@ def tensor(data, requires_grad: bool = False, dtype=None, device: str = "cpu") -
 
     Floating-point data defaults to float32; float64 arrays keep their dtype.
     """
+    target = _device.normalize(device, "tensor")
     array = _to_array(data, dtype)
-    result = Tensor(array.copy() if array is data or (isinstance(data, Tensor) and array is data.data) else array,
-                    requires_grad=requires_grad)
-    return result.to(device)
+    shared = array is data or (isinstance(data, Tensor) and array is data.data)
+    if _device.is_device_array(array):
+        if target == "cpu":
+            array = array.copy_to_host()
+        elif shared:
+            array = _device.cuda_kernels().copy(array)
+    elif target == "cuda":
+        array = _device.move(array, target)   # a fresh device copy
+    elif shared:
+        array = array.copy()
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def as_tensor(data, name: str = "input") -> Tensor:

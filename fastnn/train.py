@@ -24,14 +24,31 @@ class _Meter:
         self.correct = 0
         self.count = 0
         self.classified = 0  # samples with class-index targets (accuracy is defined on those)
+        self._device_correct = None  # on cuda: a device counter, read only when the accuracy is asked for
 
     def update(self, loss, logits, target, n):
         self.loss_sum += loss * n
         self.count += n
+        if getattr(logits, "device", "cpu") == "cuda":
+            if self._count_on_device(logits, target):
+                self.classified += n
+            return
         correct = _correct(logits, target)
         if correct is not None:
             self.correct += correct
             self.classified += n
+
+    def _count_on_device(self, logits, target):
+        """Argmax hits counted by a kernel into a device counter (no per-batch host round trip)."""
+        if getattr(target, "device", "cpu") != "cuda" or target.dtype.kind not in "iu" or logits.ndim != 2 \
+                or target.ndim != 1 or logits.shape[0] != target.shape[0]:
+            return False
+        from . import device
+        k = device.cuda_kernels()
+        if self._device_correct is None:
+            self._device_correct = k.zeros((1,), np.int64)
+        k.count_correct(logits.data, k.astype(target.data, np.int64), self._device_correct)
+        return True
 
     @property
     def loss(self):
@@ -39,7 +56,10 @@ class _Meter:
 
     @property
     def accuracy(self):
-        return self.correct / self.classified if self.classified else None
+        correct = self.correct
+        if self._device_correct is not None:
+            correct += int(self._device_correct.copy_to_host()[0])
+        return correct / self.classified if self.classified else None
 
 
 def _correct(logits, target):
@@ -51,11 +71,14 @@ def _correct(logits, target):
     return int(np.count_nonzero(logits.argmax(axis=1) == target))
 
 
-def _unpack(batch):
+def _unpack(batch, device=None):
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise ValueError(f"fit/evaluate: each batch must be a pair (x, y), got {type(batch).__name__}"
                          + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""))
-    return batch
+    if device is None:
+        return batch
+    from .tensor import Tensor, tensor
+    return tuple(t.to(device) if isinstance(t, Tensor) else tensor(t, device=device) for t in batch)
 
 
 def _steps_per_batch(scheduler):
@@ -88,7 +111,7 @@ def regularization_penalty(model, l1=0.0, l2=0.0):
 
 
 def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, scheduler=None, progress=True,
-        log=print, l1=0.0, l2=0.0):
+        log=print, l1=0.0, l2=0.0, device=None):
     """Train ``model`` for ``epochs`` passes over ``train_loader``.
 
     Each epoch calls ``model.train()``, then for every batch ``(x, y)``: forward, ``loss_fn``,
@@ -106,6 +129,9 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         log: called with one summary string per epoch; None for silence.
         l1, l2: weight-penalty rates (``regularization_penalty``) added to the loss that is
             backpropagated; the reported losses are the data loss alone.
+        device: None (leave everything where it is) or "cpu" / "cuda": the model is moved there
+            (in place, before the first step) and so is every batch. On "cuda" a step reads only
+            the loss back to the host (``loss.item()``); accuracy is counted on the device.
     Returns:
         ``{"train_loss", "train_acc", "val_loss", "val_acc", "epoch_time"}``: one entry per epoch
         (the val lists stay empty without ``val_loader``). Losses are sample-weighted means;
@@ -124,6 +150,8 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
     if not (isinstance(l1, (int, float)) and isinstance(l2, (int, float)) and l1 >= 0 and l2 >= 0):
         raise ValueError(f"fit: l1 and l2 must be numbers >= 0, got l1={l1!r}, l2={l2!r}")
     per_batch = scheduler is not None and _steps_per_batch(scheduler)
+    if device is not None:
+        model.to(device)
     history = {"train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [], "epoch_time": []}
     for epoch in range(1, epochs + 1):
         model.train()
@@ -136,7 +164,7 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         start = time.perf_counter()
         try:
             for batch_index, batch in enumerate(train_loader, 1):
-                x, y = _unpack(batch)
+                x, y = _unpack(batch, device)
                 output = model(x)
                 loss = loss_fn(output, y)
                 value = float(loss.item())
@@ -167,7 +195,7 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
         history["epoch_time"].append(elapsed)
         line = (f"epoch {epoch}/{epochs}: train loss {meter.loss:.4f} acc {_fmt(meter.accuracy)}")
         if val_loader is not None:
-            val_loss, val_acc = evaluate(model, loss_fn, val_loader)
+            val_loss, val_acc = evaluate(model, loss_fn, val_loader, device=device)
             history["val_loss"].append(val_loss)
             history["val_acc"].append(val_acc)
             line += f" | val loss {val_loss:.4f} acc {_fmt(val_acc)}"
@@ -179,21 +207,23 @@ def fit(model, loss_fn, optimizer, train_loader, epochs, val_loader=None, schedu
     return history
 
 
-def evaluate(model, loss_fn, loader):
+def evaluate(model, loss_fn, loader, device=None):
     """Mean loss and accuracy of ``model`` over ``loader``, in eval mode and under ``no_grad``.
 
-    The model's previous train/eval mode is restored afterwards.
+    The model's previous train/eval mode is restored afterwards. ``device``: as in ``fit``.
     Returns:
         ``(loss, accuracy)``: sample-weighted mean loss; accuracy (argmax of the logits against
         class-index targets) or None when the targets are not class indices.
     """
+    if device is not None:
+        model.to(device)
     was_training = getattr(model, "training", True)
     model.eval()
     meter = _Meter()
     try:
         with no_grad():
             for batch in loader:
-                x, y = _unpack(batch)
+                x, y = _unpack(batch, device)
                 output = model(x)
                 meter.update(float(loss_fn(output, y).item()), output, y, len(x))
     finally:

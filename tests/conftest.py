@@ -3,6 +3,8 @@ autouse guard that restores fastnn's global state (backend, grad mode, thread co
 test so that one test's setting never leaks into the next."""
 import os
 
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")  # tests/cuda: numba's CUDA simulator unless a GPU run sets 0
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

@@ -51,3 +51,23 @@ def test_bar_chart_is_written(tmp_path):
     path = tmp_path / "bench.png"
     bench_run.plot(_fake_report(), str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pytorch_baseline_runs_without_fastnns_environment_tuning(monkeypatch):
+    from fastnn import threads
+    monkeypatch.setitem(threads.ENVIRONMENT_DEFAULTS, "GOMP_SPINCOUNT", "1000000")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000000")
+    seen = {}
+
+    class Done:
+        returncode, stderr, stdout = 0, "", '{"images_per_s": 1.0}\n'
+
+    def fake_run(cmd, env, **kwargs):
+        seen[cmd[cmd.index("--engine") + 1]] = env
+        return Done()
+
+    monkeypatch.setattr(bench_run.subprocess, "run", fake_run)
+    for engine in ("torch", "fastnn"):
+        bench_run._run_worker(engine, "mlp", 64, 2, 0.1, False)
+    assert "GOMP_SPINCOUNT" not in seen["torch"] and seen["fastnn"]["GOMP_SPINCOUNT"] == "1000000"
+    assert seen["torch"]["OMP_NUM_THREADS"] == "2"

@@ -16,27 +16,39 @@ from .peak import sgemm_peak_gflops
 MODELS = ("mlp", "lenet5", "tfconvnet", "bnconvnet")
 
 
-def _engines(include_torch, include_reference):
+def _engines(include_torch, include_reference, device="cpu"):
     engines = ["fastnn"]
-    if include_reference:
+    if include_reference and device == "cpu":  # the NumPy reference runs on the CPU only
         engines.append("reference")
     if include_torch:
         try:
             import importlib.util
-            if importlib.util.find_spec("torch") is not None:
+            if importlib.util.find_spec("torch") is not None and (device == "cpu" or _torch_cuda()):
                 engines.append("torch")
         except ImportError:
             pass
     return engines
 
 
-def _run_worker(engine, model, batch, threads, min_time, latency):
+def _torch_cuda():
+    """Whether PyTorch CUDA is usable (asked in a subprocess: importing torch here would load its runtime)."""
+    proc = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                          capture_output=True, text=True, timeout=300)
+    return proc.stdout.strip().endswith("True")
+
+
+def _run_worker(engine, model, batch, threads, min_time, latency, device="cpu"):
     cmd = [sys.executable, "-m", "fastnn.benchmark.worker", "--engine", engine, "--model", model,
-           "--batch", str(batch), "--threads", str(threads), "--min-time", str(min_time)]
+           "--batch", str(batch), "--threads", str(threads), "--min-time", str(min_time), "--device", device]
     if latency:
         cmd.append("--latency")
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                MKL_NUM_THREADS=str(threads))
+    if engine == "torch":   # the baseline runs with its own defaults, not the tuning fastnn applied here
+        from ..threads import ENVIRONMENT_DEFAULTS
+        for name, value in ENVIRONMENT_DEFAULTS.items():
+            if name not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") and env.get(name) == value:
+                del env[name]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
@@ -49,17 +61,27 @@ def _median(results, key):
 
 
 def run(models=MODELS, batches=(64, 256), repeats=3, threads=None, min_time=2.0, include_torch=True,
-        include_reference=True, reference_batches=(64,), log=print):
-    """Measure every (model, batch, engine); returns the report dict."""
+        include_reference=True, reference_batches=(64,), log=print, device="cpu"):
+    """Measure every (model, batch, engine); returns the report dict.
+
+    ``device="cuda"``: fastnn's cuda backend against PyTorch CUDA (when torch.cuda is available);
+    no reference engine, and the CPU sgemm peak is not measured (percentages are NaN).
+    """
     from ..models import get_model
     from ..threads import physical_cores
     from .flops import training_flops_per_image
 
     threads = threads or physical_cores()
-    engines = _engines(include_torch, include_reference)
-    log(f"fastnn bench: {threads} thread(s), engines {engines}, {repeats} alternating repetitions")
-    peak = sgemm_peak_gflops(threads)
-    log(f"sgemm peak (SciPy OpenBLAS, {threads} threads): {peak:.1f} GFLOP/s")
+    if device == "cuda":
+        from .. import device as _device
+        _device.require_cuda("fastnn bench --device cuda")
+    engines = _engines(include_torch, include_reference, device)
+    log(f"fastnn bench: {threads} thread(s), engines {engines}, {repeats} alternating repetitions, device {device}")
+    if device == "cuda":
+        peak = float("nan")
+    else:
+        peak = sgemm_peak_gflops(threads)
+        log(f"sgemm peak (SciPy OpenBLAS, {threads} threads): {peak:.1f} GFLOP/s")
     rows = []
     for model in models:
         flops = training_flops_per_image(get_model(model), (1, 28, 28))
@@ -68,7 +90,7 @@ def run(models=MODELS, batches=(64, 256), repeats=3, threads=None, min_time=2.0,
             for rep in range(repeats):
                 for engine in runs:  # A B A B: engines alternate within each repetition
                     latency = batch == batches[0] and engine != "reference"
-                    runs[engine].append(_run_worker(engine, model, batch, threads, min_time, latency))
+                    runs[engine].append(_run_worker(engine, model, batch, threads, min_time, latency, device))
             row = {"model": model, "batch": batch, "gflop_per_image": flops / 1e9}
             for engine, results in runs.items():
                 ips = _median(results, "images_per_s")
@@ -79,6 +101,8 @@ def run(models=MODELS, batches=(64, 256), repeats=3, threads=None, min_time=2.0,
                     "latency_ms_batch1": _median(results, "latency_ms_batch1"),
                     "peak_rss_mib": _median(results, "peak_rss_mib"),
                 }
+                if _median(results, "launches_per_step") is not None:
+                    row[engine]["launches_per_step"] = _median(results, "launches_per_step")
             for other in ("torch", "reference"):
                 if other in row:
                     row[f"ratio_vs_{other}"] = row["fastnn"]["images_per_s"] / row[other]["images_per_s"]
@@ -87,7 +111,7 @@ def run(models=MODELS, batches=(64, 256), repeats=3, threads=None, min_time=2.0,
     return {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "threads": threads, "python": platform.python_version()},
-        "sgemm_peak_gflops": peak, "repeats": repeats, "engines": engines, "results": rows,
+        "sgemm_peak_gflops": peak, "repeats": repeats, "engines": engines, "results": rows, "device": device,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -156,9 +180,17 @@ def main(argv=None):
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--out", default="bench_results", help="folder for bench.json and bench.png")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda: fastnn's cuda backend against PyTorch CUDA")
     args = parser.parse_args(argv)
-    report = run(args.models, tuple(args.batches), args.repeats, args.threads, args.min_time,
-                 not args.no_torch, not args.no_reference)
+    try:
+        report = run(args.models, tuple(args.batches), args.repeats, args.threads, args.min_time,
+                     not args.no_torch, not args.no_reference, device=args.device)
+    except RuntimeError as exc:
+        if args.device != "cuda" or "not available" not in str(exc):
+            raise
+        print(f"fastnn bench: error: {exc}", file=sys.stderr)
+        return 1
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(report, f, indent=2)

@@ -1,6 +1,8 @@
 """One benchmark measurement in a fresh process; prints one JSON line.
 
-    python -m fastnn.benchmark.worker --engine {fastnn,reference,torch} --model M --batch B
+    python -m fastnn.benchmark.worker --engine {fastnn,reference,torch} --model M --batch B [--device cuda]
+
+With ``--device cuda`` the model and the batch live on the GPU (fastnn's cuda backend; PyTorch CUDA).
 """
 from __future__ import annotations
 
@@ -40,12 +42,14 @@ def _torch_model(name):
     raise ValueError(f"unknown model {name!r}")
 
 
-def _engine(engine, model_name, threads):
+def _engine(engine, model_name, threads, device="cpu"):
     """Returns (train_step(x, y) -> loss float, infer(x), to_input(np array))."""
     if engine == "torch":
         import torch
         torch.set_num_threads(threads)
-        model = _torch_model(model_name)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("torch: torch.cuda is not available (a CPU-only PyTorch build or no GPU)")
+        model = _torch_model(model_name).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -61,14 +65,14 @@ def _engine(engine, model_name, threads):
             model.eval()
             with torch.no_grad():
                 return model(x)
-        return step, infer, (lambda a: torch.from_numpy(a)), (lambda loss: float(loss.item()))
+        return step, infer, (lambda a: torch.from_numpy(a).to(device)), (lambda loss: float(loss.item()))
 
     import fastnn
     from fastnn import models, nn, optim
     fastnn.set_num_threads(threads)
     if engine == "reference":
         fastnn.use_backend("reference")
-    model = models.get_model(model_name)
+    model = models.get_model(model_name).to(device)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -84,12 +88,14 @@ def _engine(engine, model_name, threads):
         model.eval()
         with fastnn.no_grad():
             return model(x)
+    if device == "cuda":
+        return step, infer, (lambda a: fastnn.tensor(a, device="cuda")), (lambda loss: loss.item())
     return step, infer, (lambda a: fastnn.tensor(a) if a.dtype != np.int64 else a), (lambda loss: loss.item())
 
 
-def measure(engine, model_name, batch, threads, min_time, latency):
+def measure(engine, model_name, batch, threads, min_time, latency, device="cpu"):
     t_start = time.perf_counter()
-    step, infer, to_input, item = _engine(engine, model_name, threads)
+    step, infer, to_input, item = _engine(engine, model_name, threads, device)
     rng = np.random.default_rng(0)
     x_np = rng.random((batch,) + INPUT_SHAPE, dtype=np.float32)
     y_np = rng.integers(0, 10, batch).astype(np.int64)
@@ -109,8 +115,11 @@ def measure(engine, model_name, batch, threads, min_time, latency):
     result = {
         "engine": engine, "model": model_name, "batch": batch, "threads": threads,
         "images_per_s": batch / float(np.median(times)), "step_ms_median": 1e3 * float(np.median(times)),
-        "steps": len(times), "first_step_s": first_step, "setup_s": setup,
+        "steps": len(times), "first_step_s": first_step, "setup_s": setup, "device": device,
     }
+    if device == "cuda" and engine == "fastnn":
+        from fastnn.backends.cuda import training_step_launches
+        result["launches_per_step"] = training_step_launches(model_name, batch)
     if latency:
         x1 = to_input(x_np[:1])
         for _ in range(5):
@@ -134,12 +143,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--latency", action="store_true")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args(argv)
     threads = args.threads or int(os.environ.get("FASTNN_BENCH_THREADS", "0")) or None
     if threads is None:
         from fastnn.threads import physical_cores
         threads = physical_cores()
-    print(json.dumps(measure(args.engine, args.model, args.batch, threads, args.min_time, args.latency)))
+    print(json.dumps(measure(args.engine, args.model, args.batch, threads, args.min_time, args.latency,
+                             args.device)))
     sys.stdout.flush()
 
 

@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from .. import autograd
+from .. import device as _device
 from ..autograd import Node
 from ..tensor import Tensor, as_tensor
 
@@ -30,8 +31,17 @@ def _float_tensor(x, op, name="input") -> Tensor:
     if not isinstance(x, Tensor):
         x = as_tensor(x, name=f"{op}: {name}")
     if x.dtype.kind != "f":
-        x = Tensor(x.data.astype(np.float32))
+        x = Tensor(_device.cuda_kernels().astype(x.data, np.float32) if _device.is_device_array(x.data)
+                   else x.data.astype(np.float32))
     return x
+
+
+def _host_only(op, *tensors):
+    """Raise NotImplementedError for an op whose NumPy work has no cuda kernel yet (instead of
+    copying device arrays to the host behind the caller's back)."""
+    if _device.cuda_in_use and any(isinstance(t, Tensor) and t.device == "cuda" for t in tensors):
+        raise NotImplementedError(f"{op}: no kernel for the 'cuda' device yet; move the tensors to 'cpu' "
+                                  "with .to('cpu') for this op")
 
 
 def _check_ndim(x, ndims, op, name, layout):

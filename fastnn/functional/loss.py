@@ -8,10 +8,11 @@ import numbers  # noqa: F401
 import numpy as np  # noqa: F401
 
 from .. import autograd  # noqa: F401
+from .. import device as _device
 from ..backend import kernels_for  # noqa: F401
 from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
-from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _reduction, _result,  # noqa: F401
-                      _same_dtype, _unbroadcast)
+from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _host_only, _pair, _reduction,  # noqa: F401
+                      _result, _same_dtype, _unbroadcast)
 
 
 
@@ -25,6 +26,9 @@ def cross_entropy(input, target, reduction="mean", label_smoothing=0.0) -> Tenso
     _reduction(op, reduction)
     if x.ndim < 2:
         raise ValueError(f"{op}: input must be (N, C) or (N, C, d1, ...) logits, got shape {tuple(x.shape)}")
+    k = kernels_for(x)
+    if k.NAME == "cuda":
+        return _cross_entropy_cuda(k, x, target, reduction, label_smoothing)
     t = _to_array(_data(target), name=f"{op}: target")
     if t.dtype.kind not in "iu":
         raise TypeError(
@@ -42,8 +46,29 @@ def cross_entropy(input, target, reduction="mean", label_smoothing=0.0) -> Tenso
         raise IndexError(f"{op}: target value {int(bad)} is out of range for {c} classes (expected 0..{c - 1})")
     if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing <= 1:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    k = kernels_for(x)
     loss, saved = k.cross_entropy_forward(x.data, t.astype(np.int64, copy=False), reduction, float(label_smoothing))
+    return _result(loss, op, (x,), lambda g: (k.cross_entropy_backward(g, saved),))
+
+
+def _cross_entropy_cuda(k, x, target, reduction, label_smoothing):
+    """cross_entropy on the cuda device: the target's values are not read back to the host (no
+    round trip); a target outside [0, C) makes its item's loss NaN instead of raising."""
+    op = "cross_entropy"
+    if isinstance(target, Tensor) and target.device != "cuda":
+        raise RuntimeError(f"{op}: expected all tensors on the same device, got input on cuda and target on "
+                           f"{target.device}; move the target with .to('cuda')")
+    t = _data(target)
+    if not _device.is_device_array(t):
+        t = k.to_device(_to_array(t, name=f"{op}: target"))   # a NumPy target: host to device only
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype {t.dtype}")
+    expected = (x.shape[0],) + tuple(x.shape[2:])
+    if tuple(t.shape) != expected:
+        raise ValueError(
+            f"{op}: target must have shape {expected} for input of shape {tuple(x.shape)}, got {tuple(t.shape)}")
+    if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    loss, saved = k.cross_entropy_forward(x.data, k.astype(t, np.int64), reduction, float(label_smoothing))
     return _result(loss, op, (x,), lambda g: (k.cross_entropy_backward(g, saved),))
 
 
@@ -56,7 +81,8 @@ def mse_loss(input, target, reduction="mean") -> Tensor:
     if x.shape != t.shape:
         raise ValueError(f"{op}: input shape {tuple(x.shape)} and target shape {tuple(t.shape)} must match")
     k = kernels_for(x, t)
-    loss, diff = k.mse_loss_forward(x.data, t.data.astype(x.dtype, copy=False), reduction)
+    td = t.data if t.dtype == x.dtype else t.type(x.dtype).data
+    loss, diff = k.mse_loss_forward(x.data, td, reduction)
 
     def backward(g):
         gx = k.mse_loss_backward(g if reduction != "none" else g, diff, reduction)
@@ -66,6 +92,7 @@ def mse_loss(input, target, reduction="mean") -> Tensor:
 
 
 def _class_target(op, x, target):
+    _host_only(op, x, target)
     t = _to_array(_data(target), name=f"{op}: target")
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices (int64), got dtype {t.dtype}")
@@ -96,6 +123,7 @@ def nll_loss(input, target, reduction="mean") -> Tensor:
 def _paired_loss(op, input, target, reduction):
     x = _float_tensor(input, op)
     t = _float_tensor(target, op, "target")
+    _host_only(op, x, t)
     _reduction(op, reduction)
     if x.shape != t.shape:
         raise ValueError(f"{op}: input shape {tuple(x.shape)} and target shape {tuple(t.shape)} must match")
@@ -164,6 +192,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
 
 
 def _min(a, b):
+    _host_only("triplet_margin_loss (swap)", a, b)
     take_a = a.data <= b.data
     return _result(np.where(take_a, a.data, b.data), "minimum", (a, b),
                    lambda g: (g * take_a, g * ~take_a))
@@ -172,6 +201,7 @@ def _min(a, b):
 def one_hot(tensor, num_classes=-1) -> Tensor:
     """Integer indices (*) -> int64 one-hot (*, num_classes) (num_classes=-1: max index + 1)."""
     op = "one_hot"
+    _host_only(op, tensor)
     t = _to_array(_data(tensor), name=f"{op}: tensor")
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: tensor must hold integer class indices, got dtype {t.dtype}")

@@ -10,8 +10,8 @@ import numpy as np  # noqa: F401
 from .. import autograd  # noqa: F401
 from ..backend import kernels_for  # noqa: F401
 from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
-from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _reduction, _result,  # noqa: F401
-                      _same_dtype, _unbroadcast)
+from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _host_only, _pair, _reduction,  # noqa: F401
+                      _result, _same_dtype, _unbroadcast)
 
 
 
@@ -74,6 +74,7 @@ def batch_norm(
 
 def _standardize_rows(op, x, rows_shape, eps):
     """Differentiable (x - mean) / sqrt(var + eps) over the last axis of x viewed as ``rows_shape``."""
+    _host_only(op, x)
     k = kernels_for(x)
     x2 = np.ascontiguousarray(x.data).reshape(rows_shape)
     x_hat, invstd = k.standardize_rows_forward(x2, float(eps))
@@ -139,6 +140,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     op = "instance_norm"
     x = _float_tensor(input, op)
     _check_ndim(x, (3, 4, 5), op, "input", "(N, C, *spatial)")
+    _host_only(op, x)
     n, c = x.shape[:2]
     if use_input_stats:
         if running_mean is not None and running_var is not None:

@@ -10,8 +10,8 @@ import numpy as np  # noqa: F401
 from .. import autograd  # noqa: F401
 from ..backend import kernels_for  # noqa: F401
 from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
-from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _reduction, _result,  # noqa: F401
-                      _same_dtype, _unbroadcast)
+from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _host_only, _pair, _reduction,  # noqa: F401
+                      _result, _same_dtype, _unbroadcast)
 
 
 
@@ -70,6 +70,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     """
     op = "max_unpool2d"
     x = _float_tensor(input, op)
+    _host_only(op, x, indices)
     _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
     idx = _to_array(_data(indices), name=f"{op}: indices")
     if idx.dtype.kind not in "iu" or tuple(idx.shape) != tuple(x.shape):
@@ -102,6 +103,7 @@ def adaptive_avg_pool2d(input, output_size) -> Tensor:
     """Average pooling to a fixed (Ho, Wo): window i spans [floor(i H / Ho), ceil((i + 1) H / Ho))."""
     op = "adaptive_avg_pool2d"
     x = _float_tensor(input, op)
+    _host_only(op, x)
     _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
     size = (output_size, output_size) if isinstance(output_size, numbers.Integral) else tuple(output_size)
     if len(size) != 2:
@@ -118,6 +120,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     """Upsample (N, C, H, W) by ``scale_factor`` or to ``size`` with ``nearest`` or ``bilinear``."""
     op = "interpolate"
     x = _float_tensor(input, op)
+    _host_only(op, x)
     _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
     if mode not in ("nearest", "bilinear"):
         raise ValueError(f"{op}: mode must be 'nearest' or 'bilinear', got {mode!r}")

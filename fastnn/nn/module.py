@@ -5,8 +5,13 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import device as _device
 from ..tensor import Tensor
 from .parameter import Parameter
+
+
+def _host_copy(array):
+    return array.copy_to_host() if _device.is_device_array(array) else array.copy()
 
 
 class Module:
@@ -136,9 +141,30 @@ class Module:
         return self
 
     def to(self, device):
-        if device not in ("cpu", None):
-            raise ValueError(f"to: unknown device {device!r}; expected 'cpu'")
+        """Move every parameter (and its gradient) and every floating-point buffer to ``device``
+        ("cpu" or "cuda"), in place: the Parameter objects stay the same, so an optimizer built
+        before or after keeps working. Integer buffers (``num_batches_tracked``) stay on the host,
+        where the layer counts them without a device round trip.
+        Raises RuntimeError saying why when "cuda" is not usable here (nothing is moved then).
+        """
+        target = _device.normalize(device)
+        if target == "cuda":
+            _device.require_cuda()
+        for p in self.parameters():
+            p.data = _device.move(p.data, target)
+            if p.grad is not None:
+                p.grad.data = _device.move(p.grad.data, target)
+        for module in self.modules():
+            for b in module._buffers.values():
+                if b is not None and (b.dtype.kind == "f" or target == "cpu"):
+                    b.data = _device.move(b.data, target)
         return self
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def cpu(self):
+        return self.to("cpu")
 
     def apply(self, fn):
         for m in self.children():
@@ -154,10 +180,10 @@ class Module:
             dot = prefix + "." if prefix else ""
             for name, p in module._parameters.items():
                 if p is not None:
-                    state[dot + name] = p.data.copy()
+                    state[dot + name] = _host_copy(p.data)
             for name, b in module._buffers.items():
                 if b is not None:
-                    state[dot + name] = b.data.copy()
+                    state[dot + name] = _host_copy(b.data)
         return state
 
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -205,7 +231,10 @@ class Module:
         if mismatched:
             raise ValueError("load_state_dict: size mismatch for " + "; ".join(mismatched))
         for key, array in arrays.items():
-            own[key].data[...] = array
+            if _device.is_device_array(own[key].data):
+                own[key].data.copy_to_device(np.ascontiguousarray(array, dtype=own[key].dtype))
+            else:
+                own[key].data[...] = array
         return missing, unexpected
 
     # -- printing ---------------------------------------------------------------------------

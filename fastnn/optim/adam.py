@@ -25,8 +25,9 @@ class Adam(Optimizer):
     def _update(self, group, param, grad, state, kernels):
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(param)
-            state["exp_avg_sq"] = np.zeros_like(param)
+            zeros_like = kernels.zeros_like if kernels.NAME == "cuda" else np.zeros_like
+            state["exp_avg"] = zeros_like(param)
+            state["exp_avg_sq"] = zeros_like(param)
         state["step"] += 1
         beta1, beta2 = group["betas"]
         kernels.adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], state["step"], group["lr"],

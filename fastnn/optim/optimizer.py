@@ -5,8 +5,18 @@ import copy
 
 import numpy as np
 
+from .. import device as _device
 from ..backend import kernels_for
 from ..tensor import Tensor
+
+
+def _follow(param, state):
+    """Move a parameter's state arrays (momentum, moments) to the parameter's device, e.g. after
+    ``model.to("cuda")`` with an optimizer that has already stepped on the CPU."""
+    device = param.device
+    for key, value in state.items():
+        if (isinstance(value, np.ndarray) or _device.is_device_array(value)) and _device.device_of(value) != device:
+            state[key] = _device.move(value, device)
 
 
 class Optimizer:
@@ -47,15 +57,33 @@ class Optimizer:
         """Apply one update to every parameter that has a gradient."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
+            if _device.cuda_in_use and self._step_group_on_device(group):
+                continue
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state.setdefault(id(p), {})
+                if _device.cuda_in_use and state:
+                    _follow(p, state)
                 self._update(group, p.data, p.grad.data, state, kernels_for(p))
         return loss
 
     def _update(self, group, param, grad, state, kernels):
         raise NotImplementedError
+
+    _update_foreach = None  # (group, params, states, kernels): one update for a whole group, when a backend offers it
+
+    def _step_group_on_device(self, group):
+        """Update a group in one call when all its parameters with a gradient live on cuda and the
+        optimiser has a foreach update; returns False (nothing done) otherwise."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if self._update_foreach is None or not params or any(p.device != "cuda" for p in params) \
+                or len({p.dtype for p in params}) != 1:
+            return False
+        states = [self.state.setdefault(id(p), {}) for p in params]
+        for p, state in zip(params, states):
+            _follow(p, state)
+        return self._update_foreach(group, params, states, kernels_for(params[0]))
 
     # -- state dicts: PyTorch's layout, parameters numbered in group order ------------------
     def state_dict(self):
@@ -71,7 +99,8 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if id(p) in self.state:
-                    state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+                    state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else
+                                               v.copy_to_host() if _device.is_device_array(v) else v)
                                            for k, v in self.state[id(p)].items()}
         return {"state": state, "param_groups": groups}
 
@@ -94,3 +123,6 @@ class Optimizer:
             if entry is not None:
                 self.state[id(p)] = {k: (np.array(v, dtype=p.dtype) if isinstance(v, np.ndarray) and v.shape == p.shape
                                          else v) for k, v in entry.items()}
+                if p.device != "cpu":   # per-parameter state lives where the parameter does
+                    self.state[id(p)] = {k: (_device.move(v, p.device) if isinstance(v, np.ndarray) and
+                                             v.shape == p.shape else v) for k, v in self.state[id(p)].items()}

@@ -15,6 +15,7 @@ class RMSprop(Optimizer):
                                       centered=centered))
 
     def _update(self, group, param, grad, state, kernels):
+        rmsprop_step = kernels.rmsprop_step  # first: a backend without it raises before any allocation
         if not state:
             state["step"] = 0
             state["square_avg"] = np.zeros_like(param)
@@ -23,6 +24,6 @@ class RMSprop(Optimizer):
             if group["centered"]:
                 state["grad_avg"] = np.zeros_like(param)
         state["step"] += 1
-        kernels.rmsprop_step(param, grad, state["square_avg"], state.get("momentum_buffer"), state.get("grad_avg"),
-                             group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
-                             group["centered"])
+        rmsprop_step(param, grad, state["square_avg"], state.get("momentum_buffer"), state.get("grad_avg"),
+                     group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"],
+                     group["centered"])

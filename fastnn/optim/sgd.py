@@ -25,3 +25,14 @@ class SGD(Optimizer):
         state["momentum_buffer"] = kernels.sgd_step(
             param, grad, state.get("momentum_buffer"), group["lr"], group["momentum"],
             group["dampening"], group["weight_decay"], group["nesterov"])
+
+    def _update_foreach(self, group, params, states, kernels):
+        buffers = [state.get("momentum_buffer") for state in states]
+        if group["momentum"] and any(b is None for b in buffers) and not all(b is None for b in buffers):
+            return False  # some parameters start their momentum later: update them one by one
+        buffers = kernels.sgd_step_foreach(
+            [p.data for p in params], [p.grad.data for p in params], None if buffers[0] is None else buffers,
+            group["lr"], group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"])
+        for state, buffer in zip(states, buffers or [None] * len(states)):
+            state["momentum_buffer"] = buffer
+        return True

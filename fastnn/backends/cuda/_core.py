@@ -1,0 +1,160 @@
+"""Shared machinery of the cuda backend: launch configuration, the launch counter, allocation,
+views, and the contiguity / argument checks.
+
+Every kernel launch goes through :func:`launch` (1-D, grid-stride) or :func:`launch_grid`, which
+count launches (``launch_count()``) and, under the simulator, check that every array argument is
+a device array (a host array handed to a kernel would be copied to the GPU and back silently).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from numba import config, cuda
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+# The simulator runs each GPU thread as a Python thread: launch few threads there, and let the
+# grid-stride loops of the kernels cover the elements. On a GPU: 256-thread blocks.
+THREADS = 4 if SIMULATOR else 256
+MAX_BLOCKS = 1 if SIMULATOR else 8192
+
+_launches = 0
+_dry_run = False
+
+if SIMULATOR:
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as _DeviceArray
+    # a real DeviceNDArray's shape is a plain tuple (negative indices work); the simulator's
+    # FakeShape refuses them, which only kernels need: make host-side code see the real thing
+    _DeviceArray.shape = property(lambda self: tuple(self._ary.shape))
+else:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
+
+
+def launch_count() -> int:
+    """Kernel launches since the process started (or the last ``reset_launch_count``)."""
+    return _launches
+
+
+def reset_launch_count() -> None:
+    global _launches
+    _launches = 0
+
+
+@contextlib.contextmanager
+def count_launches(dry_run=False):
+    """Count the kernel launches inside the block: ``with count_launches() as n: ...; n()``.
+
+    With ``dry_run=True`` kernels are counted but not run (values are garbage): the count of a
+    training step does not depend on the values, so large shapes can be counted in the simulator.
+    """
+    global _launches, _dry_run
+    start, previous = _launches, _dry_run
+    _dry_run = bool(dry_run)
+    try:
+        yield lambda: _launches - start
+    finally:
+        _dry_run = previous
+
+
+def _check_args(kernel, args):
+    for a in args:
+        if isinstance(a, np.ndarray):
+            raise TypeError(f"cuda kernel {kernel.__name__ if hasattr(kernel, '__name__') else kernel}: "
+                            f"a host ndarray {a.shape} was passed (would be copied silently)")
+
+
+def launch(kernel, n, *args):
+    """Run a grid-stride 1-D kernel over ``n`` items."""
+    global _launches
+    _launches += 1
+    if SIMULATOR:
+        _check_args(kernel, args)
+    if _dry_run or n == 0:
+        return
+    blocks = min(MAX_BLOCKS, (n + THREADS - 1) // THREADS)
+    kernel[blocks, THREADS](*args)
+
+
+def launch_grid(kernel, grid, block, *args):
+    """Run a kernel with an explicit grid and block."""
+    global _launches
+    _launches += 1
+    if SIMULATOR:
+        _check_args(kernel, args)
+    if _dry_run:
+        return
+    kernel[grid, block](*args)
+
+
+# -- allocation and views ------------------------------------------------------------------------
+
+def empty(shape, dtype):
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    if SIMULATOR:  # poison fresh memory, so that a kernel reading what nobody wrote fails every time
+        return cuda.to_device(np.full(shape, np.nan if dtype.kind == "f" else np.iinfo(dtype).min, dtype))
+    return cuda.device_array(shape, dtype)
+
+
+def to_device(host):
+    """A device copy of the host array ``host`` (0-d arrays stay 0-d)."""
+    host = np.asarray(host)
+    return cuda.to_device(host if host.flags.c_contiguous else np.copy(host, order="C"))
+
+
+def to_host(array):
+    return array.copy_to_host()
+
+
+def is_contiguous(a) -> bool:
+    return a.is_c_contiguous()
+
+
+def as_strided(a, shape, strides):
+    """A view of ``a``'s memory with the given shape and byte strides (0 strides broadcast)."""
+    shape, strides = tuple(int(s) for s in shape), tuple(int(s) for s in strides)
+    if SIMULATOR:
+        return _DeviceArray(np.lib.stride_tricks.as_strided(a._ary, shape, strides))
+    return _DeviceArray(shape, strides, a.dtype, gpu_data=a.gpu_data)
+
+
+def pointer(a) -> int:
+    """Device address of ``a``'s first element (aliasing checks)."""
+    if SIMULATOR:
+        return a._ary.__array_interface__["data"][0]
+    return a.__cuda_array_interface__["data"][0]
+
+
+def array_interface(a) -> dict:
+    """``__cuda_array_interface__`` of ``a`` (synthesised from the host buffer under the simulator)."""
+    if SIMULATOR:
+        host = a._ary.__array_interface__
+        return {"shape": tuple(a.shape), "strides": None if a.is_c_contiguous() else tuple(a.strides),
+                "typestr": host["typestr"], "data": (host["data"][0], False), "version": 3}
+    return a.__cuda_array_interface__
+
+
+def from_interface(obj):
+    """Wrap an object exposing ``__cuda_array_interface__`` (CuPy, PyTorch) without a copy."""
+    if SIMULATOR and getattr(obj, "__cuda_ndarray__", False):
+        return obj
+    return cuda.as_cuda_array(obj)
+
+
+def view4(a, shape4=None):
+    """``a`` as a 4-D strided view (leading axes of length 1), optionally broadcast to ``shape4``."""
+    nd = len(a.shape)
+    if nd > 4:
+        raise NotImplementedError(f"cuda: element-wise ops support up to 4 dimensions, got shape {tuple(a.shape)}")
+    shape = (1,) * (4 - nd) + tuple(a.shape)
+    strides = (0,) * (4 - nd) + tuple(a.strides)
+    if shape4 is not None:
+        strides = tuple(0 if s == 1 and t != 1 else st for s, t, st in zip(shape, shape4, strides))
+        shape = tuple(shape4)
+    return as_strided(a, shape, strides)
+
+
+def pad4(shape):
+    shape = tuple(shape)
+    if len(shape) > 4:
+        raise NotImplementedError(f"cuda: element-wise ops support up to 4 dimensions, got shape {shape}")
+    return (1,) * (4 - len(shape)) + shape

@@ -1,0 +1,187 @@
+"""2-D convolution on the device: im2col + the tiled GEMM, col2im as a gather (no atomics).
+
+Same math as ``reference/conv.py``. The forward's columns are laid out (C kH kW, N Ho Wo) so one
+GEMM per group covers the whole batch: y viewed as the (O, N P) matrix is written straight into
+NCHW by the GEMM's epilogue, with the bias added there. Backward:
+    grad_W    = grad_y (O, N P) · cols^T          (grad_y read in place as NCHW)
+    grad_cols = W^T · grad_y                     (K, N P)
+    grad_x    = col2im(grad_cols): each input pixel sums the taps that read it (a gather)
+    grad_b    = Σ_{n, p} grad_y                   (summed inside the grad_W GEMM)
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from ..reference.conv import conv_output_size
+from ._core import empty, launch
+from .elementwise import contiguous, sum as _sum
+from .linear import BIAS_NONE, BIAS_ROW, gemm
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+
+
+@cuda.jit
+def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
+    """cols[(c, i, j), (n, oh, ow)] = x[n, c, oh sH - pH + i dH, ow sW - pW + j dW] (0 in the padding);
+    batch_major: cols stored (N, K, P) (the kernel contract) instead of (1, K, N P)."""
+    n_img, h, w = x.shape[0], x.shape[2], x.shape[3]
+    p_count = ho * wo
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        # t enumerates (c, i, j, n, oh, ow) with ow fastest
+        ow = t % wo
+        r = t // wo
+        oh = r % ho
+        r //= ho
+        n = r % n_img
+        r //= n_img
+        j = r % kw
+        r //= kw
+        i = r % kh
+        c = r // kh
+        ih = oh * sh - ph + i * dh
+        iw = ow * sw - pw + j * dw
+        v = 0.0
+        if 0 <= ih < h and 0 <= iw < w:
+            v = x[n, c, ih, iw]
+        row = (c * kh + i) * kw + j
+        p = oh * wo + ow
+        if batch_major:
+            cols[n, row, p] = v
+        else:
+            cols[0, row, n * p_count + p] = v
+
+
+@cuda.jit
+def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
+    """grad_x[n, c, ih, iw] = Σ over the taps (i, j) whose window position reads (ih, iw)."""
+    n_img, ch, h, w = grad_x.shape[0], grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    p_count = ho * wo
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        iw = t % w
+        r = t // w
+        ih = r % h
+        r //= h
+        c = r % ch
+        n = r // ch
+        acc = 0.0
+        for i in range(kh):
+            y = ih + ph - i * dh
+            if y < 0 or y % sh != 0:
+                continue
+            oh = y // sh
+            if oh >= ho:
+                continue
+            for j in range(kw):
+                xx = iw + pw - j * dw
+                if xx < 0 or xx % sw != 0:
+                    continue
+                ow = xx // sw
+                if ow >= wo:
+                    continue
+                row = (c * kh + i) * kw + j
+                if batch_major:
+                    acc += cols[n, row, oh * wo + ow]
+                else:
+                    acc += cols[0, row, n * p_count + oh * wo + ow]
+        grad_x[n, c, ih, iw] = acc
+
+
+def _geometry(x_shape, kernel_size, stride, padding, dilation):
+    h, w = x_shape[2:]
+    return (conv_output_size(h, kernel_size[0], stride[0], padding[0], dilation[0]),
+            conv_output_size(w, kernel_size[1], stride[1], padding[1], dilation[1]))
+
+
+def _im2col_into(x, cols, batch_major, kernel_size, stride, padding, dilation, ho, wo):
+    n, c = x.shape[:2]
+    total = c * kernel_size[0] * kernel_size[1] * n * ho * wo
+    launch(_im2col, total, x, cols, int(batch_major), kernel_size[0], kernel_size[1], stride[0], stride[1],
+           padding[0], padding[1], dilation[0], dilation[1], ho, wo, total)
+
+
+def _col2im_from(cols, x_shape, batch_major, kernel_size, stride, padding, dilation, ho, wo, dtype):
+    grad_x = empty(x_shape, dtype)
+    total = int(np.prod(x_shape))
+    launch(_col2im, total, cols, grad_x, int(batch_major), kernel_size[0], kernel_size[1], stride[0],
+           stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo, total)
+    return grad_x
+
+
+def im2col(x, kernel_size, stride, padding, dilation):
+    """x (N, C, H, W) -> cols (N, C kH kW, Ho Wo), rows ordered (c, i, j), columns (oh, ow)."""
+    x = contiguous(x)
+    n, c = x.shape[:2]
+    ho, wo = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    cols = empty((n, c * kernel_size[0] * kernel_size[1], ho * wo), x.dtype)
+    _im2col_into(x, cols, True, kernel_size, stride, padding, dilation, ho, wo)
+    return cols
+
+
+def col2im(cols, x_shape, kernel_size, stride, padding, dilation):
+    """cols (N, C kH kW, Ho Wo) -> x (N, C, H, W): each entry added where im2col read it."""
+    ho, wo = _geometry(x_shape, kernel_size, stride, padding, dilation)
+    return _col2im_from(contiguous(cols), tuple(x_shape), True, kernel_size, stride, padding, dilation,
+                        ho, wo, cols.dtype)
+
+
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
+    """y = W · im2col(x) + b per group; returns (y (N, O, Ho, Wo), saved for conv2d_backward)."""
+    x, weight = contiguous(x), contiguous(weight)
+    n, c = x.shape[:2]
+    o, cg, kh, kw = weight.shape
+    ho, wo = _geometry(x.shape, (kh, kw), stride, padding, dilation)
+    p = ho * wo
+    k = cg * kh * kw
+    cols = empty((1, c * kh * kw, n * p), x.dtype)
+    _im2col_into(x, cols, False, (kh, kw), stride, padding, dilation, ho, wo)
+    y = empty((n, o, ho, wo), x.dtype)
+    y3 = y.reshape(n, o, p)
+    w2 = weight.reshape(o, k)
+    og = o // groups
+    for g in range(groups):
+        a = w2[g * og:(g + 1) * og].reshape(1, og, k)
+        b = cols[:, g * k:(g + 1) * k, :]
+        out = y3[:, g * og:(g + 1) * og, :]
+        gb = None if bias is None else bias[g * og:(g + 1) * og]
+        gemm(a, 0, k, b, 0, n * p, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW)
+    saved = (x.shape, weight, cols, stride, padding, dilation, groups, bias is not None)
+    return y, saved
+
+
+def conv2d_backward(grad_y, saved, needs_input_grad):
+    """grad_W = Σ_n grad_y cols^T, grad_x = col2im(W^T grad_y), grad_b = Σ grad_y (per group)."""
+    x_shape, weight, cols, stride, padding, dilation, groups, has_bias = saved
+    grad_y = contiguous(grad_y)
+    n = x_shape[0]
+    o, cg, kh, kw = weight.shape
+    ho, wo = grad_y.shape[2:]
+    p = ho * wo
+    k = cg * kh * kw
+    og = o // groups
+    gy3 = grad_y.reshape(n, o, p)
+    w2 = weight.reshape(o, k)
+    grad_x = grad_w = grad_b = None
+    want_bias = needs_input_grad[2] and has_bias
+    if needs_input_grad[1]:
+        grad_w = empty(weight.shape, weight.dtype)
+        grad_b = empty((o,), grad_y.dtype) if want_bias else None
+        gw2 = grad_w.reshape(o, k)
+        for g in range(groups):
+            a = gy3[:, g * og:(g + 1) * og, :]
+            b = cols[:, g * k:(g + 1) * k, :]
+            out = gw2[g * og:(g + 1) * og].reshape(1, og, k)
+            gemm(a, 0, p, b, 1, n * p, out, k, og, k, n * p,
+                 row_sums=None if grad_b is None else grad_b[g * og:(g + 1) * og])   # grad_b fused
+    elif want_bias:
+        grad_b = _sum(grad_y, (0, 2, 3))
+    if needs_input_grad[0]:
+        grad_cols = empty(cols.shape, cols.dtype)
+        for g in range(groups):
+            a = w2[g * og:(g + 1) * og].reshape(1, og, k)
+            b = gy3[:, g * og:(g + 1) * og, :]
+            out = grad_cols[:, g * k:(g + 1) * k, :]
+            gemm(a, 1, k, b, 0, p, out, n * p, k, n * p, og)
+        grad_x = _col2im_from(grad_cols, tuple(x_shape), False, (kh, kw), stride, padding, dilation, ho, wo,
+                              cols.dtype)
+    return grad_x, grad_w, grad_b

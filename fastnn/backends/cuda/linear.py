@@ -1,0 +1,212 @@
+"""The tiled shared-memory GEMM and the dense layer / matrix product on top of it.
+
+One kernel, ``gemm``, computes C = op(A) op(B) (+ bias) with op = transpose or not, for operands
+stored as 3-D arrays whose logical column index is split: element (r, c) of an operand lives at
+``a[c // p, r, c % p]``. A plain row-major matrix is ``a.reshape(1, R, C)`` with p = C; an NCHW
+activation (N, O, P) is the (O, N P) matrix with p = P. That lets convolution read and write
+NCHW tensors directly (no transposing copies) and the dense layer use W^T, grad_y^T as flags.
+
+Tiling: a block computes a BM x BN tile of C from BK-deep slabs of A and B staged in shared
+memory; each thread accumulates a TM x TN register tile. The bias is added in the epilogue, and
+the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is accumulated by
+the first column of blocks from the A slabs they already hold: no separate reduction launch.
+Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
+grad_b = Σ_n grad_y.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda, float32, float64
+
+from ._core import SIMULATOR, empty, launch_grid
+from .elementwise import contiguous, sum as _sum
+
+__all__ = ["linear_forward", "linear_backward", "matmul", "gemm"]
+
+if SIMULATOR:
+    BM, BN, BK, TM, TN = 8, 8, 8, 4, 4
+else:
+    BM, BN, BK, TM, TN = 64, 64, 16, 4, 4
+TX, TY = BN // TN, BM // TM
+NT = TX * TY
+
+BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
+
+
+def _make_gemm(dtype):
+    @cuda.jit
+    def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, row_sums, want_row_sums, m, n, k):
+        a_tile = cuda.shared.array((BK, BM), dtype)
+        b_tile = cuda.shared.array((BK, BN), dtype)
+        acc = cuda.local.array((TM, TN), dtype)
+        ra = cuda.local.array(TM, dtype)
+        rb = cuda.local.array(TN, dtype)
+        rs = cuda.local.array(TM, dtype)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * TX + tx
+        row0 = cuda.blockIdx.y * BM
+        col0 = cuda.blockIdx.x * BN
+        # the blocks of the first column tile also sum op(A)'s rows (a bias gradient for free)
+        sum_rows = want_row_sums != 0 and col0 == 0 and tx == 0
+        for i in range(TM):
+            rs[i] = 0
+            for j in range(TN):
+                acc[i, j] = 0
+        for k0 in range(0, k, BK):
+            for slot in range(tid, BM * BK, NT):
+                # consecutive threads read consecutive addresses of the operand's fast axis
+                if ta:
+                    ii = slot % BM
+                    kk = slot // BM
+                else:
+                    kk = slot % BK
+                    ii = slot // BK
+                gi = row0 + ii
+                gk = k0 + kk
+                v = 0.0
+                if gi < m and gk < k:
+                    if ta:
+                        r = gk
+                        cc = gi
+                    else:
+                        r = gi
+                        cc = gk
+                    v = a[cc // pa, r, cc % pa]
+                a_tile[kk, ii] = v
+            for slot in range(tid, BN * BK, NT):
+                if tb:
+                    kk = slot % BK
+                    jj = slot // BK
+                else:
+                    jj = slot % BN
+                    kk = slot // BN
+                gj = col0 + jj
+                gk = k0 + kk
+                v = 0.0
+                if gj < n and gk < k:
+                    if tb:
+                        r = gj
+                        cc = gk
+                    else:
+                        r = gk
+                        cc = gj
+                    v = b[cc // pb, r, cc % pb]
+                b_tile[kk, jj] = v
+            cuda.syncthreads()
+            for kk in range(BK):
+                for i in range(TM):
+                    ra[i] = a_tile[kk, ty + i * TY]
+                if sum_rows:
+                    for i in range(TM):
+                        rs[i] += ra[i]
+                for j in range(TN):
+                    rb[j] = b_tile[kk, tx + j * TX]
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i, j] += ra[i] * rb[j]
+            cuda.syncthreads()
+        for i in range(TM):
+            gi = row0 + ty + i * TY
+            if gi < m:
+                if sum_rows:
+                    row_sums[gi] = rs[i]
+                for j in range(TN):
+                    gj = col0 + tx + j * TX
+                    if gj < n:
+                        v = acc[i, j]
+                        if bias_mode == BIAS_ROW:
+                            v += bias[gi]
+                        elif bias_mode == BIAS_COL:
+                            v += bias[gj]
+                        c[gj // pc, gi, gj % pc] = v
+
+    return gemm_kernel
+
+
+_KERNELS = {}
+
+
+def _kernel(dtype):
+    dtype = np.dtype(dtype)
+    kernel = _KERNELS.get(dtype)
+    if kernel is None:
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise NotImplementedError(f"cuda gemm: no kernel for dtype {dtype} (float32 and float64 only)")
+        kernel = _KERNELS[dtype] = _make_gemm(float32 if dtype == np.float32 else float64)
+    return kernel
+
+
+_PLACEHOLDERS = {}
+
+
+def _placeholder(dtype):
+    """A 1-element device array standing in for the optional arguments a launch does not use."""
+    array = _PLACEHOLDERS.get(dtype)
+    if array is None:
+        array = _PLACEHOLDERS[dtype] = empty((1,), dtype)
+    return array
+
+
+def plain(a):
+    """A row-major 2-D device array as a gemm operand (3-D array, column split)."""
+    a = contiguous(a)
+    return a.reshape(1, a.shape[0], a.shape[1]), a.shape[1]
+
+
+def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None):
+    """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above.
+
+    ``row_sums`` (m,): also written with Σ_k op(A)[i, k] in the same launch (grad_b of a layer
+    whose grad_W is this GEMM: grad_y's rows summed over the batch).
+    """
+    dummy = _placeholder(c.dtype)
+    if bias is None:
+        bias, bias_mode = dummy, BIAS_NONE
+    grid = ((n + BN - 1) // BN, (m + BM - 1) // BM)
+    launch_grid(_kernel(c.dtype), grid, (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
+                bias, int(bias_mode), dummy if row_sums is None else row_sums, int(row_sums is not None),
+                int(m), int(n), int(k))
+
+
+def linear_forward(x, weight, bias):
+    """y = x W^T + b (bias added in the GEMM's epilogue)."""
+    n, k = x.shape
+    o = weight.shape[0]
+    y = empty((n, o), x.dtype)
+    a, pa = plain(x)
+    w, pw = plain(weight)
+    gemm(a, 0, pa, w, 1, pw, y.reshape(1, n, o), o, n, o, k, bias, BIAS_COL)
+    return y
+
+
+def linear_backward(grad_y, x, weight, needs_input_grad):
+    """(grad_x, grad_W, grad_b) = (grad_y W, grad_y^T x, Σ_n grad_y); None where not needed."""
+    grad_x = grad_w = grad_b = None
+    n, o = grad_y.shape
+    k = weight.shape[1]
+    g, pg = plain(grad_y)
+    if needs_input_grad[0]:
+        grad_x = empty((n, k), grad_y.dtype)
+        w, pw = plain(weight)
+        gemm(g, 0, pg, w, 0, pw, grad_x.reshape(1, n, k), k, n, k, o)
+    if needs_input_grad[2]:
+        grad_b = empty((o,), grad_y.dtype)
+    if needs_input_grad[1]:
+        grad_w = empty((o, k), grad_y.dtype)
+        xa, px = plain(x)
+        gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b)   # grad_b fused
+    elif needs_input_grad[2]:
+        grad_b = _sum(grad_y, (0,))
+    return grad_x, grad_w, grad_b
+
+
+def matmul(a, b):
+    """a @ b for a (M, K), b (K, N)."""
+    m, k = a.shape
+    n = b.shape[1]
+    out = empty((m, n), a.dtype)
+    aa, pa = plain(a)
+    bb, pb = plain(b)
+    gemm(aa, 0, pa, bb, 0, pb, out.reshape(1, m, n), n, m, n, k)
+    return out

@@ -1,0 +1,150 @@
+"""Batch normalisation on the device (same math as ``reference/norm.py``).
+
+Forward (training): one block per channel computes the mean and the biased variance (two passes
+over the channel, in shared memory), writes invstd and updates the running statistics; a second
+launch writes x_hat and y = x_hat * weight + bias. Backward: one block per channel sums g and
+g x_hat (= grad_bias, grad_weight), a second launch writes grad_x.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from ._core import SIMULATOR, empty, launch, launch_grid
+from .elementwise import REDUCE_THREADS, contiguous
+
+__all__ = ["batch_norm_forward", "batch_norm_backward"]
+
+
+@cuda.jit(device=True)
+def _block_sum(buf, tid, value):
+    buf[tid] = value
+    cuda.syncthreads()
+    step = REDUCE_THREADS // 2
+    while step > 0:
+        if tid < step:
+            buf[tid] += buf[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit
+def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, eps, n_img, c, hw):
+    buf = cuda.shared.array(REDUCE_THREADS, float64)
+    tid = cuda.threadIdx.x
+    count = n_img * hw
+    for ch in range(cuda.blockIdx.x, c, cuda.gridDim.x):
+        acc = 0.0
+        for r in range(tid, count, REDUCE_THREADS):
+            acc += x[((r // hw) * c + ch) * hw + r % hw]
+        mu = _block_sum(buf, tid, acc) / count
+        acc = 0.0
+        for r in range(tid, count, REDUCE_THREADS):
+            d = x[((r // hw) * c + ch) * hw + r % hw] - mu
+            acc += d * d
+        var = _block_sum(buf, tid, acc) / count
+        if tid == 0:
+            mean[ch] = mu
+            invstd[ch] = 1 / math.sqrt(var + eps)
+            if has_running:
+                running_mean[ch] = running_mean[ch] * (1 - momentum) + momentum * mu
+                unbiased = var * count / max(count - 1, 1)
+                running_var[ch] = running_var[ch] * (1 - momentum) + momentum * unbiased
+
+
+@cuda.jit
+def _normalize(x, mean, invstd, weight, bias, has_affine, has_bias, x_hat, y, c, hw, total):
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ch = (t // hw) % c
+        v = (x[t] - mean[ch]) * invstd[ch]
+        x_hat[t] = v
+        if has_affine:
+            v = v * weight[ch]
+        if has_bias:
+            v = v + bias[ch]
+        y[t] = v
+
+
+@cuda.jit
+def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
+    buf = cuda.shared.array(REDUCE_THREADS, float64)
+    tid = cuda.threadIdx.x
+    count = n_img * hw
+    for ch in range(cuda.blockIdx.x, c, cuda.gridDim.x):
+        acc_g = 0.0
+        acc_gx = 0.0
+        for r in range(tid, count, REDUCE_THREADS):
+            k = ((r // hw) * c + ch) * hw + r % hw
+            acc_g += g[k]
+            acc_gx += g[k] * x_hat[k]
+        sg = _block_sum(buf, tid, acc_g)
+        sgx = _block_sum(buf, tid, acc_gx)
+        if tid == 0:
+            grad_bias[ch] = sg
+            grad_weight[ch] = sgx
+
+
+@cuda.jit
+def _grad_x(g, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, training, grad_x, c, hw, count, total):
+    """grad_x = invstd w / n (n g - Σg - x_hat Σ(g x_hat)) (training) or g w invstd (eval)."""
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ch = (t // hw) % c
+        w = weight[ch] if has_affine else 1.0
+        if training:
+            grad_x[t] = invstd[ch] * w / count * (count * g[t] - grad_bias[ch] - x_hat[t] * grad_weight[ch])
+        else:
+            grad_x[t] = g[t] * w * invstd[ch]
+
+
+def _blocks(c):
+    return min(c, 4) if SIMULATOR else min(c, 65535)
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Returns (y, saved); updates running_mean/running_var in place when training."""
+    x = contiguous(x)
+    n, c = x.shape[:2]
+    hw = int(np.prod(x.shape[2:]))
+    flat = x.reshape(x.size)
+    if training:
+        mean = empty((c,), x.dtype)
+        invstd = empty((c,), x.dtype)
+        has_running = running_mean is not None
+        rm = running_mean if has_running else mean
+        rv = running_var if has_running else invstd
+        launch_grid(_stats, _blocks(c), REDUCE_THREADS, flat, mean, invstd, rm, rv, int(has_running),
+                    float(momentum), float(eps), n, c, hw)
+    else:
+        from .elementwise import unary
+        mean = running_mean
+        invstd = unary("pow", unary("shift", running_var, eps), -0.5)
+    x_hat = empty(x.shape, x.dtype)
+    y = empty(x.shape, x.dtype)
+    launch(_normalize, x.size, flat, mean, invstd, mean if weight is None else weight, mean if bias is None else bias,
+           int(weight is not None), int(bias is not None), x_hat.reshape(x.size), y.reshape(x.size), c, hw, x.size)
+    return y, (x_hat, invstd, weight, training)
+
+
+def batch_norm_backward(grad_y, saved, needs_input_grad):
+    """(grad_x, grad_weight, grad_bias); see ``reference/norm.py`` for the formula."""
+    x_hat, invstd, weight, training = saved
+    grad_y = contiguous(grad_y)
+    n, c = x_hat.shape[:2]
+    hw = int(np.prod(x_hat.shape[2:]))
+    g = grad_y.reshape(grad_y.size)
+    xh = x_hat.reshape(x_hat.size)
+    grad_bias = empty((c,), grad_y.dtype)
+    grad_weight = empty((c,), grad_y.dtype)
+    launch_grid(_grad_sums, _blocks(c), REDUCE_THREADS, g, xh, grad_bias, grad_weight, n, c, hw)
+    grad_x = None
+    if needs_input_grad[0]:
+        grad_x = empty(x_hat.shape, grad_y.dtype)
+        # the sums above are of grad_y; with an affine weight, Σ g w = w Σ g per channel
+        launch(_grad_x, grad_y.size, g, xh, invstd, invstd if weight is None else weight, int(weight is not None),
+               grad_bias, grad_weight, int(training), grad_x.reshape(grad_x.size), c, hw, n * hw, grad_y.size)
+    return grad_x, grad_weight, grad_bias

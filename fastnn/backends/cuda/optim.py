@@ -1,0 +1,117 @@
+"""Optimiser updates on the device, fused in place.
+
+Same update rules as ``reference/optim.py`` (PyTorch's). ``sgd_step_foreach`` updates every
+parameter of a group in one launch (the parameters, gradients and buffers are passed as tuples of
+device arrays; grid row j updates tensor j), like PyTorch's foreach optimisers.
+"""
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+from ._core import SIMULATOR, THREADS, empty, launch, launch_grid
+from .elementwise import contiguous
+
+__all__ = ["sgd_step", "sgd_step_foreach", "adam_step"]
+
+
+@cuda.jit
+def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = grad[i] + weight_decay * param[i]
+        if momentum != 0:
+            if first:
+                b = d
+            else:
+                b = momentum * buf[i] + (1 - dampening) * d
+            buf[i] = b
+            if nesterov:
+                d = d + momentum * b
+            else:
+                d = b
+        param[i] -= lr * d
+
+
+@cuda.jit
+def _sgd_foreach(params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first):
+    step = cuda.gridDim.x * cuda.blockDim.x
+    for j in range(cuda.blockIdx.y, len(params), cuda.gridDim.y):
+        param = params[j]
+        grad = grads[j]
+        buf = bufs[j]
+        for i in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, param.size, step):
+            d = grad[i] + weight_decay * param[i]
+            if momentum != 0:
+                if first:
+                    b = d
+                else:
+                    b = momentum * buf[i] + (1 - dampening) * d
+                buf[i] = b
+                if nesterov:
+                    d = d + momentum * b
+                else:
+                    d = b
+            param[i] -= lr * d
+
+
+@cuda.jit
+def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, decoupled, step_size,
+          bias_correction2_sqrt, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        g = grad[i]
+        p = param[i]
+        if weight_decay != 0:
+            if decoupled:
+                p = p * (1 - lr * weight_decay)
+            else:
+                g = g + weight_decay * p
+        m = exp_avg[i] + (1 - beta1) * (g - exp_avg[i])
+        v = exp_avg_sq[i] * beta2 + (1 - beta2) * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+
+
+def _flat(a):
+    return a.reshape(a.size)
+
+
+def sgd_step(param, grad, momentum_buffer, lr, momentum, dampening, weight_decay, nesterov):
+    """SGD in place (see reference); returns the momentum buffer (None when momentum == 0)."""
+    grad = contiguous(grad)
+    first = momentum_buffer is None
+    if momentum and first:
+        momentum_buffer = empty(param.shape, param.dtype)
+    buf = momentum_buffer if momentum else param
+    launch(_sgd, param.size, _flat(param), _flat(grad), _flat(buf), float(lr), float(momentum), float(dampening),
+           float(weight_decay), int(bool(nesterov)), int(first), param.size)
+    return momentum_buffer if momentum else None
+
+
+def sgd_step_foreach(params, grads, momentum_buffers, lr, momentum, dampening, weight_decay, nesterov):
+    """``sgd_step`` for lists of parameters (same dtype) in one launch; returns the list of buffers.
+
+    ``momentum_buffers``: a list of buffers, or None on the first step (they are allocated here).
+    """
+    first = momentum_buffers is None
+    flat_params = tuple(_flat(p) for p in params)
+    flat_grads = tuple(_flat(contiguous(g)) for g in grads)
+    if momentum and first:
+        momentum_buffers = [empty(p.shape, p.dtype) for p in params]
+    flat_bufs = tuple(_flat(b) for b in momentum_buffers) if momentum else flat_params
+    largest = max(p.size for p in params)
+    blocks = 1 if SIMULATOR else min(1024, (largest + 255) // 256)
+    threads = THREADS
+    launch_grid(_sgd_foreach, (blocks, len(params)), threads, flat_params, flat_grads, flat_bufs, float(lr),
+                float(momentum), float(dampening), float(weight_decay), int(bool(nesterov)), int(first))
+    return momentum_buffers if momentum else None
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """Adam / AdamW in place, step counted from 1 (see reference)."""
+    grad = contiguous(grad)
+    step_size = lr / (1 - beta1 ** step)
+    launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq), float(lr), float(beta1),
+           float(beta2), float(eps), float(weight_decay), int(bool(decoupled)), float(step_size),
+           math.sqrt(1 - beta2 ** step), param.size)

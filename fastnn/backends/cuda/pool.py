@@ -1,0 +1,196 @@
+"""Max and average pooling on the device; the same math and index convention as ``reference/pool.py``.
+
+Both backward kernels are gathers over the input (each input pixel sums the outputs whose window
+holds it and, for max, chose it), so overlapping windows need no atomics and no zero-fill launch.
+The max backward's contract carries no geometry: the forward attaches it to the indices array it
+returns; indices from elsewhere take a zero fill and an atomic scatter instead.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from ..reference.pool import pool_output_size
+from ._core import empty, launch
+from .elementwise import contiguous, zeros
+
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+
+
+@cuda.jit
+def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, total):
+    planes, h, w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
+    ch, ho, wo = x.shape[1], y.shape[2], y.shape[3]
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = t % wo
+        r = t // wo
+        oh = r % ho
+        r //= ho
+        c = r % ch
+        n = r // ch
+        top = oh * sh - ph
+        left = ow * sw - pw
+        best_i = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
+        best = -math.inf
+        for i in range(kh):
+            ih = top + i
+            if ih < 0 or ih >= h:
+                continue
+            for j in range(kw):
+                iw = left + j
+                if iw < 0 or iw >= w:
+                    continue
+                v = x[n, c, ih, iw]
+                if v > best or math.isnan(v):   # as the reference: a NaN wins
+                    best = v
+                    best_i = ih * w + iw
+        y[n, c, oh, ow] = best
+        indices[n, c, oh, ow] = best_i
+
+
+@cuda.jit
+def _max_pool_backward(grad_y, indices, grad_x, total):
+    """Scatter: grad_x[n, c].flat[indices] += grad_y (atomics: overlapping windows may collide)."""
+    ch, w = grad_x.shape[1], grad_x.shape[3]
+    ho, wo = grad_y.shape[2], grad_y.shape[3]
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = t % wo
+        r = t // wo
+        oh = r % ho
+        r //= ho
+        c = r % ch
+        n = r // ch
+        flat = indices[n, c, oh, ow]
+        cuda.atomic.add(grad_x, (n, c, flat // w, flat % w), grad_y[n, c, oh, ow])
+
+
+@cuda.jit
+def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, total):
+    """grad_x[n, c, ih, iw] = Σ grad_y over the outputs whose window holds (ih, iw) and chose it."""
+    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    ho, wo = grad_y.shape[2], grad_y.shape[3]
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        iw = t % w
+        r = t // w
+        ih = r % h
+        r //= h
+        c = r % ch
+        n = r // ch
+        flat = ih * w + iw
+        oh_lo = max(0, (ih + ph - kh) // sh + 1)
+        oh_hi = min(ho - 1, (ih + ph) // sh)
+        ow_lo = max(0, (iw + pw - kw) // sw + 1)
+        ow_hi = min(wo - 1, (iw + pw) // sw)
+        acc = 0.0
+        for oh in range(oh_lo, oh_hi + 1):
+            for ow in range(ow_lo, ow_hi + 1):
+                if indices[n, c, oh, ow] == flat:
+                    acc += grad_y[n, c, oh, ow]
+        grad_x[n, c, ih, iw] = acc
+
+
+@cuda.jit
+def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
+    ch, h, w = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo = y.shape[2], y.shape[3]
+    inv = 1.0 / (kh * kw)
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = t % wo
+        r = t // wo
+        oh = r % ho
+        r //= ho
+        c = r % ch
+        n = r // ch
+        acc = 0.0
+        for i in range(kh):
+            ih = oh * sh - ph + i
+            if 0 <= ih < h:
+                for j in range(kw):
+                    iw = ow * sw - pw + j
+                    if 0 <= iw < w:
+                        acc += x[n, c, ih, iw]
+        y[n, c, oh, ow] = acc * inv
+
+
+@cuda.jit
+def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
+    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    ho, wo = grad_y.shape[2], grad_y.shape[3]
+    inv = 1.0 / (kh * kw)
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        iw = t % w
+        r = t // w
+        ih = r % h
+        r //= h
+        c = r % ch
+        n = r // ch
+        oh_lo = max(0, (ih + ph - kh) // sh + 1)
+        oh_hi = min(ho - 1, (ih + ph) // sh)
+        ow_lo = max(0, (iw + pw - kw) // sw + 1)
+        ow_hi = min(wo - 1, (iw + pw) // sw)
+        acc = 0.0
+        for oh in range(oh_lo, oh_hi + 1):
+            for ow in range(ow_lo, ow_hi + 1):
+                acc += grad_y[n, c, oh, ow]
+        grad_x[n, c, ih, iw] = acc * inv
+
+
+def _out_shape(x_shape, kernel_size, stride, padding):
+    return (x_shape[0], x_shape[1], pool_output_size(x_shape[2], kernel_size[0], stride[0], padding[0]),
+            pool_output_size(x_shape[3], kernel_size[1], stride[1], padding[1]))
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """(y, indices): the max of each window and its flat H*W index (int64)."""
+    x = contiguous(x)
+    shape = _out_shape(x.shape, kernel_size, stride, padding)
+    y = empty(shape, x.dtype)
+    indices = empty(shape, np.int64)
+    total = int(np.prod(shape))
+    launch(_max_pool, total, x, y, indices, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
+           padding[1], total)
+    indices.pool_geometry = (tuple(kernel_size), tuple(stride), tuple(padding))   # for the one-launch backward
+    return y, indices
+
+
+def max_pool2d_backward(grad_y, indices, x_shape):
+    """grad_x[n, c].flat[indices[n, c]] += grad_y[n, c].
+
+    Indices from this backend's forward carry their window geometry: one gather launch over the
+    input (deterministic, no atomics). Other indices: a zero fill and an atomic scatter.
+    """
+    grad_y = contiguous(grad_y)
+    geometry = getattr(indices, "pool_geometry", None)
+    if geometry is not None:
+        (kh, kw), (sh, sw), (ph, pw) = geometry
+        grad_x = empty(x_shape, grad_y.dtype)
+        total = int(np.prod(x_shape))
+        launch(_max_pool_backward_gather, total, grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, total)
+        return grad_x
+    grad_x = zeros(x_shape, grad_y.dtype)
+    total = grad_y.size
+    launch(_max_pool_backward, total, grad_y, indices, grad_x, total)
+    return grad_x
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding):
+    """y = Σ window / (kH kW), zeros in the padding."""
+    x = contiguous(x)
+    shape = _out_shape(x.shape, kernel_size, stride, padding)
+    y = empty(shape, x.dtype)
+    total = int(np.prod(shape))
+    launch(_avg_pool, total, x, y, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1],
+           total)
+    return y
+
+
+def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding):
+    """grad_x[window] += grad_y / (kH kW) for every window (gathered per input pixel)."""
+    grad_y = contiguous(grad_y)
+    grad_x = empty(x_shape, grad_y.dtype)
+    total = int(np.prod(x_shape))
+    launch(_avg_pool_backward, total, grad_y, grad_x, kernel_size[0], kernel_size[1], stride[0], stride[1],
+           padding[0], padding[1], total)
+    return grad_x

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The checks of the cuda device that need a real NVIDIA GPU (CI runs tests/cuda under Numba's
+# simulator only): the cuda tests on the hardware, a Fashion-MNIST training run, and the benchmark
+# against PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
+# numba) and, for the comparison, a CUDA build of PyTorch. Fashion-MNIST's IDX files must be in
+# $FASTNN_DATA (or pass --data-dir through FASHION_DIR=...).
+#
+#   scripts/cuda_check.sh            # everything
+#   SKIP_INSTALL=1 scripts/cuda_check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${SKIP_INSTALL:-}" ]; then
+    python3 -m pip install --quiet -e ".[test]"
+fi
+python3 -c "from numba import cuda; cuda.detect()"
+
+echo "== tests/cuda on the GPU (simulator off)"
+NUMBA_ENABLE_CUDASIM=0 python3 -m pytest tests/cuda -q -p no:cacheprovider
+
+echo "== launches per training step (batch 64)"
+NUMBA_ENABLE_CUDASIM=0 python3 -c "
+from fastnn.backends.cuda import training_step_launches
+for m in ('mlp', 'lenet5', 'tfconvnet', 'bnconvnet'):
+    print(f'{m:>10}: {training_step_launches(m, 64)} launches per step')"
+
+echo "== 2 epochs of tfconvnet on Fashion-MNIST, on the GPU"
+NUMBA_ENABLE_CUDASIM=0 fastnn train --model tfconvnet --dataset fashion-mnist --epochs 2 --batch-size 64 \
+    --device cuda --no-progress ${FASHION_DIR:+--data-dir "$FASHION_DIR"}
+
+echo "== fastnn bench --device cuda (against PyTorch CUDA when torch.cuda is available)"
+NUMBA_ENABLE_CUDASIM=0 fastnn bench --device cuda --models tfconvnet --batches 64 256 --out bench_results_cuda

@@ -1,0 +1,262 @@
+"""The cuda device through the public API: tensors and modules moving, autograd on the device,
+training steps matching the CPU, mixed-device and no-GPU errors, launch counts per step."""
+import numpy as np
+import pytest
+
+import fastnn
+import fastnn.device
+import fastnn.functional as F
+from fastnn import models, nn, optim
+
+if fastnn.device.cuda_unavailable_reason():
+    pytest.skip(f"the cuda device is not usable: {fastnn.device.cuda_unavailable_reason()}", allow_module_level=True)
+import fastnn.backends.cuda as cu  # noqa: E402
+
+
+def test_tensor_to_cuda_and_back_round_trips():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = fastnn.tensor(a, device="cuda")
+    assert t.device == "cuda" and t.shape == (2, 3) and t.dtype == np.float32
+    np.testing.assert_array_equal(t.numpy(), a)
+    back = t.to("cpu")
+    assert back.device == "cpu" and isinstance(back.data, np.ndarray)
+    np.testing.assert_array_equal(back.numpy(), a)
+    assert t.cpu().device == "cpu" and back.cuda().device == "cuda"
+    assert t.to("cuda") is t and back.to("cpu") is back
+    assert fastnn.tensor(a).to("cuda:0").device == "cuda"
+    assert fastnn.tensor([[2.5]], device="cuda").item() == 2.5
+    assert "device='cuda'" in repr(t)
+
+
+def test_cuda_array_interface_is_exposed_on_cuda_tensors_only():
+    t = fastnn.tensor(np.ones((2, 3), np.float32), device="cuda")
+    iface = t.__cuda_array_interface__
+    assert iface["shape"] == (2, 3) and iface["typestr"] == "<f4" and iface["version"] >= 2
+    assert not hasattr(fastnn.tensor([1.0]), "__cuda_array_interface__")
+    with pytest.raises(TypeError, match="numpy"):
+        np.asarray(t)   # no silent device-to-host copy
+
+
+def test_device_tensors_wrap_device_arrays_without_copy():
+    d = cu.to_device(np.arange(4, dtype=np.float32))
+    t = fastnn.Tensor(d)
+    assert t.device == "cuda" and t.data is d
+
+
+def test_simulator_device_arrays_are_strict():
+    d = cu.to_device(np.ones(3, np.float32))
+    with pytest.raises(TypeError):
+        d + 1
+    with pytest.raises(AttributeError):
+        d.sum()
+
+
+def test_autograd_on_device_matches_cpu():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((3,)).astype(np.float32)
+    results = {}
+    for device in ("cpu", "cuda"):
+        ta = fastnn.tensor(a, requires_grad=True, device=device)
+        tb = fastnn.tensor(b, requires_grad=True, device=device)
+        assert ta.is_leaf and tb.is_leaf
+        y = ((ta * tb + 1.5) / (tb * tb + 1) - ta).exp().sum(1)
+        z = (y.mean() + (ta - 0.5).abs().sum() + (ta ** 2).mean(0).sum() + (tb * tb + 1).log().sum() + (-tb).sum()
+             + fastnn.cat([ta, ta[:, 1:]], 1).sum() + fastnn.stack([tb, tb], 0).sum()
+             + ta.T.reshape(6)[2:5].sum() + ta.transpose(0, 1).sum())
+        z.backward()
+        results[device] = (z.item(), ta.grad.numpy(), tb.grad.numpy())
+    for got, want in zip(results["cuda"], results["cpu"]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_accumulates_on_device():
+    x = fastnn.tensor([1.0, 2.0], requires_grad=True, device="cuda")
+    for _ in range(2):
+        (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 6.0])
+    assert x.grad.device == "cuda"
+
+
+def test_gradient_flows_through_to():
+    x = fastnn.tensor([1.0, 2.0], requires_grad=True)
+    (x.to("cuda") * x.to("cuda")).sum().backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_module_to_moves_parameters_in_place():
+    model = models.bnconvnet(image_size=8)
+    params = list(model.parameters())
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    state = model.state_dict()
+    assert model.to("cuda") is model
+    assert [id(p) for p in model.parameters()] == [id(p) for p in params]
+    assert all(p.device == "cuda" for p in model.parameters())
+    assert model[1].running_mean.device == "cuda"
+    assert model[1].num_batches_tracked.device == "cpu"   # counted on the host
+    assert opt.param_groups[0]["params"][0] is params[0]
+    moved = model.state_dict()
+    assert list(moved) == list(state)
+    for key in state:
+        assert isinstance(moved[key], np.ndarray)
+        np.testing.assert_array_equal(moved[key], state[key])
+    model.load_state_dict(state)
+    model.to("cpu")
+    assert all(p.device == "cpu" for p in model.parameters())
+
+
+def test_mixed_devices_raise_naming_both():
+    x = fastnn.tensor(np.ones((1, 1, 5, 5), np.float32))
+    w = fastnn.tensor(np.ones((2, 1, 3, 3), np.float32), device="cuda")
+    with pytest.raises(RuntimeError, match="conv2d.*cpu.*cuda"):
+        F.conv2d(x, w)
+    with pytest.raises(RuntimeError, match="add.*cpu.*cuda"):
+        fastnn.tensor([1.0]) + fastnn.tensor([1.0], device="cuda")
+    with pytest.raises(RuntimeError, match="same device"):
+        F.cross_entropy(fastnn.tensor(np.zeros((2, 3), np.float32), device="cuda"), fastnn.tensor(np.array([0, 1])))
+
+
+def test_ops_without_cuda_kernel_raise_not_implemented():
+    x = fastnn.tensor(np.ones((1, 2, 4, 4), np.float32), device="cuda")
+    with pytest.raises(NotImplementedError, match="interpolate.*cuda"):
+        F.interpolate(x, scale_factor=2)
+    for op, call in [("layer_norm", lambda: F.layer_norm(x, (4,))), ("group_norm", lambda: F.group_norm(x, 2)),
+                     ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2)),
+                     ("nll_loss", lambda: F.nll_loss(x.reshape(2, 16), np.array([0, 1]))),
+                     ("l1_loss", lambda: F.l1_loss(x, x))]:
+        with pytest.raises(NotImplementedError, match=f"{op}.*cuda"):
+            call()
+    with pytest.raises(NotImplementedError, match="argmax.*cuda"):
+        x.argmax()
+    model = nn.Linear(3, 1).to("cuda")
+    opt = optim.RMSprop(model.parameters(), lr=0.1)
+    model(fastnn.tensor(np.ones((2, 3), np.float32), device="cuda")).sum().backward()
+    with pytest.raises(NotImplementedError, match="rmsprop.*cuda"):
+        opt.step()
+
+
+def test_no_gpu_gives_a_clear_error_and_changes_nothing(no_gpu):
+    t = fastnn.tensor([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="'cuda' device is not available: no CUDA driver"):
+        t.to("cuda")
+    with pytest.raises(RuntimeError, match="not available"):
+        fastnn.tensor([1.0], device="cuda")
+    model = models.mlp(in_features=4)
+    with pytest.raises(RuntimeError, match="not available"):
+        model.to("cuda")
+    assert all(p.device == "cpu" for p in model.parameters())
+    assert fastnn.device.cuda_in_use is False
+    np.testing.assert_allclose((t * 2).numpy(), [2.0, 4.0])
+
+
+def test_availability_probe_reports_a_reason_without_a_gpu(monkeypatch):
+    from numba import config
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", 0)
+    reason = fastnn.device._probe()
+    assert isinstance(reason, str)   # '' on a GPU machine, else why (driver / device)
+
+
+def _train(model, device, steps, x, y, adam=False):
+    model.to(device)
+    opt = optim.Adam(model.parameters(), lr=0.01) if adam else optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        loss = F.cross_entropy(model(fastnn.tensor(x, device=device)), fastnn.tensor(y, device=device),
+                               label_smoothing=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses, model.state_dict()
+
+
+def _small_bn_net(conv_bias=True):
+    """bnconvnet's layer kinds (conv, batch norm, ReLU, max pool, dense, dropout) at a simulator-friendly size."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=conv_bias), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.0), nn.Linear(8, 10))
+
+
+@pytest.mark.parametrize("name, adam", [("lenet5", False), ("small_bn", False), ("small_bn", True)])
+def test_training_steps_match_cpu_reference(name, adam):
+    """A few steps on cuda give the weights of the same steps with the NumPy reference kernels.
+    (With Adam the conv before batch norm has no bias: that bias's gradient is exactly 0 in theory
+    and rounding noise in practice, which Adam's normalisation scales up to +-lr per step.)"""
+    rng = np.random.default_rng(1)
+    size = 8 if name == "lenet5" else 4
+    x = rng.standard_normal((3, 1, size, size)).astype(np.float32)
+    y = np.array([1, 7, 3])
+    build = (lambda: models.lenet5(image_size=8)) if name == "lenet5" else (lambda: _small_bn_net(not adam))
+    fastnn.manual_seed(0)
+    cpu_model, cuda_model = build(), build()
+    cuda_model.load_state_dict(cpu_model.state_dict())
+    with fastnn.use_backend("reference"):
+        cpu_losses, cpu_state = _train(cpu_model, "cpu", 2, x, y, adam)
+    cuda_losses, cuda_state = _train(cuda_model, "cuda", 2, x, y, adam)
+    np.testing.assert_allclose(cuda_losses, cpu_losses, rtol=1e-5)
+    for key in cpu_state:
+        np.testing.assert_allclose(cuda_state[key], cpu_state[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_dropout_on_device_in_training_only():
+    fastnn.manual_seed(0)
+    x = fastnn.tensor(np.ones((4, 50), np.float32), requires_grad=True, device="cuda")
+    y = F.dropout(x, 0.5, training=True)
+    kept = y.numpy() != 0
+    assert 0.3 < kept.mean() < 0.7
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), kept * 2.0)
+    assert F.dropout(x, 0.5, training=False) is x
+
+
+def test_fit_and_evaluate_on_cuda():
+    from fastnn.data import DataLoader, TensorDataset
+    from fastnn.train import evaluate, fit
+    rng = np.random.default_rng(0)
+    data = TensorDataset(rng.standard_normal((8, 1, 2, 2)).astype(np.float32), rng.integers(0, 3, 8))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    history = fit(model, nn.CrossEntropyLoss(), opt, DataLoader(data, batch_size=4), epochs=1, progress=False,
+                  log=None, device="cuda")
+    assert all(p.device == "cuda" for p in model.parameters())
+    assert np.isfinite(history["train_loss"][0]) and history["train_acc"][0] is not None
+    loss, acc = evaluate(model, nn.CrossEntropyLoss(), DataLoader(data, batch_size=8), device="cuda")
+    assert np.isfinite(loss) and 0 <= acc <= 1
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "tfconvnet", "bnconvnet"])
+def test_launches_per_training_step_do_not_depend_on_batch(name):
+    counts = [cu.training_step_launches(name, batch) for batch in (2, 64)]
+    assert counts[0] == counts[1]
+    assert counts[1] <= {"mlp": 21, "lenet5": 33, "tfconvnet": 30, "bnconvnet": 38}[name]   # measured; keep it down
+
+
+def test_command_line_without_gpu_fails_clearly(no_gpu, capsys):
+    from fastnn.benchmark.run import main as bench_main
+    from fastnn.cli import main
+    assert main(["train", "--device", "cuda", "--epochs", "1", "--no-progress"]) == 1
+    assert "--device cuda: the 'cuda' device is not available: no CUDA driver" in capsys.readouterr().err
+    assert bench_main(["--device", "cuda", "--models", "mlp", "--batches", "8", "--out", "unused"]) == 1
+    assert "fastnn bench --device cuda: the 'cuda' device is not available" in capsys.readouterr().err
+
+
+def test_optimizer_state_follows_the_model_to_the_device():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2, 3)).astype(np.float32), np.array([0, 1])
+    fastnn.manual_seed(0)
+    model = nn.Linear(3, 2)
+    reference = nn.Linear(3, 2)
+    reference.load_state_dict(model.state_dict())
+    opt, opt_ref = optim.SGD(model.parameters(), lr=0.1, momentum=0.9), optim.SGD(reference.parameters(), lr=0.1,
+                                                                                  momentum=0.9)
+    for step in range(3):
+        if step == 1:
+            model.to("cuda")   # after a CPU step: the momentum buffers must follow
+        device = "cuda" if step else "cpu"
+        for m, o, d in ((model, opt, device), (reference, opt_ref, "cpu")):
+            loss = F.cross_entropy(m(fastnn.tensor(x, device=d)), fastnn.tensor(y, device=d))
+            o.zero_grad()
+            loss.backward()
+            o.step()
+    assert opt.state[id(model.weight)]["momentum_buffer"] is not None
+    for key, value in reference.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[key], value, rtol=1e-5, atol=1e-6)

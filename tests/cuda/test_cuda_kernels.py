@@ -1,0 +1,267 @@
+"""Every cuda kernel against the reference kernel of the same name, on small shapes (odd sizes,
+stride 2, padding, dilation, groups), float32 and a float64 case. Runs under Numba's CUDA
+simulator in CI (see conftest.py); with ``NUMBA_ENABLE_CUDASIM=0`` on a GPU."""
+import numpy as np
+import pytest
+
+import fastnn.backends.reference as ref
+import fastnn.device
+
+if fastnn.device.cuda_unavailable_reason():
+    pytest.skip(f"the cuda device is not usable: {fastnn.device.cuda_unavailable_reason()}", allow_module_level=True)
+import fastnn.backends.cuda as cu  # noqa: E402
+
+TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-5), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-11)}
+
+
+def dev(a):
+    return cu.to_device(np.ascontiguousarray(a))
+
+
+def host(a):
+    return None if a is None else a.copy_to_host()
+
+
+def close(actual, expected):
+    actual = host(actual) if not isinstance(actual, np.ndarray) else actual
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
+    tol = TOL[expected.dtype] if expected.dtype.kind == "f" else dict(rtol=0, atol=0)
+    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def rand(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+CONV_CASES = [  # x shape, weight shape, stride, padding, dilation, groups, bias, dtype
+    ((2, 3, 5, 6), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), 1, True, np.float32),
+    ((1, 2, 7, 5), (3, 2, 3, 2), (2, 2), (1, 1), (1, 1), 1, True, np.float32),
+    ((2, 4, 6, 6), (4, 2, 3, 3), (2, 1), (1, 2), (2, 1), 2, False, np.float32),
+    ((1, 1, 5, 5), (2, 1, 5, 5), (1, 1), (2, 2), (1, 1), 1, True, np.float64),
+    ((1, 4, 5, 5), (6, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2, True, np.float32),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups, has_bias, dtype", CONV_CASES)
+def test_conv2d_matches_reference(rng, x_shape, w_shape, stride, padding, dilation, groups, has_bias, dtype):
+    x, w = rand(rng, x_shape, dtype), rand(rng, w_shape, dtype)
+    b = rand(rng, (w_shape[0],), dtype) if has_bias else None
+    y, saved = cu.conv2d_forward(dev(x), dev(w), None if b is None else dev(b), stride, padding, dilation, groups)
+    y_ref, saved_ref = ref.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    close(y, y_ref)
+    g = rand(rng, y_ref.shape, dtype)
+    needs = (True, True, has_bias)
+    for got, want in zip(cu.conv2d_backward(dev(g), saved, needs), ref.conv2d_backward(g, saved_ref, needs)):
+        if want is None:
+            assert got is None
+        else:
+            close(got, want)
+
+
+def test_im2col_col2im_match_reference(rng):
+    x = rand(rng, (2, 3, 5, 4))
+    args = ((3, 2), (2, 1), (1, 1), (1, 2))
+    cols = ref.im2col(x, *args)
+    close(cu.im2col(dev(x), *args), cols)
+    close(cu.col2im(dev(cols), x.shape, *args), ref.col2im(cols, x.shape, *args))
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (6, 17, 9), (1, 1, 1)])
+@pytest.mark.parametrize("has_bias", [True, False])
+def test_linear_and_matmul_match_reference(rng, shape, has_bias):
+    n, k, o = shape
+    x, w = rand(rng, (n, k)), rand(rng, (o, k))
+    b = rand(rng, (o,)) if has_bias else None
+    close(cu.linear_forward(dev(x), dev(w), None if b is None else dev(b)), ref.linear_forward(x, w, b))
+    g = rand(rng, (n, o))
+    needs = (True, True, has_bias)
+    for got, want in zip(cu.linear_backward(dev(g), dev(x), dev(w), needs), ref.linear_backward(g, x, w, needs)):
+        close(got, want) if want is not None else None
+    close(cu.matmul(dev(x), dev(w.T)), ref.matmul(x, np.ascontiguousarray(w.T)))
+
+
+def test_gemm_float64_and_partial_tiles(rng):
+    a, b = rand(rng, (19, 23), np.float64), rand(rng, (23, 11), np.float64)
+    close(cu.matmul(dev(a), dev(b)), a @ b)
+
+
+POOL_CASES = [((2, 3, 7, 6), (2, 2), (2, 2), (0, 0)), ((1, 2, 5, 5), (3, 3), (2, 2), (1, 1)),
+              ((1, 1, 6, 7), (3, 2), (1, 2), (1, 0))]
+
+
+@pytest.mark.parametrize("shape, kernel_size, stride, padding", POOL_CASES)
+def test_pooling_matches_reference(rng, shape, kernel_size, stride, padding):
+    x = (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.5 - 3).astype(np.float32)  # no ties
+    args = (kernel_size, stride, padding)
+    y, indices = cu.max_pool2d_forward(dev(x), *args)
+    y_ref, indices_ref = ref.max_pool2d_forward(x, *args)
+    close(y, y_ref)
+    close(indices, indices_ref)
+    g = rand(rng, y_ref.shape)
+    close(cu.max_pool2d_backward(dev(g), indices, shape), ref.max_pool2d_backward(g, indices_ref, shape))
+    # indices that did not come from this backend's forward (no geometry attached): the scatter path
+    close(cu.max_pool2d_backward(dev(g), dev(indices_ref), shape), ref.max_pool2d_backward(g, indices_ref, shape))
+    close(cu.avg_pool2d_forward(dev(x), *args), ref.avg_pool2d_forward(x, *args))
+    g = rand(rng, y_ref.shape)
+    close(cu.avg_pool2d_backward(dev(g), shape, *args), ref.avg_pool2d_backward(g, shape, *args))
+
+
+@pytest.mark.parametrize("name, extra", [("relu", ()), ("sigmoid", ()), ("tanh", ()), ("leaky_relu", (0.1,)),
+                                         ("elu", (0.7,))])
+def test_activations_match_reference(rng, name, extra):
+    x = rand(rng, (3, 7)) * 3
+    y = getattr(cu, name + "_forward")(dev(x), *extra)
+    y_ref = getattr(ref, name + "_forward")(x, *extra)
+    close(y, y_ref)
+    g = rand(rng, x.shape)
+    saved, saved_ref = (dev(x), x) if name == "leaky_relu" else (y, y_ref)
+    close(getattr(cu, name + "_backward")(dev(g), saved, *extra), getattr(ref, name + "_backward")(g, saved_ref, *extra))
+
+
+@pytest.mark.parametrize("shape, dim", [((3, 5), 1), ((4, 3), 0), ((2, 3, 4), 1)])
+def test_softmax_log_softmax_match_reference(rng, shape, dim):
+    x, g = rand(rng, shape) * 4, rand(rng, shape)
+    for name in ("softmax", "log_softmax"):
+        y = getattr(cu, name + "_forward")(dev(x), dim)
+        y_ref = getattr(ref, name + "_forward")(x, dim)
+        close(y, y_ref)
+        close(getattr(cu, name + "_backward")(dev(g), y, dim), getattr(ref, name + "_backward")(g, y_ref, dim))
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (2, 3, 3)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_matches_reference(rng, shape, reduction, smoothing):
+    logits = rand(rng, shape) * 3
+    target = rng.integers(0, shape[1], (shape[0],) + shape[2:]).astype(np.int64)
+    loss, saved = cu.cross_entropy_forward(dev(logits), dev(target), reduction, smoothing)
+    loss_ref, saved_ref = ref.cross_entropy_forward(logits, target, reduction, smoothing)
+    close(loss, loss_ref)
+    g = rand(rng, np.shape(loss_ref)) if reduction == "none" else np.asarray(0.7, np.float32)
+    close(cu.cross_entropy_backward(dev(g), saved), ref.cross_entropy_backward(g, saved_ref))
+
+
+def test_cross_entropy_out_of_range_target_gives_nan():
+    loss, _ = cu.cross_entropy_forward(dev(np.zeros((2, 3), np.float32)), dev(np.array([0, 5])), "mean", 0.0)
+    assert np.isnan(host(loss))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss_matches_reference(rng, reduction):
+    x, t = rand(rng, (3, 5)), rand(rng, (3, 5))
+    loss, diff = cu.mse_loss_forward(dev(x), dev(t), reduction)
+    loss_ref, diff_ref = ref.mse_loss_forward(x, t, reduction)
+    close(loss, loss_ref)
+    g = rand(rng, (3, 5)) if reduction == "none" else np.asarray(1.3, np.float32)
+    close(cu.mse_loss_backward(dev(g), diff, reduction), ref.mse_loss_backward(g, diff_ref, reduction))
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (5, 3)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_matches_reference(rng, shape, training, affine):
+    c = shape[1]
+    x = rand(rng, shape) * 2 + 1
+    w, b = (rand(rng, (c,)), rand(rng, (c,))) if affine else (None, None)
+    rm, rv = rand(rng, (c,)), rng.random(c).astype(np.float32) + 0.5
+    rm_d, rv_d = dev(rm), dev(rv)
+    y, saved = cu.batch_norm_forward(dev(x), None if w is None else dev(w), None if b is None else dev(b),
+                                     rm_d, rv_d, training, 0.1, 1e-5)
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    y_ref, saved_ref = ref.batch_norm_forward(x, w, b, rm_ref, rv_ref, training, 0.1, 1e-5)
+    close(y, y_ref)
+    close(rm_d, rm_ref)
+    close(rv_d, rv_ref)
+    g = rand(rng, shape)
+    for got, want in zip(cu.batch_norm_backward(dev(g), saved, (True,)), ref.batch_norm_backward(g, saved_ref, (True,))):
+        close(got, want)
+
+
+@pytest.mark.parametrize("momentum, dampening, weight_decay, nesterov", [(0.0, 0.0, 0.0, False), (0.9, 0.1, 0.01, False),
+                                                                        (0.9, 0.0, 0.0, True)])
+def test_sgd_step_matches_reference(rng, momentum, dampening, weight_decay, nesterov):
+    p, p_d = rand(rng, (3, 5)), None
+    p_d = dev(p)
+    buf = buf_d = None
+    for _ in range(2):
+        g = rand(rng, (3, 5))
+        buf = ref.sgd_step(p, g, buf, 0.1, momentum, dampening, weight_decay, nesterov)
+        buf_d = cu.sgd_step(p_d, dev(g), buf_d, 0.1, momentum, dampening, weight_decay, nesterov)
+        close(p_d, p)
+        if momentum:
+            close(buf_d, buf)
+        else:
+            assert buf_d is None
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, True)])
+def test_sgd_step_foreach_matches_per_parameter_steps(rng, momentum, nesterov):
+    shapes = [(3, 5), (7,), (2, 2, 3)]
+    params = [rand(rng, s) for s in shapes]
+    params_d = [dev(p) for p in params]
+    bufs, bufs_d = [None] * 3, None
+    for _ in range(2):
+        grads = [rand(rng, s) for s in shapes]
+        bufs = [ref.sgd_step(p, g, b, 0.1, momentum, 0.0, 0.01, nesterov) for p, g, b in zip(params, grads, bufs)]
+        bufs_d = cu.sgd_step_foreach(params_d, [dev(g) for g in grads], bufs_d, 0.1, momentum, 0.0, 0.01, nesterov)
+        for got, want in zip(params_d, params):
+            close(got, want)
+        if momentum:
+            for got, want in zip(bufs_d, bufs):
+                close(got, want)
+        else:
+            assert bufs_d is None
+
+
+@pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.1, False), (0.1, True)])
+def test_adam_step_matches_reference(rng, weight_decay, decoupled):
+    p = rand(rng, (7,))
+    p_d = dev(p)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    m_d, v_d = cu.zeros_like(p_d), cu.zeros_like(p_d)
+    for step in (1, 2):
+        g = rand(rng, (7,))
+        ref.adam_step(p, g, m, v, step, 0.01, 0.9, 0.999, 1e-8, weight_decay, decoupled)
+        cu.adam_step(p_d, dev(g), m_d, v_d, step, 0.01, 0.9, 0.999, 1e-8, weight_decay, decoupled)
+        close(p_d, p)
+        close(m_d, m)
+        close(v_d, v)
+
+
+def test_dropout_mask_is_reproducible_and_scaled(rng):
+    x = np.ones(400, np.float32)
+    y = host(cu.dropout_forward(dev(x), 0.25, 1234))
+    kept = y != 0
+    assert 0.6 < kept.mean() < 0.9
+    np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
+    g = rand(rng, x.shape)
+    np.testing.assert_allclose(host(cu.dropout_backward(dev(g), 0.25, 1234)), g * kept / 0.75, rtol=1e-6)
+    assert (host(cu.dropout_forward(dev(x), 0.25, 1235)) != y).any()
+
+
+def test_reductions_copies_and_broadcasting(rng):
+    a = rand(rng, (2, 3, 4))
+    close(cu.sum(dev(a), (0, 2)), a.sum(axis=(0, 2)))
+    close(cu.sum(dev(a), (1,), keepdims=True), a.sum(axis=1, keepdims=True))
+    close(cu.sum(dev(a), None, scale=0.5), np.asarray(a.sum() * 0.5, np.float32))
+    close(cu.permute(dev(a), (2, 0, 1)), np.ascontiguousarray(a.transpose(2, 0, 1)))
+    b = rand(rng, (3, 1))
+    for op, fn in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("div", np.divide)):
+        close(cu.binary(op, dev(a), dev(b)), fn(a, b))
+    close(cu.unbroadcast(dev(a), (3, 1)), a.sum(axis=(0, 2), keepdims=True)[0])
+    close(cu.getitem(dev(a), (slice(None), slice(1, 3), slice(None, None, 2))), a[:, 1:3, ::2])
+    close(cu.concatenate([dev(a), dev(a[:, :1])], 1), np.concatenate([a, a[:, :1]], 1))
+    close(cu.astype(dev(a), np.float64), a.astype(np.float64))
+
+
+def test_missing_kernel_raises_not_implemented():
+    with pytest.raises(NotImplementedError, match="rmsprop.*cuda"):
+        cu.rmsprop_step
