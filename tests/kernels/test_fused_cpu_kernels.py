@@ -208,3 +208,54 @@ def test_max_unpool_kernels_match_reference(dtype):
     np.testing.assert_array_equal(y, ref.max_unpool2d_forward(x, indices, (8, 10)))
     g = _rand(rng, (2, 3, 8, 10), dtype)
     np.testing.assert_array_equal(cpu.max_unpool2d_backward(g, indices), ref.max_unpool2d_backward(g, indices))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 9), c=st.integers(1, 12), seed=st.integers(0, 2**31))
+def test_fused_nll_loss_matches_reference(dtype, reduction, n, c, seed):
+    rng = np.random.default_rng(seed)
+    log_probs = _rand(rng, (n, c), dtype) - 3
+    target = rng.integers(0, c, n)
+    loss = cpu.nll_loss_forward(log_probs, target, reduction)
+    np.testing.assert_allclose(loss, ref.nll_loss_forward(log_probs, target, reduction), **TOL[dtype])
+    grad_loss = (rng.random(loss.shape) + 0.5).astype(dtype)
+    np.testing.assert_allclose(cpu.nll_loss_backward(grad_loss, log_probs.shape, dtype, target, reduction),
+                               ref.nll_loss_backward(grad_loss, log_probs.shape, dtype, target, reduction),
+                               **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@settings(max_examples=15, deadline=None)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4).map(tuple), seed=st.integers(0, 2**31))
+def test_fused_l1_loss_matches_reference(dtype, reduction, shape, seed):
+    rng = np.random.default_rng(seed)
+    x, target = _rand(rng, shape, dtype), _rand(rng, shape, dtype)
+    target.reshape(-1)[0] = x.reshape(-1)[0]          # a zero difference: sign 0
+    loss, diff = cpu.l1_loss_forward(x, target, reduction)
+    loss_ref, diff_ref = ref.l1_loss_forward(x, target, reduction)
+    np.testing.assert_allclose(loss, loss_ref, **TOL[dtype])
+    grad_loss = (rng.random(np.shape(loss)) + 0.5).astype(dtype)
+    np.testing.assert_allclose(cpu.l1_loss_backward(grad_loss, diff, reduction),
+                               ref.l1_loss_backward(grad_loss, diff_ref, reduction), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighting", ["none", "scalar", "per-class"])
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 8), c=st.integers(1, 6), seed=st.integers(0, 2**31))
+def test_fused_bce_with_logits_matches_reference(dtype, reduction, weighting, n, c, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, (n, c), dtype) * 30                 # large |x|: the stable softplus matters
+    target = rng.random((n, c)).astype(dtype)
+    pos_weight = {"none": None, "scalar": np.asarray(2.5, dtype),
+                  "per-class": (rng.random(c) + 0.5).astype(dtype)}[weighting]
+    loss = cpu.bce_with_logits_forward(x, target, reduction, pos_weight)
+    np.testing.assert_allclose(loss, ref.bce_with_logits_forward(x, target, reduction, pos_weight), **TOL[dtype])
+    grad_loss = (rng.random(np.shape(loss)) + 0.5).astype(dtype)
+    for g, g_ref in zip(cpu.bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight),
+                        ref.bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight)):
+        np.testing.assert_allclose(g, g_ref, **TOL[dtype])
