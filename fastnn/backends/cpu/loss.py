@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 
 from ..reference import loss as _reference
+from ..reference.loss import _reduce
 from ._numba import fused_kernel
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward", "nll_loss_forward", "nll_loss_backward",
@@ -83,14 +84,6 @@ def cross_entropy_backward(grad_loss, saved):
     grad = np.empty_like(probs)
     _backward(probs, np.ascontiguousarray(target), label_smoothing, scale, grad)
     return grad
-
-
-def _reduce(per_item, reduction):
-    if reduction == "mean":
-        return np.asarray(per_item.mean(), dtype=per_item.dtype)
-    if reduction == "sum":
-        return np.asarray(per_item.sum(), dtype=per_item.dtype)
-    return per_item
 
 
 def _scale(grad_loss, reduction, n, dtype):
