@@ -28,6 +28,8 @@ def _load(name: str):
                     "or use fastnn.use_backend('reference')") from exc
             from . import threads
             threads.apply()  # govern the BLAS that the extensions just loaded
+            from .backends.cpu import _malloc
+            _malloc.keep_freed_memory()  # recycle the step's large buffers instead of re-faulting them
         else:
             module = importlib.import_module(f"fastnn.backends.{name}")
         _modules[name] = module

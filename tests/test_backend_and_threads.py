@@ -199,3 +199,17 @@ def test_results_do_not_depend_on_the_thread_count():
         fastnn.set_num_threads(before)
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_backend_keeps_freed_memory_on_glibc_unless_opted_out():
+    code = ("import fastnn, numpy as np; import fastnn.functional as F; F.relu(np.ones(3, np.float32)); "
+            "from fastnn.backends.cpu import _malloc; print(_malloc.applied)")
+    default = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert default.returncode == 0, default.stderr
+    import platform
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert default.stdout.strip() == "True"
+    env = dict(__import__("os").environ, FASTNN_MALLOC_TUNING="0")
+    opted_out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert opted_out.returncode == 0, opted_out.stderr
+    assert opted_out.stdout.strip() == "False"

@@ -45,6 +45,12 @@ def _torch_model(name):
 def _engine(engine, model_name, threads, device="cpu"):
     """Returns (train_step(x, y) -> loss float, infer(x), to_input(np array))."""
     if engine == "torch":
+        # importing fastnn.benchmark ran fastnn's init_environment; PyTorch (its own libgomp reads
+        # the environment when torch loads) must run with its own defaults
+        from fastnn.threads import ENVIRONMENT_DEFAULTS
+        for name in ENVIRONMENT_DEFAULTS:
+            if name not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ.pop(name, None)
         import torch
         torch.set_num_threads(threads)
         if device == "cuda" and not torch.cuda.is_available():
