@@ -22,6 +22,14 @@ __all__ = ["cross_entropy_forward", "cross_entropy_backward", "nll_loss_forward"
            "l1_loss_forward", "l1_loss_backward", "bce_with_logits_forward", "bce_with_logits_backward"]
 
 
+def _scale(grad_loss, reduction, n, dtype):
+    """Per-item factor of a backward kernel: one value, grad_loss (/ n items for 'mean'), or for
+    'none' the n values of grad_loss. Kernels read scale[i] when it has more than one entry."""
+    if reduction == "none":
+        return np.ascontiguousarray(grad_loss, dtype=dtype).reshape(-1)
+    return np.full(1, float(grad_loss) / (max(n, 1) if reduction == "mean" else 1), dtype)
+
+
 @fused_kernel
 def _forward(logits, target, smoothing, probs, losses):
     n, c = logits.shape
@@ -48,8 +56,9 @@ def _forward(logits, target, smoothing, probs, losses):
 def _backward(probs, target, smoothing, scale, grad):
     n, c = probs.shape
     off = smoothing / c
+    per_item = scale.size > 1
     for i in nb.prange(n):
-        s = scale[i]
+        s = scale[i] if per_item else scale[0]
         for j in range(c):
             grad[i, j] = (probs[i, j] - off) * s
         grad[i, target[i]] -= (1 - smoothing) * s
@@ -76,21 +85,10 @@ def cross_entropy_backward(grad_loss, saved):
         return _reference.cross_entropy_backward(grad_loss, saved)
     _, probs, target, reduction, label_smoothing = saved
     n = probs.shape[0]
-    if reduction == "none":
-        scale = np.ascontiguousarray(grad_loss, dtype=np.float64).reshape(n)
-    else:
-        g = float(grad_loss) / (n if reduction == "mean" else 1)
-        scale = np.full(n, g)
+    scale = _scale(grad_loss, reduction, n, np.float64)
     grad = np.empty_like(probs)
     _backward(probs, np.ascontiguousarray(target), label_smoothing, scale, grad)
     return grad
-
-
-def _scale(grad_loss, reduction, n, dtype):
-    """Per-item factor of the backward pass: grad_loss (/ n for 'mean'); an array for 'none'."""
-    if reduction == "none":
-        return np.ascontiguousarray(grad_loss, dtype=dtype).reshape(-1)
-    return np.full(1, float(grad_loss) / (n if reduction == "mean" else 1), dtype)
 
 
 @fused_kernel
@@ -122,7 +120,7 @@ def nll_loss_backward(grad_loss, log_probs_shape, dtype, target, reduction):
         return _reference.nll_loss_backward(grad_loss, log_probs_shape, dtype, target, reduction)
     grad = np.empty(log_probs_shape, dtype)
     n = log_probs_shape[0]
-    scale = _scale(grad_loss, reduction, n, dtype) if n else np.zeros(1, dtype)
+    scale = _scale(grad_loss, reduction, n, dtype)
     _nll_backward(grad, np.ascontiguousarray(target), scale)
     return grad
 
@@ -155,7 +153,7 @@ def l1_loss_forward(x, target, reduction):
 
 def l1_loss_backward(grad_loss, diff, reduction):
     grad = np.empty_like(diff)
-    scale = _scale(grad_loss, reduction, diff.size, diff.dtype) if diff.size else np.zeros(1, diff.dtype)
+    scale = _scale(grad_loss, reduction, diff.size, diff.dtype)
     _l1_backward(np.ascontiguousarray(diff).reshape(-1), scale, grad.reshape(-1))
     return grad
 
@@ -206,7 +204,7 @@ def bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight=None):
         return _reference.bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight)
     x, target, weight = _bce_operands(x, target, pos_weight)
     grad_x, grad_t = np.empty_like(x), np.empty_like(x)
-    scale = _scale(grad_loss, reduction, x.size, x.dtype) if x.size else np.zeros(1, x.dtype)
+    scale = _scale(grad_loss, reduction, x.size, x.dtype)
     _bce_backward(x.reshape(-1), target.reshape(-1), weight.reshape(-1), scale,
                   grad_x.reshape(-1), grad_t.reshape(-1))
     return grad_x, grad_t

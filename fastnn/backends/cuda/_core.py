@@ -30,6 +30,22 @@ else:
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
 
 
+@cuda.jit(device=True)
+def unravel4(t, d1, d2, d3):
+    """(i0, i1, i2, i3) of the C-order flat index t over a (_, d1, d2, d3) array."""
+    i3 = t % d3
+    r = t // d3
+    i2 = r % d2
+    r //= d2
+    return r // d1, r % d1, i2, i3
+
+
+@cuda.jit(device=True)
+def windows_holding(i, pad, kernel, stride, out):
+    """[lo, hi]: the outputs of a stride/kernel window along one axis whose window holds input i."""
+    return max(0, (i + pad - kernel) // stride + 1), min(out - 1, (i + pad) // stride)
+
+
 def launch_count() -> int:
     """Kernel launches since the process started (or the last ``reset_launch_count``)."""
     return _launches

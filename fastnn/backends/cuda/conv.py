@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from ..reference.conv import conv_output_size
-from ._core import empty, launch
+from ._core import empty, launch, unravel4
 from .elementwise import contiguous, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, gemm
 
@@ -55,15 +55,10 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total)
 @cuda.jit
 def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
     """grad_x[n, c, ih, iw] = Σ over the taps (i, j) whose window position reads (ih, iw)."""
-    n_img, ch, h, w = grad_x.shape[0], grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
     p_count = ho * wo
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = t % w
-        r = t // w
-        ih = r % h
-        r //= h
-        c = r % ch
-        n = r // ch
+        n, c, ih, iw = unravel4(t, ch, h, w)
         acc = 0.0
         for i in range(kh):
             y = ih + ph - i * dh

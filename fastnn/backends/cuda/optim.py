@@ -16,21 +16,27 @@ from .elementwise import contiguous
 __all__ = ["sgd_step", "sgd_step_foreach", "adam_step"]
 
 
+@cuda.jit(device=True)
+def _sgd_update(param, grad, buf, i, lr, momentum, dampening, weight_decay, nesterov, first):
+    """The SGD rule for element i, shared by the per-parameter and the foreach kernel."""
+    d = grad[i] + weight_decay * param[i]
+    if momentum != 0:
+        if first:
+            b = d
+        else:
+            b = momentum * buf[i] + (1 - dampening) * d
+        buf[i] = b
+        if nesterov:
+            d = d + momentum * b
+        else:
+            d = b
+    param[i] -= lr * d
+
+
 @cuda.jit
 def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        d = grad[i] + weight_decay * param[i]
-        if momentum != 0:
-            if first:
-                b = d
-            else:
-                b = momentum * buf[i] + (1 - dampening) * d
-            buf[i] = b
-            if nesterov:
-                d = d + momentum * b
-            else:
-                d = b
-        param[i] -= lr * d
+        _sgd_update(param, grad, buf, i, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
 @cuda.jit
@@ -41,18 +47,7 @@ def _sgd_foreach(params, grads, bufs, lr, momentum, dampening, weight_decay, nes
         grad = grads[j]
         buf = bufs[j]
         for i in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, param.size, step):
-            d = grad[i] + weight_decay * param[i]
-            if momentum != 0:
-                if first:
-                    b = d
-                else:
-                    b = momentum * buf[i] + (1 - dampening) * d
-                buf[i] = b
-                if nesterov:
-                    d = d + momentum * b
-                else:
-                    d = b
-            param[i] -= lr * d
+            _sgd_update(param, grad, buf, i, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
 @cuda.jit

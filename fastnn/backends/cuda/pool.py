@@ -13,7 +13,7 @@ import numpy as np
 from numba import cuda
 
 from ..reference.pool import pool_output_size
-from ._core import empty, launch
+from ._core import empty, launch, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
@@ -21,15 +21,10 @@ __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "a
 
 @cuda.jit
 def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, total):
-    planes, h, w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
+    h, w = x.shape[2], x.shape[3]
     ch, ho, wo = x.shape[1], y.shape[2], y.shape[3]
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = t % wo
-        r = t // wo
-        oh = r % ho
-        r //= ho
-        c = r % ch
-        n = r // ch
+        n, c, oh, ow = unravel4(t, ch, ho, wo)
         top = oh * sh - ph
         left = ow * sw - pw
         best_i = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
@@ -56,12 +51,7 @@ def _max_pool_backward(grad_y, indices, grad_x, total):
     ch, w = grad_x.shape[1], grad_x.shape[3]
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = t % wo
-        r = t // wo
-        oh = r % ho
-        r //= ho
-        c = r % ch
-        n = r // ch
+        n, c, oh, ow = unravel4(t, ch, ho, wo)
         flat = indices[n, c, oh, ow]
         cuda.atomic.add(grad_x, (n, c, flat // w, flat % w), grad_y[n, c, oh, ow])
 
@@ -72,17 +62,10 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, t
     ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = t % w
-        r = t // w
-        ih = r % h
-        r //= h
-        c = r % ch
-        n = r // ch
+        n, c, ih, iw = unravel4(t, ch, h, w)
         flat = ih * w + iw
-        oh_lo = max(0, (ih + ph - kh) // sh + 1)
-        oh_hi = min(ho - 1, (ih + ph) // sh)
-        ow_lo = max(0, (iw + pw - kw) // sw + 1)
-        ow_hi = min(wo - 1, (iw + pw) // sw)
+        oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
+        ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
         acc = 0.0
         for oh in range(oh_lo, oh_hi + 1):
             for ow in range(ow_lo, ow_hi + 1):
@@ -97,12 +80,7 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
     ho, wo = y.shape[2], y.shape[3]
     inv = 1.0 / (kh * kw)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = t % wo
-        r = t // wo
-        oh = r % ho
-        r //= ho
-        c = r % ch
-        n = r // ch
+        n, c, oh, ow = unravel4(t, ch, ho, wo)
         acc = 0.0
         for i in range(kh):
             ih = oh * sh - ph + i
@@ -120,16 +98,9 @@ def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     inv = 1.0 / (kh * kw)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = t % w
-        r = t // w
-        ih = r % h
-        r //= h
-        c = r % ch
-        n = r // ch
-        oh_lo = max(0, (ih + ph - kh) // sh + 1)
-        oh_hi = min(ho - 1, (ih + ph) // sh)
-        ow_lo = max(0, (iw + pw - kw) // sw + 1)
-        ow_hi = min(wo - 1, (iw + pw) // sw)
+        n, c, ih, iw = unravel4(t, ch, h, w)
+        oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
+        ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
         acc = 0.0
         for oh in range(oh_lo, oh_hi + 1):
             for ow in range(ow_lo, ow_hi + 1):
