@@ -86,7 +86,7 @@ def bnconvnet(in_channels=1, num_classes=10, image_size=28, dropout=0.4):
     return _tf_convnet(in_channels, num_classes, image_size, True, dropout, "bnconvnet")
 
 
-from .course_models import attention_cnn, resnet_small, tiny_unet  # noqa: E402  (the course's zoo additions)
+from .course_models import attention_cnn, resnet_small, tiny_unet  # noqa: E402,F401  (the course's zoo additions, re-exported)
 
 MODELS = {"mlp": mlp, "lenet5": lenet5, "tfconvnet": tfconvnet, "bnconvnet": bnconvnet,
           "resnet_small": resnet_small, "attention_cnn": attention_cnn}

@@ -17,16 +17,18 @@ from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _pair, _re
 
 
 
-def _binary_operands(op, a, b):
-    # Python scalars take the other tensor's floating dtype directly (NumPy's weak scalars), so
-    # 0.1 stays 0.1 in a float64 expression; arrays and tensors promote normally.
-    def weak(value, other):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(
-            other, Tensor) and other.dtype.kind == "f"
+def _weak_scalar(value, other):
+    """A Python number meeting a floating tensor: it takes the tensor's dtype (NumPy's weak
+    scalars), so 0.1 stays 0.1 in a float64 expression."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(other, Tensor)
+            and other.dtype.kind == "f")
 
-    ta = (Tensor(np.asarray(a, dtype=b.dtype)) if weak(a, b)
+
+def _binary_operands(op, a, b):
+    # weak Python scalars take the other operand's dtype; arrays and tensors promote normally
+    ta = (Tensor(np.asarray(a, dtype=b.dtype)) if _weak_scalar(a, b)
           else a if isinstance(a, Tensor) else as_tensor(a, name=f"{op}: operand"))
-    tb = (Tensor(np.asarray(b, dtype=a.dtype)) if weak(b, a)
+    tb = (Tensor(np.asarray(b, dtype=a.dtype)) if _weak_scalar(b, a)
           else b if isinstance(b, Tensor) else as_tensor(b, name=f"{op}: operand"))
     try:
         np.broadcast_shapes(ta.shape, tb.shape)
