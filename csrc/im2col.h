@@ -40,6 +40,20 @@ void col2im_f32(const float *cols, const conv_geometry *g, float *x,
 void col2im_f64(const double *cols, const conv_geometry *g, double *x,
                 ptrdiff_t row_stride, ptrdiff_t image_stride);
 
+/* One image, on the calling thread (the per-image convolution of conv.h calls these from its own
+ * parallel loop): cols (C kH kW, Ho Wo) of image n of x, and image n of x = col2im(cols)
+ * (overwritten). Both go through ``padded``, a scratch image with the padding written out
+ * (padded_image_size(g) scalars), so that their inner loops are plain copies and sums.
+ * g->batch is only the extent of x. */
+static inline ptrdiff_t padded_image_size(const conv_geometry *g)
+{
+    return g->channels * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w);
+}
+void im2col_image_f32(const float *x, const conv_geometry *g, ptrdiff_t n, float *cols, float *padded);
+void im2col_image_f64(const double *x, const conv_geometry *g, ptrdiff_t n, double *cols, double *padded);
+void col2im_image_f32(const float *cols, const conv_geometry *g, ptrdiff_t n, float *x, float *padded);
+void col2im_image_f64(const double *cols, const conv_geometry *g, ptrdiff_t n, double *x, double *padded);
+
 /* Forward epilogue: the GEMM result (O, N, P) to NCHW plus bias:
  *     dst[n][o][p] = src[o][n][p] + bias[o]        (bias may be NULL) */
 void cnhw_to_nchw_f32(const float *src, const float *bias, float *dst,

@@ -13,11 +13,33 @@ from kernel_cases import (
     rand,
 )
 
+import fastnn
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
-from fastnn.backends.cpu import _openmp
+from fastnn.backends.cpu import _blas, _conv, _openmp
+from fastnn.backends.cpu import conv as cpu_conv
 
 ALL = (True, True, True)
+
+
+@pytest.fixture(params=["images", "batched"])
+def schedule(request, monkeypatch):
+    """The compiled conv in one schedule for every batch size: per image, on two OpenMP threads
+    (so that the per-thread partial sums are added), or batched; yields its name, which the
+    forward records as saved[0]."""
+    with fastnn.use_backend("cpu"):          # loads the backend: BLAS limited to one thread
+        if request.param == "images":
+            fastnn.set_num_threads(2)
+            if not _blas.get_split():        # BLAS keeps its own pool here: per image needs 1 thread
+                fastnn.set_num_threads(1)
+        monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 0 if request.param == "images" else 10**9)
+        yield request.param
+
+
+def _forward(schedule, x, w, b, *args):
+    y, saved = cpu.conv2d_forward(x, w, b, *args)
+    assert saved[0] == schedule
+    return y, saved
 
 
 def _conv_inputs(rng, geometry, dtype, bias=True):
@@ -34,10 +56,10 @@ def _args(geometry):
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(geometry=conv_geometries(), bias=st.booleans(), seed=st.integers(0, 2**31))
-def test_conv2d_forward_and_backward_match_reference(dtype, geometry, bias, seed):
+def test_conv2d_forward_and_backward_match_reference(schedule, dtype, geometry, bias, seed):
     rng = np.random.default_rng(seed)
     x, w, b = _conv_inputs(rng, geometry, dtype, bias)
-    y, saved = cpu.conv2d_forward(x, w, b, *_args(geometry))
+    y, saved = _forward(schedule, x, w, b, *_args(geometry))
     y_ref, saved_ref = ref.conv2d_forward(x, w, b, *_args(geometry))
     assert y.flags.c_contiguous
     assert_close(y, y_ref, dtype)
@@ -57,11 +79,15 @@ def test_conv2d_forward_and_backward_match_reference(dtype, geometry, bias, seed
          groups=1),                                                       # tfconvnet's conv2
     dict(x_shape=(3, 8, 23, 19), weight_shape=(6, 4, 3, 4), stride=(2, 3), padding=(2, 1), dilation=(2, 1),
          groups=2),
-], ids=["tfconvnet-conv2", "strided-dilated-grouped"])
-def test_conv2d_matches_reference_on_layers_large_enough_for_openmp(dtype, geometry):
+    dict(x_shape=(5, 16, 9, 7), weight_shape=(12, 16, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+         groups=1),                                                       # 1x1: x is its own column matrix
+    dict(x_shape=(6, 6, 9, 7), weight_shape=(6, 2, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(2, 1),
+         groups=3),
+], ids=["tfconvnet-conv2", "strided-dilated-grouped", "pointwise", "pointwise-grouped"])
+def test_conv2d_matches_reference_on_layers_large_enough_for_openmp(schedule, dtype, geometry):
     rng = np.random.default_rng(6)
     x, w, b = _conv_inputs(rng, geometry, dtype)
-    y, saved = cpu.conv2d_forward(x, w, b, *_args(geometry))
+    y, saved = _forward(schedule, x, w, b, *_args(geometry))
     y_ref, saved_ref = ref.conv2d_forward(x, w, b, *_args(geometry))
     assert_close(y, y_ref, dtype)
     grad_y = rand(rng, y.shape, dtype)
@@ -70,13 +96,13 @@ def test_conv2d_matches_reference_on_layers_large_enough_for_openmp(dtype, geome
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_conv2d_accepts_non_contiguous_inputs(dtype):
+def test_conv2d_accepts_non_contiguous_inputs(schedule, dtype):
     rng = np.random.default_rng(0)
     geometry = dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)
     x, w, b = rand(rng, (2, 4, 9, 8), dtype), rand(rng, (6, 2, 3, 3), dtype), rand(rng, (6,), dtype)
     x_nc, w_nc, b_nc = noncontiguous(x), np.asfortranarray(w), noncontiguous(b)
     assert not (x_nc.flags.c_contiguous or w_nc.flags.c_contiguous or b_nc.flags.c_contiguous)
-    y, saved = cpu.conv2d_forward(x_nc, w_nc, b_nc, *_args(geometry))
+    y, saved = _forward(schedule, x_nc, w_nc, b_nc, *_args(geometry))
     y_ref, saved_ref = ref.conv2d_forward(x, w, b, *_args(geometry))
     assert_close(y, y_ref, dtype)
     grad_y = rand(rng, y.shape, dtype)
@@ -87,10 +113,10 @@ def test_conv2d_accepts_non_contiguous_inputs(dtype):
 
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
                                    (False, True, True)])
-def test_conv2d_backward_computes_only_what_is_needed(needs):
+def test_conv2d_backward_computes_only_what_is_needed(schedule, needs):
     rng = np.random.default_rng(1)
     x, w, b = rand(rng, (2, 3, 6, 6), np.float64), rand(rng, (4, 3, 3, 3), np.float64), rand(rng, (4,), np.float64)
-    y, saved = cpu.conv2d_forward(x, w, b, (1, 1), (1, 1), (1, 1), 1)
+    y, saved = _forward(schedule, x, w, b, (1, 1), (1, 1), (1, 1), 1)
     _, saved_ref = ref.conv2d_forward(x, w, b, (1, 1), (1, 1), (1, 1), 1)
     grad_y = rand(rng, y.shape, np.float64)
     grads_ref = ref.conv2d_backward(grad_y, saved_ref, ALL)
@@ -101,10 +127,10 @@ def test_conv2d_backward_computes_only_what_is_needed(needs):
             assert g is None
 
 
-def test_conv2d_backward_can_run_twice_on_the_same_saved_state():
+def test_conv2d_backward_can_run_twice_on_the_same_saved_state(schedule):
     rng = np.random.default_rng(2)
-    x, w = rand(rng, (2, 2, 5, 5), np.float32), rand(rng, (3, 2, 3, 3), np.float32)
-    y, saved = cpu.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+    x, w = rand(rng, (5, 2, 5, 5), np.float32), rand(rng, (3, 2, 3, 3), np.float32)
+    y, saved = _forward(schedule, x, w, None, (1, 1), (0, 0), (1, 1), 1)
     grad_y = rand(rng, y.shape, np.float32)
     first = cpu.conv2d_backward(grad_y, saved, ALL)
     second = cpu.conv2d_backward(grad_y, saved, ALL)
@@ -171,7 +197,7 @@ def test_compiled_layout_kernels_give_the_same_bits_on_one_and_two_threads():
     assert _openmp.max_threads() >= 1
 
 
-def test_conv2d_from_concurrent_python_threads():
+def test_conv2d_from_concurrent_python_threads(schedule):
     from concurrent.futures import ThreadPoolExecutor
 
     rng = np.random.default_rng(4)
@@ -179,7 +205,7 @@ def test_conv2d_from_concurrent_python_threads():
     w = rand(rng, (8, 3, 3, 3), np.float32)
 
     def run(x):
-        y, saved = cpu.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), 1)
+        y, saved = _forward(schedule, x, w, None, (1, 1), (1, 1), (1, 1), 1)
         return y, cpu.conv2d_backward(np.ones_like(y), saved, ALL)
 
     with ThreadPoolExecutor(3) as pool:
@@ -189,6 +215,45 @@ def test_conv2d_from_concurrent_python_threads():
         assert_close(y, y_ref)
         for g, g_ref in zip(grads[:2], ref.conv2d_backward(np.ones_like(y), saved_ref, ALL)[:2]):
             assert_close(g, g_ref)
+
+
+def test_per_image_conv_weight_gradient_sums_every_image_once_whatever_the_team_size():
+    # more threads than images: idle threads' partial sums must be zeros, not left-over memory
+    rng = np.random.default_rng(8)
+    x, w, b = rand(rng, (3, 4, 6, 6), np.float64), rand(rng, (5, 4, 3, 3), np.float64), rand(rng, (5,), np.float64)
+    args = ((1, 1), (1, 1), (1, 1))
+    y_ref, saved_ref = ref.conv2d_forward(x, w, b, *args, 1)
+    grad_y = rand(rng, y_ref.shape, np.float64)
+    grads_ref = ref.conv2d_backward(grad_y, saved_ref, ALL)
+    for threads in (1, 2, 5):
+        workspace = np.full(_conv.workspace_size(x.shape, (3, 3), *args, threads), np.nan)
+        y = np.full(y_ref.shape, np.nan)
+        _conv.conv2d_forward_images(x, w, b, 1, (3, 3), *args, workspace, y, threads)
+        assert_close(y, y_ref)
+        grad_x, grad_w, grad_b = np.full(x.shape, np.nan), np.full(w.shape, np.nan), np.full(5, np.nan)
+        _conv.conv2d_backward_images(x, w, grad_y, 1, (3, 3), *args, workspace, grad_x, grad_w,
+                                     np.full(threads * w.size, np.nan), grad_b, np.full(threads * 5, np.nan),
+                                     threads)
+        for g, g_ref in zip((grad_x, grad_w, grad_b), grads_ref):
+            assert_close(g, g_ref)
+
+
+@pytest.mark.parametrize("mistake, message", [
+    (dict(workspace=np.zeros(7, np.float32)), "workspace must hold"),
+    (dict(y=np.zeros((2, 3, 5, 4), np.float32)), "y must have shape"),
+    (dict(bias=np.zeros(2, np.float32)), "bias must have shape"),
+    (dict(weight=np.zeros((3, 2, 3, 3), np.float32)), "does not fit"),
+    (dict(x=np.zeros((0, 2, 5, 5), np.float32)), "non-empty"),
+    (dict(threads=0), "threads must be"),
+])
+def test_per_image_conv_kernel_rejects_buffers_that_do_not_fit(mistake, message):
+    args = dict(x=np.zeros((2, 2, 5, 5), np.float32), weight=np.zeros((3, 2, 3, 3), np.float32),
+                bias=np.zeros(3, np.float32), y=np.zeros((2, 3, 5, 5), np.float32), threads=2)
+    args["workspace"] = np.zeros(_conv.workspace_size((2, 2, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 2), np.float32)
+    args.update(mistake)
+    with pytest.raises(ValueError, match=message):
+        _conv.conv2d_forward_images(args["x"], args["weight"], args["bias"], 2 if "weight" in mistake else 1,
+                                    (3, 3), (1, 1), (1, 1), (1, 1), args["workspace"], args["y"], args["threads"])
 
 
 # -- the reference against finite differences ------------------------------------------------

@@ -15,7 +15,7 @@ from .optim import *  # noqa: F401,F403
 from .resample import *  # noqa: F401,F403
 
 NAME = "cpu"
-_EXTENSIONS = ("_im2col", "_pool", "_blas", "_openmp")
+_EXTENSIONS = ("_im2col", "_conv", "_pool", "_blas", "_openmp")
 
 
 def compiled_modules():

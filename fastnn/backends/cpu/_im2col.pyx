@@ -4,16 +4,10 @@ the layout epilogues around the convolution GEMMs. Outputs are allocated by the 
 writing out of bounds. The GIL is released while C runs."""
 from cython cimport floating
 
+from ._conv_geometry cimport conv_geometry, conv_geometry_of
+
 
 cdef extern from "im2col.h" nogil:
-    ctypedef struct conv_geometry:
-        Py_ssize_t batch, channels, height, width
-        Py_ssize_t kernel_h, kernel_w
-        Py_ssize_t stride_h, stride_w
-        Py_ssize_t pad_h, pad_w
-        Py_ssize_t dilation_h, dilation_w
-        Py_ssize_t out_h, out_w
-
     void im2col_f32(const float *x, const conv_geometry *g, float *cols, Py_ssize_t row_stride,
                     Py_ssize_t image_stride)
     void im2col_f64(const double *x, const conv_geometry *g, double *cols, Py_ssize_t row_stride,
@@ -36,25 +30,6 @@ cdef inline Py_ssize_t _numel(const Py_ssize_t *shape):
     return shape[0] * shape[1] * shape[2] * shape[3]
 
 
-cdef conv_geometry _geometry(const Py_ssize_t *x_shape, kernel_size, stride, padding, dilation) except *:
-    cdef conv_geometry g
-    g.batch, g.channels, g.height, g.width = x_shape[0], x_shape[1], x_shape[2], x_shape[3]
-    g.kernel_h, g.kernel_w = kernel_size
-    g.stride_h, g.stride_w = stride
-    g.pad_h, g.pad_w = padding
-    g.dilation_h, g.dilation_w = dilation
-    if min(g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w) < 1 \
-            or min(g.pad_h, g.pad_w) < 0:
-        raise ValueError(f"im2col: invalid geometry kernel_size={kernel_size}, stride={stride}, "
-                         f"padding={padding}, dilation={dilation}")
-    g.out_h = (g.height + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1) - 1) // g.stride_h + 1
-    g.out_w = (g.width + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1) - 1) // g.stride_w + 1
-    if g.out_h < 1 or g.out_w < 1:
-        raise ValueError(f"im2col: the dilated kernel {kernel_size} does not fit the padded input "
-                         f"{(g.height, g.width)} with padding {padding}")
-    return g
-
-
 cdef void _strides(const conv_geometry *g, bint batched, Py_ssize_t *row_stride,
                    Py_ssize_t *image_stride) noexcept:
     cdef Py_ssize_t plane = g.out_h * g.out_w
@@ -74,7 +49,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[::1] cols, kernel_size, stri
            bint batched):
     """Fill ``cols`` (flat) with the column matrix of ``x``: (N, C kH kW, Ho Wo), or
     (C kH kW, N Ho Wo) when ``batched``. See csrc/im2col.h for the index map."""
-    cdef conv_geometry g = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    cdef conv_geometry g = conv_geometry_of(x.shape, kernel_size, stride, padding, dilation)
     cdef Py_ssize_t row_stride, image_stride
     if cols.shape[0] != _cols_size(&g):
         raise ValueError(f"im2col: cols has {cols.shape[0]} elements, expected {_cols_size(&g)}")
@@ -91,7 +66,7 @@ def im2col(const floating[:, :, :, ::1] x, floating[::1] cols, kernel_size, stri
 def col2im(const floating[::1] cols, floating[:, :, :, ::1] x, kernel_size, stride, padding, dilation,
            bint batched):
     """Overwrite ``x`` with the sum of every column entry placed back where im2col read it."""
-    cdef conv_geometry g = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    cdef conv_geometry g = conv_geometry_of(x.shape, kernel_size, stride, padding, dilation)
     cdef Py_ssize_t row_stride, image_stride
     if cols.shape[0] != _cols_size(&g):
         raise ValueError(f"col2im: cols has {cols.shape[0]} elements, expected {_cols_size(&g)}")

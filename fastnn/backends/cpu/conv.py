@@ -1,8 +1,18 @@
-"""Compiled 2-D convolution: C im2col/col2im (OpenMP) + one BLAS GEMM per group per pass.
+"""Compiled 2-D convolution: C im2col/col2im (OpenMP) + BLAS GEMMs, in two schedules.
 
-Mirrors ``reference/conv.py`` (y = W · im2col(x) + b; grad_W = grad_y cols^T,
-grad_cols = W^T grad_y, grad_x = col2im(grad_cols)) with the whole mini-batch in one GEMM:
-the column matrix is laid out (C kH kW, N Ho Wo), so per group g
+Both mirror ``reference/conv.py`` (y = W · im2col(x) + b; grad_W = grad_y cols^T,
+grad_cols = W^T grad_y, grad_x = col2im(grad_cols)).
+
+**Per image** (csrc/conv.h; mini-batches of at least ``PER_IMAGE_MIN_IMAGES_PER_THREAD`` images
+per thread): each OpenMP thread takes whole images, unrolls one image at a time into its own
+column matrix (C kH kW, Ho Wo), small enough to stay in L2, and runs a single-threaded GEMM
+whose output is that image of y in NCHW; the backward unrolls the image again for grad_W and
+reuses the same workspace for grad_cols and col2im. Nothing of the size of the whole batch's
+column matrix is written or kept: the forward saves x.
+
+**Batched** (small mini-batches, batch-1 inference, or when BLAS could not be made
+single-threaded): the whole mini-batch in one GEMM per group, each GEMM cut across the threads
+by ``_blas.gemm``; the column matrix is laid out (C kH kW, N Ho Wo), so per group g
     forward      Y_g (O/G, N P)   = W_g (O/G, K)  · cols_g (K, N P)      then Y -> NCHW + b
     grad weight  gW_g (O/G, K)    = gY_g (O/G, N P) · cols_g^T           (cols saved by forward)
     grad input   gcols_g (K, N P) = W_g^T · gY_g                         then col2im -> grad_x
@@ -16,7 +26,7 @@ import numpy as np
 from ..reference import conv as _reference
 from ..reference.conv import conv_output_size
 
-from . import _blas, _im2col
+from . import _blas, _conv, _im2col, _openmp
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
 
@@ -66,6 +76,21 @@ class _BufferPool:
 
 _buffers = _BufferPool()
 
+# The per-image schedule runs when every thread gets at least this many images: below that,
+# threads idle while one finishes its images, and the batched schedule, which cuts each GEMM
+# across the threads, is faster (bench/bench_conv.py, batch 1 to 8).
+PER_IMAGE_MIN_IMAGES_PER_THREAD = 2
+
+
+def _per_image_threads(x, weight):
+    """Threads for the per-image schedule of this convolution, or 0 to use the batched one."""
+    threads = _openmp.get_num_threads()
+    if not _blas.get_split() and threads > 1:   # BLAS keeps its own pool: per-thread GEMMs would oversubscribe
+        return 0
+    if x.size == 0 or weight.size == 0 or x.shape[0] < PER_IMAGE_MIN_IMAGES_PER_THREAD * threads:
+        return 0
+    return threads
+
 
 def _output_hw(x_shape, kernel_size, stride, padding, dilation):
     return tuple(conv_output_size(x_shape[2 + a], kernel_size[a], stride[a], padding[a], dilation[a])
@@ -95,15 +120,24 @@ def col2im(cols, x_shape, kernel_size, stride, padding, dilation):
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
-    """y = W · im2col(x) + b: one im2col over the batch, one GEMM per group, bias in the epilogue."""
+    """y (N, O, Ho, Wo) = W · im2col(x) + b, per image or batched (see the module docstring)."""
     if np.dtype(x.dtype) not in _COMPILED_DTYPES:
         return _reference.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
     dtype = x.dtype
     weight = np.ascontiguousarray(weight, dtype)
+    bias = None if bias is None else np.ascontiguousarray(bias, dtype)
     n, c = x.shape[:2]
     o, cg, kh, kw = weight.shape
     ho, wo = _output_hw(x.shape, (kh, kw), stride, padding, dilation)
+    threads = _per_image_threads(x, weight)
+    if threads:
+        workspace = _buffers.empty(_conv.workspace_size(x.shape, (kh, kw), stride, padding, dilation, threads),
+                                   dtype)
+        y = np.empty((n, o, ho, wo), dtype)
+        _conv.conv2d_forward_images(x, weight, bias, groups, (kh, kw), stride, padding, dilation,
+                                    workspace, y, threads)
+        return y, ("images", x, weight, stride, padding, dilation, groups, bias is not None)
     k = cg * kh * kw                                                   # GEMM depth per group
     cols = _buffers.empty((c * kh * kw, n * ho * wo), dtype)
     _im2col.im2col(x, cols.reshape(-1), (kh, kw), stride, padding, dilation, True)
@@ -115,17 +149,43 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         _blas.gemm(w_g[g], cols_g[g], y_cnhw[g])
 
     y = np.empty((n, o, ho, wo), dtype)
-    _im2col.cnhw_to_nchw(y_cnhw.reshape(o, n, ho * wo), y.reshape(n, o, ho * wo),
-                         None if bias is None else np.ascontiguousarray(bias, dtype))
-    saved = (x.shape, weight, cols, stride, padding, dilation, groups, bias is not None)
-    return y, saved
+    _im2col.cnhw_to_nchw(y_cnhw.reshape(o, n, ho * wo), y.reshape(n, o, ho * wo), bias)
+    return y, ("batched", x.shape, weight, cols, stride, padding, dilation, groups, bias is not None)
 
 
 def conv2d_backward(grad_y, saved, needs_input_grad):
+    """(grad_x, grad_W, grad_b), each None unless asked for, in the schedule of the forward."""
+    if saved[0] == "images":
+        return _backward_images(grad_y, saved[1:], needs_input_grad)
+    if saved[0] == "batched":
+        return _backward_batched(grad_y, saved[1:], needs_input_grad)
+    return _reference.conv2d_backward(grad_y, saved, needs_input_grad)
+
+
+def _backward_images(grad_y, saved, needs_input_grad):
+    """Per image: grad_W = sum_n gy[n] im2col(x[n])^T, grad_x[n] = col2im(W^T gy[n]), grad_b = sum gy."""
+    x, weight, stride, padding, dilation, groups, has_bias = saved
+    dtype = x.dtype
+    o, _, kh, kw = weight.shape
+    grad_y = np.ascontiguousarray(grad_y, dtype)
+    threads = _openmp.get_num_threads()
+    grad_x = np.empty(x.shape, dtype) if needs_input_grad[0] else None
+    grad_w = np.empty(weight.shape, dtype) if needs_input_grad[1] else None
+    grad_b = np.empty(o, dtype) if has_bias and needs_input_grad[2] else None
+    if grad_x is None and grad_w is None and grad_b is None:
+        return None, None, None
+    workspace = _buffers.empty(_conv.workspace_size(x.shape, (kh, kw), stride, padding, dilation, threads), dtype)
+    grad_w_partial = None if grad_w is None else np.empty(threads * weight.size, dtype)
+    grad_b_partial = None if grad_b is None else np.empty(threads * o, np.float64)
+    _conv.conv2d_backward_images(x, weight, grad_y, groups, (kh, kw), stride, padding, dilation,
+                                 workspace, grad_x, grad_w, grad_w_partial, grad_b, grad_b_partial,
+                                 threads)
+    return grad_x, grad_w, grad_b
+
+
+def _backward_batched(grad_y, saved, needs_input_grad):
     """(grad_x, grad_W, grad_b); grad_W reuses the forward's cols, grad_x = col2im(W^T gY)."""
     x_shape, weight, cols, stride, padding, dilation, groups, has_bias = saved
-    if np.dtype(cols.dtype) not in _COMPILED_DTYPES:
-        return _reference.conv2d_backward(grad_y, saved, needs_input_grad)
     dtype = cols.dtype
     n = x_shape[0]
     o, cg, kh, kw = weight.shape

@@ -1,0 +1,121 @@
+/* The body of csrc/conv.c for one scalar type; included once per type with
+ * SCALAR (float or double) and SUFFIXED(name) (name_f32 or name_f64) defined. */
+
+#include "row_sum_template.h"
+
+/* C (m x n) = alpha op(A) op(B) + beta C on row-major buffers, through column-major BLAS:
+ * the row-major C is C^T seen column-major, so the operands swap (as in _blas.pyx). */
+static inline void SUFFIXED(gemm_rowmajor)(SUFFIXED(blas_gemm) gemm, int trans_a, int trans_b,
+                                           int m, int n, int k, SCALAR alpha, const SCALAR *a,
+                                           int lda, const SCALAR *b, int ldb, SCALAR beta,
+                                           SCALAR *c, int ldc)
+{
+    char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+    gemm(&tb, &ta, &n, &m, &k, &alpha, (SCALAR *)b, &ldb, (SCALAR *)a, &lda, &beta, c, &ldc);
+}
+
+/* A 1x1 kernel with stride 1 and no padding: the columns of image n are image n itself. */
+static inline int SUFFIXED(is_pointwise)(const conv_geometry *g)
+{
+    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1
+        && g->pad_h == 0 && g->pad_w == 0;
+}
+
+void SUFFIXED(conv2d_forward_images)(const SCALAR *x, const SCALAR *weight, const SCALAR *bias,
+                                     const conv_geometry *g, ptrdiff_t out_channels,
+                                     ptrdiff_t groups, int threads, SCALAR *workspace, SCALAR *y,
+                                     SUFFIXED(blas_gemm) gemm)
+{
+    const ptrdiff_t plane = g->out_h * g->out_w, image = g->channels * g->height * g->width;
+    const ptrdiff_t k = g->channels / groups * g->kernel_h * g->kernel_w, rows_out = out_channels / groups;
+    const int pointwise = SUFFIXED(is_pointwise)(g);
+
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (ptrdiff_t n = 0; n < g->batch; ++n) {
+        SCALAR *cols = workspace + (ptrdiff_t)omp_get_thread_num() * conv_workspace_size(g);
+        SCALAR *padded = cols + k * groups * plane;
+        if (pointwise)
+            cols = (SCALAR *)x + n * image;      /* read only */
+        else
+            SUFFIXED(im2col_image)(x, g, n, cols, padded);
+        SCALAR *out = y + n * out_channels * plane;
+        for (ptrdiff_t group = 0; group < groups; ++group)
+            SUFFIXED(gemm_rowmajor)(gemm, 0, 0, (int)rows_out, (int)plane, (int)k, 1,
+                                    weight + group * rows_out * k, (int)k, cols + group * k * plane,
+                                    (int)plane, 0, out + group * rows_out * plane, (int)plane);
+        if (bias)
+            for (ptrdiff_t o = 0; o < out_channels; ++o)
+                for (ptrdiff_t p = 0; p < plane; ++p) out[o * plane + p] += bias[o];
+    }
+}
+
+void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, const SCALAR *grad_y,
+                                      const conv_geometry *g, ptrdiff_t out_channels,
+                                      ptrdiff_t groups, int threads, SCALAR *workspace,
+                                      SCALAR *grad_x, SCALAR *grad_w, SCALAR *grad_w_partial,
+                                      SCALAR *grad_b, double *grad_b_partial,
+                                      SUFFIXED(blas_gemm) gemm)
+{
+    const ptrdiff_t plane = g->out_h * g->out_w, image = g->channels * g->height * g->width;
+    const ptrdiff_t k = g->channels / groups * g->kernel_h * g->kernel_w, rows_out = out_channels / groups;
+    const ptrdiff_t weight_size = out_channels * k;
+    const int pointwise = SUFFIXED(is_pointwise)(g);
+
+    #pragma omp parallel num_threads(threads)
+    {
+        const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+        SCALAR *cols = workspace + (ptrdiff_t)thread * conv_workspace_size(g);
+        SCALAR *padded = cols + k * groups * plane;
+        SCALAR *my_grad_w = grad_w ? grad_w_partial + thread * weight_size : NULL;
+        double *my_grad_b = grad_b ? grad_b_partial + thread * out_channels : NULL;
+        if (my_grad_w) memset(my_grad_w, 0, (size_t)weight_size * sizeof(SCALAR));
+        if (my_grad_b) memset(my_grad_b, 0, (size_t)out_channels * sizeof(double));
+
+        #pragma omp for schedule(static)
+        for (ptrdiff_t n = 0; n < g->batch; ++n) {
+            const SCALAR *gy = grad_y + n * out_channels * plane;
+            if (my_grad_w) {
+                const SCALAR *x_cols = cols;
+                if (pointwise)
+                    x_cols = x + n * image;
+                else
+                    SUFFIXED(im2col_image)(x, g, n, cols, padded);
+                for (ptrdiff_t group = 0; group < groups; ++group)
+                    SUFFIXED(gemm_rowmajor)(gemm, 0, 1, (int)rows_out, (int)k, (int)plane, 1,
+                                            gy + group * rows_out * plane, (int)plane,
+                                            x_cols + group * k * plane, (int)plane, 1,
+                                            my_grad_w + group * rows_out * k, (int)k);
+            }
+            if (my_grad_b)
+                for (ptrdiff_t o = 0; o < out_channels; ++o)
+                    my_grad_b[o] += SUFFIXED(row_sum)(gy + o * plane, plane);
+            if (grad_x) {
+                SCALAR *grad_cols = pointwise ? grad_x + n * image : cols;
+                for (ptrdiff_t group = 0; group < groups; ++group)
+                    SUFFIXED(gemm_rowmajor)(gemm, 1, 0, (int)k, (int)plane, (int)rows_out, 1,
+                                            weight + group * rows_out * k, (int)k,
+                                            gy + group * rows_out * plane, (int)plane, 0,
+                                            grad_cols + group * k * plane, (int)plane);
+                if (!pointwise)
+                    SUFFIXED(col2im_image)(cols, g, n, grad_x, padded);
+            }
+        }   /* implicit barrier: every partial sum is complete */
+
+        if (grad_w) {
+            #pragma omp for schedule(static)
+            for (ptrdiff_t e = 0; e < weight_size; ++e) {
+                SCALAR sum = 0;
+                for (int t = 0; t < team; ++t) sum += grad_w_partial[t * weight_size + e];
+                grad_w[e] = sum;
+            }
+        }
+        if (grad_b) {
+            #pragma omp for schedule(static)
+            for (ptrdiff_t o = 0; o < out_channels; ++o) {
+                double sum = 0;
+                for (int t = 0; t < team; ++t) sum += grad_b_partial[t * out_channels + o];
+                grad_b[o] = (SCALAR)sum;
+            }
+        }
+    }
+}

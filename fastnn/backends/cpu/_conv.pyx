@@ -1,0 +1,139 @@
+"""Cython bindings of csrc/conv.c: convolution one image per OpenMP thread at a time, each image
+one single-threaded BLAS GEMM (``scipy.linalg.cython_blas``) over a column matrix that stays in
+cache. Outputs and workspaces are allocated by the caller (fastnn/backends/cpu/conv.py); every
+shape is checked here, so a wrong call raises instead of writing out of bounds. The GIL is
+released while C runs."""
+from cython cimport floating
+from libc.limits cimport INT_MAX
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from ._conv_geometry cimport conv_geometry, conv_geometry_of
+
+
+cdef extern from "conv.h" nogil:
+    Py_ssize_t conv_workspace_size(const conv_geometry *g)
+    ctypedef void (*blas_gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *,
+                                   float *, int *, float *, float *, int *)
+    ctypedef void (*blas_gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *,
+                                   double *, int *, double *, double *, int *)
+    void conv2d_forward_images_f32(const float *x, const float *weight, const float *bias,
+                                   const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
+                                   int threads, float *workspace, float *y, blas_gemm_f32 gemm)
+    void conv2d_forward_images_f64(const double *x, const double *weight, const double *bias,
+                                   const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
+                                   int threads, double *workspace, double *y, blas_gemm_f64 gemm)
+    void conv2d_backward_images_f32(const float *x, const float *weight, const float *grad_y,
+                                    const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
+                                    int threads, float *workspace, float *grad_x, float *grad_w,
+                                    float *grad_w_partial, float *grad_b, double *grad_b_partial,
+                                    blas_gemm_f32 gemm)
+    void conv2d_backward_images_f64(const double *x, const double *weight, const double *grad_y,
+                                    const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
+                                    int threads, double *workspace, double *grad_x, double *grad_w,
+                                    double *grad_w_partial, double *grad_b, double *grad_b_partial,
+                                    blas_gemm_f64 gemm)
+
+
+cdef tuple _shape4(const Py_ssize_t *shape):
+    return (shape[0], shape[1], shape[2], shape[3])
+
+
+cdef void _expect(name, tuple shape, tuple expected) except *:
+    if shape != expected:
+        raise ValueError(f"conv2d (per image): {name} must have shape {expected}, got {shape}")
+
+
+cdef conv_geometry _checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_shape, Py_ssize_t groups,
+                            kernel_size, stride, padding, dilation, int threads,
+                            Py_ssize_t workspace_size) except *:
+    """The geometry of x and weight; raises unless it is non-empty and the workspace fits it."""
+    cdef conv_geometry g = conv_geometry_of(x_shape, kernel_size, stride, padding, dilation)
+    cdef Py_ssize_t out_channels = weight_shape[0]
+    if min(g.batch, g.channels, g.height, g.width, out_channels) < 1:
+        raise ValueError(f"conv2d (per image): x {_shape4(x_shape)} and weight {_shape4(weight_shape)} "
+                         "must be non-empty (the batched kernels take empty convolutions)")
+    if groups < 1 or g.channels % groups or out_channels % groups \
+            or weight_shape[1] * groups != g.channels \
+            or weight_shape[2] != g.kernel_h or weight_shape[3] != g.kernel_w:
+        raise ValueError(f"conv2d (per image): weight {_shape4(weight_shape)} with groups={groups} and "
+                         f"kernel_size={kernel_size} does not fit {g.channels} input channels")
+    if threads < 1:
+        raise ValueError(f"conv2d (per image): threads must be >= 1, got {threads}")
+    cdef Py_ssize_t per_thread = conv_workspace_size(&g)
+    if workspace_size != threads * per_thread:
+        raise ValueError(f"conv2d (per image): workspace must hold threads * {per_thread} = "
+                         f"{threads * per_thread} elements, got {workspace_size}")
+    if max(out_channels, g.channels * g.kernel_h * g.kernel_w, g.out_h * g.out_w) > INT_MAX:
+        raise ValueError("conv2d (per image): a GEMM dimension exceeds the 32-bit BLAS integer range")
+    return g
+
+
+def workspace_size(x_shape, kernel_size, stride, padding, dilation, int threads):
+    """Elements of the workspace that the per-image kernels need for x of shape ``x_shape``."""
+    cdef Py_ssize_t shape[4]
+    shape[0], shape[1], shape[2], shape[3] = x_shape
+    cdef conv_geometry g = conv_geometry_of(shape, kernel_size, stride, padding, dilation)
+    return threads * conv_workspace_size(&g)
+
+
+def conv2d_forward_images(const floating[:, :, :, ::1] x not None, const floating[:, :, :, ::1] weight not None,
+                          const floating[::1] bias, Py_ssize_t groups, kernel_size, stride, padding,
+                          dilation, floating[::1] workspace not None, floating[:, :, :, ::1] y not None, int threads):
+    """y = conv2d(x, weight) + bias, one image per thread; bias may be None."""
+    cdef conv_geometry g = _checked(x.shape, weight.shape, groups, kernel_size, stride, padding,
+                                    dilation, threads, workspace.shape[0])
+    cdef Py_ssize_t out_channels = weight.shape[0]
+    _expect("y", _shape4(y.shape), (g.batch, out_channels, g.out_h, g.out_w))
+    cdef const floating *bias_ptr = NULL
+    if bias is not None:
+        _expect("bias", (bias.shape[0],), (out_channels,))
+        bias_ptr = &bias[0]
+    with nogil:
+        if floating is float:
+            conv2d_forward_images_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bias_ptr, &g, out_channels,
+                                      groups, threads, &workspace[0], &y[0, 0, 0, 0], sgemm)
+        else:
+            conv2d_forward_images_f64(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bias_ptr, &g, out_channels,
+                                      groups, threads, &workspace[0], &y[0, 0, 0, 0], dgemm)
+
+
+def conv2d_backward_images(const floating[:, :, :, ::1] x not None, const floating[:, :, :, ::1] weight not None,
+                           const floating[:, :, :, ::1] grad_y not None, Py_ssize_t groups, kernel_size, stride,
+                           padding, dilation, floating[::1] workspace not None, floating[:, :, :, ::1] grad_x,
+                           floating[:, :, :, ::1] grad_w, floating[::1] grad_w_partial,
+                           floating[::1] grad_b, double[::1] grad_b_partial, int threads):
+    """Overwrite grad_x, grad_w and grad_b (each may be None) with the gradients of conv2d at
+    grad_y; grad_w_partial / grad_b_partial are per-thread scratch (threads * size of the gradient)."""
+    cdef conv_geometry g = _checked(x.shape, weight.shape, groups, kernel_size, stride, padding,
+                                    dilation, threads, workspace.shape[0])
+    cdef Py_ssize_t out_channels = weight.shape[0]
+    _expect("grad_y", _shape4(grad_y.shape), (g.batch, out_channels, g.out_h, g.out_w))
+    if grad_x is not None:
+        _expect("grad_x", _shape4(grad_x.shape), _shape4(x.shape))
+    if grad_w is not None:
+        _expect("grad_w", _shape4(grad_w.shape), _shape4(weight.shape))
+        if grad_w_partial is None:
+            raise ValueError("conv2d (per image): grad_w needs grad_w_partial")
+        _expect("grad_w_partial", (grad_w_partial.shape[0],), (threads * weight.shape[0] * weight.shape[1]
+                                                               * weight.shape[2] * weight.shape[3],))
+    if grad_b is not None:
+        _expect("grad_b", (grad_b.shape[0],), (out_channels,))
+        if grad_b_partial is None:
+            raise ValueError("conv2d (per image): grad_b needs grad_b_partial")
+        _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * out_channels,))
+    cdef floating *grad_x_ptr = &grad_x[0, 0, 0, 0] if grad_x is not None else NULL
+    cdef floating *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
+    cdef floating *grad_w_partial_ptr = &grad_w_partial[0] if grad_w is not None else NULL
+    cdef floating *grad_b_ptr = &grad_b[0] if grad_b is not None else NULL
+    cdef double *grad_b_partial_ptr = &grad_b_partial[0] if grad_b is not None else NULL
+    with nogil:
+        if floating is float:
+            conv2d_backward_images_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], &g,
+                                       out_channels, groups, threads, &workspace[0], grad_x_ptr,
+                                       grad_w_ptr, grad_w_partial_ptr, grad_b_ptr, grad_b_partial_ptr,
+                                       sgemm)
+        else:
+            conv2d_backward_images_f64(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], &g,
+                                       out_channels, groups, threads, &workspace[0], grad_x_ptr,
+                                       grad_w_ptr, grad_w_partial_ptr, grad_b_ptr, grad_b_partial_ptr,
+                                       dgemm)
