@@ -12,6 +12,20 @@
 #define POOL_ROW_BLOCK 256
 #endif
 
+/* Outputs [*lo, *hi) of a row whose kernel tap reads input column ow stride + offset inside the
+ * row. Without padding every window lies inside the input, so that is the whole row, with none
+ * of fastnn_valid_range's divisions (which cost more than the 2x2 max of a small row). */
+static inline void SUFFIXED(tap_range)(ptrdiff_t offset, ptrdiff_t stride, ptrdiff_t width, ptrdiff_t out_w,
+                                       ptrdiff_t pad_w, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    if (pad_w == 0) {
+        *lo = 0;
+        *hi = out_w;
+    } else {
+        fastnn_valid_range(offset, stride, width, out_w, lo, hi);
+    }
+}
+
 /* One kernel tap over outputs [lo, hi) of a block: output ow reads row[ow stride + offset]. */
 static inline __attribute__((always_inline)) void SUFFIXED(max_pool_tap)(
     const SCALAR *restrict row, ptrdiff_t stride, ptrdiff_t offset, INDEX row_index, ptrdiff_t lo,
@@ -26,8 +40,46 @@ static inline __attribute__((always_inline)) void SUFFIXED(max_pool_tap)(
     }
 }
 
+/* MaxPool2d(2) (2x2 windows, stride 2, no padding: every zoo model's pooling) on one plane. The
+ * general kernel below spends its time on loop control for rows this short (7 to 14 outputs);
+ * here each output compares its 4 values in the general kernel's order (take v where v > max or
+ * v is NaN), with selects instead of branches, so that the loop over a row vectorises. */
+static void SUFFIXED(max_pool2x2_plane)(const SCALAR *restrict in, ptrdiff_t width, ptrdiff_t out_h,
+                                        ptrdiff_t out_w, SCALAR *restrict y, int64_t *restrict indices)
+{
+    for (ptrdiff_t oh = 0; oh < out_h; ++oh) {
+        const SCALAR *top = in + 2 * oh * width, *bottom = top + width;
+        const INDEX row_index = (INDEX)(2 * oh * width);
+        for (ptrdiff_t ow = 0; ow < out_w; ++ow) {
+            const SCALAR a = top[2 * ow], b = top[2 * ow + 1], c = bottom[2 * ow], d = bottom[2 * ow + 1];
+            SCALAR best = a;
+            INDEX arg = 0;
+            int take = (b > best) | (b != b);
+            best = take ? b : best;
+            arg = take ? 1 : arg;
+            take = (c > best) | (c != c);
+            best = take ? c : best;
+            arg = take ? (INDEX)width : arg;
+            take = (d > best) | (d != d);
+            best = take ? d : best;
+            arg = take ? (INDEX)width + 1 : arg;
+            y[oh * out_w + ow] = best;
+            indices[oh * out_w + ow] = (int64_t)(row_index + (INDEX)(2 * ow) + arg);
+        }
+    }
+}
+
 void SUFFIXED(max_pool2d_forward)(const SCALAR *x, const pool_geometry *g, SCALAR *y, int64_t *indices)
 {
+    if (g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 && g->stride_w == 2 && g->pad_h == 0
+            && g->pad_w == 0) {
+        #pragma omp parallel for schedule(static) if (g->planes * g->height * g->width > FASTNN_PARALLEL_MIN_WORK)
+        for (ptrdiff_t p = 0; p < g->planes; ++p)
+            SUFFIXED(max_pool2x2_plane)(x + p * g->height * g->width, g->width, g->out_h, g->out_w,
+                                        y + p * g->out_h * g->out_w, indices + p * g->out_h * g->out_w);
+        return;
+    }
+
     const ptrdiff_t height = g->height, width = g->width, out_h = g->out_h, out_w = g->out_w;
     const ptrdiff_t kernel_h = g->kernel_h, kernel_w = g->kernel_w, stride_h = g->stride_h, stride_w = g->stride_w;
     const ptrdiff_t pad_h = g->pad_h, pad_w = g->pad_w, plane_in = height * width, plane_out = out_h * out_w;
@@ -57,7 +109,7 @@ void SUFFIXED(max_pool2d_forward)(const SCALAR *x, const pool_geometry *g, SCALA
                     for (ptrdiff_t j = 0; j < kernel_w; ++j) {
                         const ptrdiff_t offset = j - pad_w;
                         ptrdiff_t lo, hi;
-                        fastnn_valid_range(offset, stride_w, width, out_w, &lo, &hi);
+                        SUFFIXED(tap_range)(offset, stride_w, width, out_w, pad_w, &lo, &hi);
                         lo = lo > start ? lo : start;
                         hi = hi < end ? hi : end;
                         /* a constant stride lets the compiler vectorise the common cases */
@@ -117,7 +169,7 @@ void SUFFIXED(avg_pool2d_forward)(const SCALAR *x, const pool_geometry *g, SCALA
                 for (ptrdiff_t j = 0; j < kernel_w; ++j) {
                     const ptrdiff_t offset = j - pad_w;
                     ptrdiff_t lo, hi;
-                    fastnn_valid_range(offset, stride_w, width, out_w, &lo, &hi);
+                    SUFFIXED(tap_range)(offset, stride_w, width, out_w, pad_w, &lo, &hi);
                     for (ptrdiff_t ow = lo; ow < hi; ++ow) sum[ow] += row[ow * stride_w + offset];
                 }
             }
@@ -147,7 +199,7 @@ void SUFFIXED(avg_pool2d_backward)(const SCALAR *grad_y, const pool_geometry *g,
                 for (ptrdiff_t j = 0; j < kernel_w; ++j) {
                     const ptrdiff_t offset = j - pad_w;
                     ptrdiff_t lo, hi;
-                    fastnn_valid_range(offset, stride_w, width, out_w, &lo, &hi);
+                    SUFFIXED(tap_range)(offset, stride_w, width, out_w, pad_w, &lo, &hi);
                     /* one tap never hits a column twice, so this pass has no dependences */
                     for (ptrdiff_t ow = lo; ow < hi; ++ow) row[ow * stride_w + offset] += gy[ow] * inv_count;
                 }

@@ -79,6 +79,20 @@ def test_pooling_matches_reference_on_large_planes(dtype, x_shape, kernel_size, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape", [(3, 4, 7, 9), (2, 64, 14, 14), (1, 1, 2, 2)])
+def test_max_pool2x2_fast_path_keeps_the_reference_order_for_ties_nans_and_infinities(dtype, x_shape):
+    # MaxPool2d(2) has its own kernel; odd sizes drop the last row/column, ties keep the first
+    # maximum, a NaN wins (the later of two NaNs), -inf everywhere keeps the window's first index
+    rng = np.random.default_rng(9)
+    x = rng.choice(np.array([-np.inf, -1.0, 0.0, 0.0, 1.0, 2.0, np.nan, np.inf]), x_shape).astype(dtype)
+    x.reshape(-1)[:4] = -np.inf
+    y, indices = cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    y_ref, indices_ref = ref.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(indices, indices_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_pool_kernels_accept_non_contiguous_inputs(dtype):
     rng = np.random.default_rng(0)
     x = rand(rng, (2, 3, 9, 7), dtype)
