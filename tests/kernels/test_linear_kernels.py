@@ -123,3 +123,27 @@ def test_gemm_cut_across_threads_matches_numpy(dtype, m, k, n, trans_a, trans_b,
             assert_close(c, expected, dtype)
     finally:
         _blas.set_split(previous)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, n", [(1, 37, 5), (5, 37, 1), (1, 1, 1), (1, 700, 600), (600, 700, 1)],
+                         ids=["row", "column", "scalar", "row-cut-across-threads", "column-cut-across-threads"])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_gemm_with_one_row_or_column_goes_through_gemv_and_matches_numpy(dtype, m, k, n, trans_a, trans_b, beta):
+    """A single row or column of C (batch-1 inference of a dense layer) is a matrix-vector product."""
+    rng = np.random.default_rng(m * 7 + n)
+    a = rand(rng, (k, m) if trans_a else (m, k), dtype)
+    b = rand(rng, (n, k) if trans_b else (k, n), dtype)
+    c0 = rand(rng, (m, n), dtype)
+    expected = 2.0 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * c0
+    previous = _blas.get_split()
+    try:
+        for split in (True, False):
+            _blas.set_split(split)
+            c = c0.copy()
+            _blas.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=2.0, beta=beta)
+            assert_close(c, expected, dtype)
+    finally:
+        _blas.set_split(previous)
