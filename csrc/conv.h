@@ -11,6 +11,9 @@
  *                                                             accumulator per thread)
  *     grad bias    grad_b   = sum_{n, p} grad_y[n]
  *     grad input   grad_x[n] = col2im(W_g^T grad_y[n]_g)      (into the same workspace)
+ * With ``relu`` set the forward returns max(y, 0), computed while image n is in cache (nn.Sequential
+ * fuses a Conv2d with the ReLU after it), and the backward takes that output as ``relu_y`` and
+ * starts from grad_y[n] 1[relu_y[n] > 0], staged per thread (the relu_backward of activation).
  * The per-thread partial sums are added in thread order, so with a fixed thread count the
  * result is the same on every run. A 1x1 kernel with stride 1 and no padding reads x (and
  * writes grad_x) where the others use the workspace.
@@ -27,10 +30,12 @@
 
 #include "im2col.h"
 
-/* Scalars of workspace per thread: one image's column matrix and its padded copy (im2col.h). */
-static inline ptrdiff_t conv_workspace_size(const conv_geometry *g)
+/* Scalars of workspace per thread: one image's column matrix, its padded copy (im2col.h), and
+ * one image of grad_y (O, Ho, Wo) with the ReLU mask applied. */
+static inline ptrdiff_t conv_workspace_size(const conv_geometry *g, ptrdiff_t out_channels)
 {
-    return g->channels * g->kernel_h * g->kernel_w * g->out_h * g->out_w + padded_image_size(g);
+    return (g->channels * g->kernel_h * g->kernel_w + out_channels) * g->out_h * g->out_w
+        + padded_image_size(g);
 }
 
 typedef void (*blas_gemm_f32)(char *transa, char *transb, int *m, int *n, int *k, float *alpha,
@@ -39,21 +44,25 @@ typedef void (*blas_gemm_f64)(char *transa, char *transb, int *m, int *n, int *k
                               double *a, int *lda, double *b, int *ldb, double *beta, double *c,
                               int *ldc);
 
-/* y (N, O, Ho, Wo) = conv2d(x (N, C, H, W), weight (O, C/G, kH, kW)) + bias (O,) (bias may be NULL) */
+/* y (N, O, Ho, Wo) = conv2d(x (N, C, H, W), weight (O, C/G, kH, kW)) + bias (O,) (bias may be
+ * NULL), then max(y, 0) if relu */
 void conv2d_forward_images_f32(const float *x, const float *weight, const float *bias,
                                const conv_geometry *g, ptrdiff_t out_channels, ptrdiff_t groups,
-                               int threads, float *workspace, float *y, blas_gemm_f32 gemm);
+                               int relu, int threads, float *workspace, float *y, blas_gemm_f32 gemm);
 void conv2d_forward_images_f64(const double *x, const double *weight, const double *bias,
                                const conv_geometry *g, ptrdiff_t out_channels, ptrdiff_t groups,
-                               int threads, double *workspace, double *y, blas_gemm_f64 gemm);
+                               int relu, int threads, double *workspace, double *y, blas_gemm_f64 gemm);
 
-/* grad_x (N, C, H, W), grad_w (O, C/G, kH, kW) and grad_b (O,) from grad_y (N, O, Ho, Wo); all overwritten. */
+/* grad_x (N, C, H, W), grad_w (O, C/G, kH, kW) and grad_b (O,) from grad_y (N, O, Ho, Wo); all
+ * overwritten. relu_y: the forward's output when it had relu set, else NULL. */
 void conv2d_backward_images_f32(const float *x, const float *weight, const float *grad_y,
+                                const float *relu_y,
                                 const conv_geometry *g, ptrdiff_t out_channels, ptrdiff_t groups,
                                 int threads, float *workspace, float *grad_x, float *grad_w,
                                 float *grad_w_partial, float *grad_b, double *grad_b_partial,
                                 blas_gemm_f32 gemm);
 void conv2d_backward_images_f64(const double *x, const double *weight, const double *grad_y,
+                                const double *relu_y,
                                 const conv_geometry *g, ptrdiff_t out_channels, ptrdiff_t groups,
                                 int threads, double *workspace, double *grad_x, double *grad_w,
                                 double *grad_w_partial, double *grad_b, double *grad_b_partial,

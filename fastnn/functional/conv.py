@@ -27,7 +27,39 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
         >>> F.conv2d(np.ones((1, 1, 5, 5), np.float32), np.ones((2, 1, 3, 3), np.float32)).shape
         (1, 2, 3, 3)
     """
-    op = "conv2d"
+    x, w, b, stride, padding, dilation, groups = _conv2d_arguments(
+        "conv2d", input, weight, bias, stride, padding, dilation, groups)
+    k = kernels_for(x, w, b)
+    y, saved = k.conv2d_forward(x.data, w.data, None if b is None else b.data, stride, padding, dilation, groups)
+
+    def backward(grad_y):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        return k.conv2d_backward(grad_y, saved, needs)
+
+    return _result(y, "conv2d", (x, w, b), backward)
+
+
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """relu(conv2d(...)) as one op, for a Conv2d followed by a ReLU (``nn.Sequential`` fuses
+    the pair; not part of PyTorch's API): the same values and gradients as the two ops. The cpu
+    backend applies the ReLU while the convolution's output is in cache and its mask inside the
+    convolution's backward; the reference states it as the two kernels in turn."""
+    x, w, b, stride, padding, dilation, groups = _conv2d_arguments(
+        "conv2d", input, weight, bias, stride, padding, dilation, groups)
+    k = kernels_for(x, w, b)
+    y, saved = k.conv2d_relu_forward(x.data, w.data, None if b is None else b.data, stride, padding, dilation,
+                                     groups)
+
+    def backward(grad_y):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        return k.conv2d_relu_backward(grad_y, y, saved, needs)
+
+    return _result(y, "conv2d_relu", (x, w, b), backward)
+
+
+def _conv2d_arguments(op, input, weight, bias, stride, padding, dilation, groups):
+    """The checked arguments of conv2d: (x, w, b, stride, padding, dilation, groups) with Tensors,
+    (h, w) pairs and an int; a ValueError naming the argument otherwise."""
     x = _float_tensor(input, op)
     w = _float_tensor(weight, op, "weight")
     b = None if bias is None else _float_tensor(bias, op, "bias")
@@ -58,14 +90,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
             f"padded input ({h + 2 * padding[0]}, {wd + 2 * padding[1]}); "
             f"input shape {tuple(x.shape)}, padding {padding}"
         )
-    k = kernels_for(x, w, b)
-    y, saved = k.conv2d_forward(x.data, w.data, None if b is None else b.data, stride, padding, dilation, int(groups))
-
-    def backward(grad_y):
-        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        return k.conv2d_backward(grad_y, saved, needs)
-
-    return _result(y, op, (x, w, b), backward)
+    return x, w, b, stride, padding, dilation, int(groups)
 
 
 def linear(input, weight, bias=None) -> Tensor:

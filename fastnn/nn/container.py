@@ -1,11 +1,25 @@
 """Containers: ``Sequential`` (keys "0", "1", ... like PyTorch)."""
 from collections import OrderedDict
 
+from .layers import Conv2d, ReLU
 from .module import Module
 
 
+def _plain_forward(module):
+    """The class's own forward, not one set on the instance (a wrapper, a counting hook)."""
+    return "forward" not in module.__dict__
+
+
 class Sequential(Module):
-    """Runs its modules in order. Accepts modules or one OrderedDict of name -> module."""
+    """Runs its modules in order. Accepts modules or one OrderedDict of name -> module.
+
+    A ``Conv2d`` directly followed by a ``ReLU`` (those exact classes, their ``forward`` not
+    replaced on the instance) runs as one fused op,
+    ``Conv2d.forward_relu``: the same values and gradients, with the ReLU done inside the
+    convolution kernel. ``Sequential.fuse_conv_relu = False`` turns that off.
+    """
+
+    fuse_conv_relu = True
 
     def __init__(self, *modules):
         super().__init__()
@@ -19,8 +33,17 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def forward(self, input):
-        for m in self._modules.values():
-            input = m(input)
+        modules = tuple(self._modules.values())
+        i = 0
+        while i < len(modules):
+            module = modules[i]
+            if (self.fuse_conv_relu and type(module) is Conv2d and i + 1 < len(modules)
+                    and type(modules[i + 1]) is ReLU and _plain_forward(module) and _plain_forward(modules[i + 1])):
+                input = module.forward_relu(input)
+                i += 2
+            else:
+                input = module(input)
+                i += 1
         return input
 
     def __getitem__(self, index):

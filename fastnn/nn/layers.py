@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
+from ..functional.conv import conv2d_relu
 from ..tensor import DEFAULT_DTYPE, Tensor
 from . import init
 from .module import Module
@@ -105,6 +106,10 @@ class Conv2d(Module):
 
     def forward(self, input):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def forward_relu(self, input):
+        """relu(self(input)) as one fused op (``nn.Sequential`` calls it for a Conv2d followed by a ReLU)."""
+        return conv2d_relu(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

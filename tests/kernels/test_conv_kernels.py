@@ -111,6 +111,41 @@ def test_conv2d_accepts_non_contiguous_inputs(schedule, dtype):
         assert_close(g, g_ref, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
+@given(geometry=conv_geometries(), bias=st.booleans(), seed=st.integers(0, 2**31))
+def test_conv2d_relu_matches_the_reference_conv_then_relu(schedule, dtype, geometry, bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w, b = _conv_inputs(rng, geometry, dtype, bias)
+    y, saved = cpu.conv2d_relu_forward(x, w, b, *_args(geometry))
+    assert saved[0] == schedule
+    z_ref, saved_ref = ref.conv2d_forward(x, w, b, *_args(geometry))
+    y_ref = ref.relu_forward(z_ref)
+    assert_close(y, y_ref, dtype)
+    assert (y >= 0).all()
+    grad_y = rand(rng, y.shape, dtype)
+    grads = cpu.conv2d_relu_backward(grad_y, y, saved, ALL)
+    grads_ref = ref.conv2d_backward(ref.relu_backward(grad_y, y_ref), saved_ref, ALL)
+    for g, g_ref in zip(grads, grads_ref):
+        if g_ref is None:
+            assert g is None
+        else:
+            assert_close(g, g_ref, dtype)
+
+
+def test_conv2d_relu_gives_the_same_bits_as_conv2d_then_relu(schedule):
+    rng = np.random.default_rng(10)
+    x, w, b = rand(rng, (6, 8, 12, 12), np.float32), rand(rng, (16, 8, 3, 3), np.float32), rand(rng, (16,), np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    y, saved = cpu.conv2d_relu_forward(x, w, b, *args)
+    z, saved_z = _forward(schedule, x, w, b, *args)
+    np.testing.assert_array_equal(y, cpu.relu_forward(z))
+    grad_y = rand(rng, y.shape, np.float32)
+    for fused, plain in zip(cpu.conv2d_relu_backward(grad_y, y, saved, ALL),
+                            cpu.conv2d_backward(cpu.relu_backward(grad_y, y), saved_z, ALL)):
+        np.testing.assert_array_equal(fused, plain)
+
+
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
                                    (False, True, True)])
 def test_conv2d_backward_computes_only_what_is_needed(schedule, needs):
@@ -226,7 +261,7 @@ def test_per_image_conv_weight_gradient_sums_every_image_once_whatever_the_team_
     grad_y = rand(rng, y_ref.shape, np.float64)
     grads_ref = ref.conv2d_backward(grad_y, saved_ref, ALL)
     for threads in (1, 2, 5):
-        workspace = np.full(_conv.workspace_size(x.shape, (3, 3), *args, threads), np.nan)
+        workspace = np.full(_conv.workspace_size(x.shape, 5, (3, 3), *args, threads), np.nan)
         y = np.full(y_ref.shape, np.nan)
         _conv.conv2d_forward_images(x, w, b, 1, (3, 3), *args, workspace, y, threads)
         assert_close(y, y_ref)
@@ -249,7 +284,7 @@ def test_per_image_conv_weight_gradient_sums_every_image_once_whatever_the_team_
 def test_per_image_conv_kernel_rejects_buffers_that_do_not_fit(mistake, message):
     args = dict(x=np.zeros((2, 2, 5, 5), np.float32), weight=np.zeros((3, 2, 3, 3), np.float32),
                 bias=np.zeros(3, np.float32), y=np.zeros((2, 3, 5, 5), np.float32), threads=2)
-    args["workspace"] = np.zeros(_conv.workspace_size((2, 2, 5, 5), (3, 3), (1, 1), (1, 1), (1, 1), 2), np.float32)
+    args["workspace"] = np.zeros(_conv.workspace_size((2, 2, 5, 5), 3, (3, 3), (1, 1), (1, 1), (1, 1), 2), np.float32)
     args.update(mistake)
     with pytest.raises(ValueError, match=message):
         _conv.conv2d_forward_images(args["x"], args["weight"], args["bias"], 2 if "weight" in mistake else 1,

@@ -11,25 +11,25 @@ from ._conv_geometry cimport conv_geometry, conv_geometry_of
 
 
 cdef extern from "conv.h" nogil:
-    Py_ssize_t conv_workspace_size(const conv_geometry *g)
+    Py_ssize_t conv_workspace_size(const conv_geometry *g, Py_ssize_t out_channels)
     ctypedef void (*blas_gemm_f32)(char *, char *, int *, int *, int *, float *, float *, int *,
                                    float *, int *, float *, float *, int *)
     ctypedef void (*blas_gemm_f64)(char *, char *, int *, int *, int *, double *, double *, int *,
                                    double *, int *, double *, double *, int *)
     void conv2d_forward_images_f32(const float *x, const float *weight, const float *bias,
                                    const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
-                                   int threads, float *workspace, float *y, blas_gemm_f32 gemm)
+                                   int relu, int threads, float *workspace, float *y, blas_gemm_f32 gemm)
     void conv2d_forward_images_f64(const double *x, const double *weight, const double *bias,
                                    const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
-                                   int threads, double *workspace, double *y, blas_gemm_f64 gemm)
+                                   int relu, int threads, double *workspace, double *y, blas_gemm_f64 gemm)
     void conv2d_backward_images_f32(const float *x, const float *weight, const float *grad_y,
-                                    const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
-                                    int threads, float *workspace, float *grad_x, float *grad_w,
+                                    const float *relu_y, const conv_geometry *g, Py_ssize_t out_channels,
+                                    Py_ssize_t groups, int threads, float *workspace, float *grad_x, float *grad_w,
                                     float *grad_w_partial, float *grad_b, double *grad_b_partial,
                                     blas_gemm_f32 gemm)
     void conv2d_backward_images_f64(const double *x, const double *weight, const double *grad_y,
-                                    const conv_geometry *g, Py_ssize_t out_channels, Py_ssize_t groups,
-                                    int threads, double *workspace, double *grad_x, double *grad_w,
+                                    const double *relu_y, const conv_geometry *g, Py_ssize_t out_channels,
+                                    Py_ssize_t groups, int threads, double *workspace, double *grad_x, double *grad_w,
                                     double *grad_w_partial, double *grad_b, double *grad_b_partial,
                                     blas_gemm_f64 gemm)
 
@@ -59,7 +59,7 @@ cdef conv_geometry _checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_
                          f"kernel_size={kernel_size} does not fit {g.channels} input channels")
     if threads < 1:
         raise ValueError(f"conv2d (per image): threads must be >= 1, got {threads}")
-    cdef Py_ssize_t per_thread = conv_workspace_size(&g)
+    cdef Py_ssize_t per_thread = conv_workspace_size(&g, out_channels)
     if workspace_size != threads * per_thread:
         raise ValueError(f"conv2d (per image): workspace must hold threads * {per_thread} = "
                          f"{threads * per_thread} elements, got {workspace_size}")
@@ -68,18 +68,19 @@ cdef conv_geometry _checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_
     return g
 
 
-def workspace_size(x_shape, kernel_size, stride, padding, dilation, int threads):
+def workspace_size(x_shape, Py_ssize_t out_channels, kernel_size, stride, padding, dilation, int threads):
     """Elements of the workspace that the per-image kernels need for x of shape ``x_shape``."""
     cdef Py_ssize_t shape[4]
     shape[0], shape[1], shape[2], shape[3] = x_shape
     cdef conv_geometry g = conv_geometry_of(shape, kernel_size, stride, padding, dilation)
-    return threads * conv_workspace_size(&g)
+    return threads * conv_workspace_size(&g, out_channels)
 
 
 def conv2d_forward_images(const floating[:, :, :, ::1] x not None, const floating[:, :, :, ::1] weight not None,
                           const floating[::1] bias, Py_ssize_t groups, kernel_size, stride, padding,
-                          dilation, floating[::1] workspace not None, floating[:, :, :, ::1] y not None, int threads):
-    """y = conv2d(x, weight) + bias, one image per thread; bias may be None."""
+                          dilation, floating[::1] workspace not None, floating[:, :, :, ::1] y not None, int threads,
+                          bint relu=False):
+    """y = conv2d(x, weight) + bias, one image per thread; bias may be None; max(y, 0) if relu."""
     cdef conv_geometry g = _checked(x.shape, weight.shape, groups, kernel_size, stride, padding,
                                     dilation, threads, workspace.shape[0])
     cdef Py_ssize_t out_channels = weight.shape[0]
@@ -91,19 +92,21 @@ def conv2d_forward_images(const floating[:, :, :, ::1] x not None, const floatin
     with nogil:
         if floating is float:
             conv2d_forward_images_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bias_ptr, &g, out_channels,
-                                      groups, threads, &workspace[0], &y[0, 0, 0, 0], sgemm)
+                                      groups, relu, threads, &workspace[0], &y[0, 0, 0, 0], sgemm)
         else:
             conv2d_forward_images_f64(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bias_ptr, &g, out_channels,
-                                      groups, threads, &workspace[0], &y[0, 0, 0, 0], dgemm)
+                                      groups, relu, threads, &workspace[0], &y[0, 0, 0, 0], dgemm)
 
 
 def conv2d_backward_images(const floating[:, :, :, ::1] x not None, const floating[:, :, :, ::1] weight not None,
                            const floating[:, :, :, ::1] grad_y not None, Py_ssize_t groups, kernel_size, stride,
                            padding, dilation, floating[::1] workspace not None, floating[:, :, :, ::1] grad_x,
                            floating[:, :, :, ::1] grad_w, floating[::1] grad_w_partial,
-                           floating[::1] grad_b, double[::1] grad_b_partial, int threads):
+                           floating[::1] grad_b, double[::1] grad_b_partial, int threads,
+                           const floating[:, :, :, ::1] relu_y=None):
     """Overwrite grad_x, grad_w and grad_b (each may be None) with the gradients of conv2d at
-    grad_y; grad_w_partial / grad_b_partial are per-thread scratch (threads * size of the gradient)."""
+    grad_y; grad_w_partial / grad_b_partial are per-thread scratch (threads * size of the gradient).
+    relu_y: the output of a forward with relu set; grad_y is then masked by relu_y > 0 first."""
     cdef conv_geometry g = _checked(x.shape, weight.shape, groups, kernel_size, stride, padding,
                                     dilation, threads, workspace.shape[0])
     cdef Py_ssize_t out_channels = weight.shape[0]
@@ -121,6 +124,10 @@ def conv2d_backward_images(const floating[:, :, :, ::1] x not None, const floati
         if grad_b_partial is None:
             raise ValueError("conv2d (per image): grad_b needs grad_b_partial")
         _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * out_channels,))
+    cdef const floating *relu_y_ptr = NULL
+    if relu_y is not None:
+        _expect("relu_y", _shape4(relu_y.shape), _shape4(grad_y.shape))
+        relu_y_ptr = &relu_y[0, 0, 0, 0]
     cdef floating *grad_x_ptr = &grad_x[0, 0, 0, 0] if grad_x is not None else NULL
     cdef floating *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
     cdef floating *grad_w_partial_ptr = &grad_w_partial[0] if grad_w is not None else NULL
@@ -128,12 +135,12 @@ def conv2d_backward_images(const floating[:, :, :, ::1] x not None, const floati
     cdef double *grad_b_partial_ptr = &grad_b_partial[0] if grad_b is not None else NULL
     with nogil:
         if floating is float:
-            conv2d_backward_images_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], &g,
+            conv2d_backward_images_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], relu_y_ptr, &g,
                                        out_channels, groups, threads, &workspace[0], grad_x_ptr,
                                        grad_w_ptr, grad_w_partial_ptr, grad_b_ptr, grad_b_partial_ptr,
                                        sgemm)
         else:
-            conv2d_backward_images_f64(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], &g,
+            conv2d_backward_images_f64(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], relu_y_ptr, &g,
                                        out_channels, groups, threads, &workspace[0], grad_x_ptr,
                                        grad_w_ptr, grad_w_partial_ptr, grad_b_ptr, grad_b_partial_ptr,
                                        dgemm)

@@ -27,8 +27,9 @@ from ..reference import conv as _reference
 from ..reference.conv import conv_output_size
 
 from . import _blas, _conv, _im2col, _openmp
+from .activation import relu_backward, relu_forward
 
-__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward", "conv2d_relu_backward"]
 
 _COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -121,6 +122,29 @@ def col2im(cols, x_shape, kernel_size, stride, padding, dilation):
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     """y (N, O, Ho, Wo) = W · im2col(x) + b, per image or batched (see the module docstring)."""
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, relu=False)
+
+
+def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
+    """max(conv2d(x), 0) for a Conv2d followed by a ReLU (nn.Sequential fuses the pair): in the
+    per-image schedule the ReLU is part of the epilogue, otherwise relu_forward runs after."""
+    y, saved = _conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)
+    if saved[0] != "images":
+        y = relu_forward(y)
+    return y, saved
+
+
+def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):
+    """conv2d_backward at grad_y ⊙ 1[y > 0], y the output of conv2d_relu_forward; in the per-image
+    schedule the mask is applied image by image inside the kernel."""
+    if saved[0] == "images":
+        return _backward_images(grad_y, saved[1:], needs_input_grad, relu_y=y)
+    return conv2d_backward(relu_backward(grad_y, y), saved, needs_input_grad)
+
+
+def _conv2d(x, weight, bias, stride, padding, dilation, groups, relu):
+    """conv2d_forward; with ``relu`` the per-image schedule applies the ReLU in its epilogue
+    (saved[0] == "images" says that it did)."""
     if np.dtype(x.dtype) not in _COMPILED_DTYPES:
         return _reference.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
@@ -132,11 +156,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     ho, wo = _output_hw(x.shape, (kh, kw), stride, padding, dilation)
     threads = _per_image_threads(x, weight)
     if threads:
-        workspace = _buffers.empty(_conv.workspace_size(x.shape, (kh, kw), stride, padding, dilation, threads),
+        workspace = _buffers.empty(_conv.workspace_size(x.shape, o, (kh, kw), stride, padding, dilation, threads),
                                    dtype)
         y = np.empty((n, o, ho, wo), dtype)
         _conv.conv2d_forward_images(x, weight, bias, groups, (kh, kw), stride, padding, dilation,
-                                    workspace, y, threads)
+                                    workspace, y, threads, relu)
         return y, ("images", x, weight, stride, padding, dilation, groups, bias is not None)
     k = cg * kh * kw                                                   # GEMM depth per group
     cols = _buffers.empty((c * kh * kw, n * ho * wo), dtype)
@@ -162,8 +186,9 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
     return _reference.conv2d_backward(grad_y, saved, needs_input_grad)
 
 
-def _backward_images(grad_y, saved, needs_input_grad):
-    """Per image: grad_W = sum_n gy[n] im2col(x[n])^T, grad_x[n] = col2im(W^T gy[n]), grad_b = sum gy."""
+def _backward_images(grad_y, saved, needs_input_grad, relu_y=None):
+    """Per image: grad_W = sum_n gy[n] im2col(x[n])^T, grad_x[n] = col2im(W^T gy[n]), grad_b = sum gy,
+    with gy = grad_y, or grad_y ⊙ 1[relu_y > 0] after a forward with the ReLU fused."""
     x, weight, stride, padding, dilation, groups, has_bias = saved
     dtype = x.dtype
     o, _, kh, kw = weight.shape
@@ -174,12 +199,12 @@ def _backward_images(grad_y, saved, needs_input_grad):
     grad_b = np.empty(o, dtype) if has_bias and needs_input_grad[2] else None
     if grad_x is None and grad_w is None and grad_b is None:
         return None, None, None
-    workspace = _buffers.empty(_conv.workspace_size(x.shape, (kh, kw), stride, padding, dilation, threads), dtype)
+    workspace = _buffers.empty(_conv.workspace_size(x.shape, o, (kh, kw), stride, padding, dilation, threads), dtype)
     grad_w_partial = None if grad_w is None else np.empty(threads * weight.size, dtype)
     grad_b_partial = None if grad_b is None else np.empty(threads * o, np.float64)
     _conv.conv2d_backward_images(x, weight, grad_y, groups, (kh, kw), stride, padding, dilation,
                                  workspace, grad_x, grad_w, grad_w_partial, grad_b, grad_b_partial,
-                                 threads)
+                                 threads, None if relu_y is None else np.ascontiguousarray(relu_y, dtype))
     return grad_x, grad_w, grad_b
 
 

@@ -15,10 +15,11 @@ from numba import cuda
 
 from ..reference.conv import conv_output_size
 from ._core import empty, launch, unravel4
-from .elementwise import contiguous, sum as _sum
+from .elementwise import contiguous, relu_backward, relu_forward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, gemm
 
-__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward",
+           "conv2d_relu_backward"]
 
 
 @cuda.jit
@@ -180,3 +181,14 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
         grad_x = _col2im_from(grad_cols, tuple(x_shape), False, (kh, kw), stride, padding, dilation, ho, wo,
                               cols.dtype)
     return grad_x, grad_w, grad_b
+
+
+def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
+    """max(conv2d(x), 0) (nn.Sequential's fused Conv2d + ReLU): the two kernels in turn here."""
+    y, saved = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+    return relu_forward(y), saved
+
+
+def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):
+    """conv2d_backward at grad_y ⊙ 1[y > 0]."""
+    return conv2d_backward(relu_backward(grad_y, y), saved, needs_input_grad)

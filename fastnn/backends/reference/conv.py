@@ -14,7 +14,10 @@ with Ho = (H + 2 pH - dH (kH - 1) - 1) // sH + 1 (and likewise Wo).
 """
 import numpy as np
 
-__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward"]
+from .activation import relu_backward, relu_forward
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward",
+           "conv2d_relu_backward"]
 
 
 def conv_output_size(size, kernel, stride, padding, dilation):
@@ -90,3 +93,14 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
     if needs_input_grad[2] and has_bias:
         grad_b = grad_y.sum(axis=(0, 2, 3))
     return grad_x, grad_w, grad_b
+
+
+def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
+    """y = max(conv2d(x), 0): a Conv2d and the ReLU after it as one op (nn.Sequential fuses them)."""
+    z, saved = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
+    return relu_forward(z), saved
+
+
+def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):
+    """conv2d_backward at grad_y ⊙ 1[y > 0], y the output of conv2d_relu_forward."""
+    return conv2d_backward(relu_backward(grad_y, y), saved, needs_input_grad)
