@@ -3,6 +3,7 @@
 Mirrors ``reference/norm.py``. The input is viewed as (N, C, L) with L = prod of spatial dims.
 Forward: pass 1 mean and variance per channel, pass 2 x_hat and y. Backward: pass 1
 sum(g) and sum(g x_hat) per channel, pass 2 grad_x = invstd/n (n g - sum g - x_hat sum(g x_hat)).
+The sums are float64 and may be reassociated (``fastmath={"reassoc"}``), so that they vectorise.
 """
 
 import math
@@ -15,7 +16,7 @@ from ._numba import fused_kernel
 __all__ = ["batch_norm_forward", "batch_norm_backward", "standardize_rows_forward", "standardize_rows_backward"]
 
 
-@fused_kernel
+@fused_kernel(fastmath={"reassoc"})
 def _batch_stats(x, mean, var):
     n, c, length = x.shape
     count = n * length
@@ -49,7 +50,7 @@ def _normalise(x, mean, invstd, weight, bias, x_hat, y):
                 y[i, ch, k] = h * w + b
 
 
-@fused_kernel
+@fused_kernel(fastmath={"reassoc"})
 def _backward(grad_y, x_hat, invstd, weight, training, grad_x, grad_weight, grad_bias):
     n, c, length = grad_y.shape
     count = n * length
@@ -117,7 +118,7 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
     return grad_x.reshape(shape), grad_weight, grad_bias
 
 
-@fused_kernel
+@fused_kernel(fastmath={"reassoc"})
 def _standardize_rows(x, eps, x_hat, invstd):
     m, k = x.shape
     for r in nb.prange(m):
@@ -135,7 +136,7 @@ def _standardize_rows(x, eps, x_hat, invstd):
             x_hat[r, j] = (x[r, j] - mean) * inv
 
 
-@fused_kernel
+@fused_kernel(fastmath={"reassoc"})
 def _standardize_rows_backward(g, x_hat, invstd, grad_x):
     m, k = g.shape
     for r in nb.prange(m):
