@@ -1,5 +1,6 @@
-"""nn.Sequential runs a Conv2d followed by a ReLU as one fused op (Conv2d.forward_relu): the same
-values and gradients as the two modules in turn, on every backend, and only for that exact pair."""
+"""nn.Sequential runs a Conv2d or BatchNorm followed by a ReLU as one fused op (forward_relu): the
+same values and gradients as the two modules in turn, on every backend, and only for those exact
+pairs."""
 import numpy as np
 import pytest
 
@@ -23,13 +24,13 @@ def _model():
 
 def _run(fuse, x, target):
     model = _model()
-    previous = nn.Sequential.fuse_conv_relu
-    nn.Sequential.fuse_conv_relu = fuse
+    previous = nn.Sequential.fuse_relu
+    nn.Sequential.fuse_relu = fuse
     try:
         loss = nn.CrossEntropyLoss()(model(fastnn.tensor(x)), fastnn.tensor(target))
         loss.backward()
     finally:
-        nn.Sequential.fuse_conv_relu = previous
+        nn.Sequential.fuse_relu = previous
     return float(loss.item()), [p.grad.numpy().copy() for p in model.parameters()]
 
 
@@ -45,16 +46,41 @@ def test_fused_conv_relu_gives_the_same_loss_and_gradients(backend, batch):
         np.testing.assert_array_equal(fused, plain)
 
 
-def test_sequential_fuses_only_a_conv2d_directly_followed_by_a_relu(monkeypatch):
+def test_sequential_fuses_only_a_conv2d_or_batchnorm_directly_followed_by_a_relu(monkeypatch):
     calls = []
-    original = nn.Conv2d.forward_relu
-    monkeypatch.setattr(nn.Conv2d, "forward_relu", lambda self, x: calls.append(self) or original(self, x))
+    for cls in (nn.Conv2d, nn.BatchNorm2d):
+        original = cls.forward_relu
+        monkeypatch.setattr(cls, "forward_relu",
+                            lambda self, x, _original=original: calls.append(self) or _original(self, x))
     model = _model()
     model(fastnn.tensor(np.zeros((2, 3, 8, 8), np.float32)))
-    assert calls == [model[0]]   # not the conv before BatchNorm2d, nor the one before a ReLU subclass
-    monkeypatch.setattr(nn.Sequential, "fuse_conv_relu", False)
+    # not the conv before BatchNorm2d (the BatchNorm2d + ReLU pair is fused), nor the one before a ReLU subclass
+    assert calls == [model[0], model[4]]
+    monkeypatch.setattr(nn.Sequential, "fuse_relu", False)
     model(fastnn.tensor(np.zeros((2, 3, 8, 8), np.float32)))
-    assert calls == [model[0]]
+    assert calls == [model[0], model[4]]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_batchnorm_relu_counts_the_batch_and_updates_running_statistics_once(training):
+    rng = np.random.default_rng(1)
+    x = fastnn.tensor(rng.standard_normal((4, 3, 5, 5)).astype(np.float32))
+    models = []
+    for fuse in (True, False):
+        fastnn.manual_seed(0)
+        model = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU()).train(training)
+        previous = nn.Sequential.fuse_relu
+        nn.Sequential.fuse_relu = fuse
+        try:
+            y = model(x)
+        finally:
+            nn.Sequential.fuse_relu = previous
+        models.append((y.numpy(), model.state_dict()))
+    (y_fused, state_fused), (y_plain, state_plain) = models
+    np.testing.assert_array_equal(y_fused, y_plain)
+    for key in state_plain:
+        np.testing.assert_array_equal(np.asarray(state_fused[key]), np.asarray(state_plain[key]))
+    assert int(np.asarray(state_fused["0.num_batches_tracked"])) == int(training)
 
 
 def test_a_forward_replaced_on_the_instance_is_never_bypassed_by_fusion():

@@ -33,14 +33,14 @@ def training_flops_per_image(model, input_shape):
                 _hook(_m, inp, out)
                 return out
             object.__setattr__(m, "forward", wrapped)
-    fuse = Sequential.fuse_conv_relu
-    Sequential.fuse_conv_relu = False   # a fused Conv2d + ReLU would skip the wrapped forward
+    fuse = Sequential.fuse_relu
+    Sequential.fuse_relu = False   # a fused Conv2d + ReLU would skip the wrapped forward
     try:
         with no_grad():
             model.eval()
             model(tensor(np.zeros((1,) + tuple(input_shape), np.float32)))
     finally:
-        Sequential.fuse_conv_relu = fuse
+        Sequential.fuse_relu = fuse
         for m in originals:
             del m.__dict__["forward"]
     # first layer needs no data gradient, but count it anyway: a conventional 3x rule

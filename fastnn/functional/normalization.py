@@ -24,7 +24,21 @@ def batch_norm(
     (unbiased variance, ``momentum`` weighting, like PyTorch); eval uses the running statistics.
     Shape: input (N, C) or (N, C, L) or (N, C, H, W); statistics and affine parameters (C,).
     """
-    op = "batch_norm"
+    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def batch_norm_relu(
+    input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+) -> Tensor:
+    """relu(batch_norm(...)) as one op, for a BatchNorm followed by a ReLU (``nn.Sequential`` fuses
+    the pair; not part of PyTorch's API): the same values and gradients as the two ops; the cpu
+    backend applies the ReLU in the normalising pass and its mask inside the backward."""
+    return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias, training, momentum,
+                       eps)
+
+
+def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps):
+    """batch_norm (op "batch_norm") or batch_norm_relu (op "batch_norm_relu")."""
     x = _float_tensor(input, op)
     _check_ndim(x, (2, 3, 4, 5), op, "input", "(N, C, *)")
     c = x.shape[1]
@@ -54,7 +68,7 @@ def batch_norm(
     _same_dtype(op, x, w, "weight")
     k = kernels_for(x)
     rm, rv = arrays["running_mean"], arrays["running_var"]
-    y, saved = k.batch_norm_forward(
+    y, saved = getattr(k, op + "_forward")(
         x.data,
         None if w is None else w.data,
         None if b is None else b.data,
@@ -66,7 +80,10 @@ def batch_norm(
     )
 
     def backward(grad_y):
-        gx, gw, gb = k.batch_norm_backward(grad_y, saved, (x.requires_grad,))
+        if op == "batch_norm_relu":
+            gx, gw, gb = k.batch_norm_relu_backward(grad_y, y, saved, (x.requires_grad,))
+        else:
+            gx, gw, gb = k.batch_norm_backward(grad_y, saved, (x.requires_grad,))
         return gx, (gw if w is not None else None), (gb if b is not None else None)
 
     return _result(y, op, (x, w, b), backward)

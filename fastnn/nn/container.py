@@ -1,8 +1,12 @@
 """Containers: ``Sequential`` (keys "0", "1", ... like PyTorch)."""
 from collections import OrderedDict
 
-from .layers import Conv2d, ReLU
+from .layers import BatchNorm1d, BatchNorm2d, Conv2d, ReLU
 from .module import Module
+
+
+# modules whose forward_relu(x) is relu(forward(x)) as one op
+FUSES_A_FOLLOWING_RELU = (Conv2d, BatchNorm1d, BatchNorm2d)
 
 
 def _plain_forward(module):
@@ -13,13 +17,13 @@ def _plain_forward(module):
 class Sequential(Module):
     """Runs its modules in order. Accepts modules or one OrderedDict of name -> module.
 
-    A ``Conv2d`` directly followed by a ``ReLU`` (those exact classes, their ``forward`` not
-    replaced on the instance) runs as one fused op,
-    ``Conv2d.forward_relu``: the same values and gradients, with the ReLU done inside the
-    convolution kernel. ``Sequential.fuse_conv_relu = False`` turns that off.
+    A ``Conv2d``, ``BatchNorm1d`` or ``BatchNorm2d`` directly followed by a ``ReLU`` (those exact
+    classes, their ``forward`` not replaced on the instance) runs as one fused op, the module's
+    ``forward_relu``: the same values and gradients, with the ReLU done inside the convolution or
+    normalisation kernel. ``Sequential.fuse_relu = False`` turns that off.
     """
 
-    fuse_conv_relu = True
+    fuse_relu = True
 
     def __init__(self, *modules):
         super().__init__()
@@ -37,7 +41,7 @@ class Sequential(Module):
         i = 0
         while i < len(modules):
             module = modules[i]
-            if (self.fuse_conv_relu and type(module) is Conv2d and i + 1 < len(modules)
+            if (self.fuse_relu and type(module) in FUSES_A_FOLLOWING_RELU and i + 1 < len(modules)
                     and type(modules[i + 1]) is ReLU and _plain_forward(module) and _plain_forward(modules[i + 1])):
                 input = module.forward_relu(input)
                 i += 2

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import functional as F
 from ..functional.conv import conv2d_relu
+from ..functional.normalization import batch_norm_relu
 from ..tensor import DEFAULT_DTYPE, Tensor
 from . import init
 from .module import Module
@@ -241,6 +242,14 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, input):
+        return F.batch_norm(*self._batch_norm_arguments(input))
+
+    def forward_relu(self, input):
+        """relu(self(input)) as one fused op (``nn.Sequential`` calls it for a BatchNorm followed by a ReLU)."""
+        return batch_norm_relu(*self._batch_norm_arguments(input))
+
+    def _batch_norm_arguments(self, input):
+        """The arguments of F.batch_norm for this step; counts the batch when training."""
         x = input if isinstance(input, Tensor) else Tensor(np.asarray(input))
         if x.ndim not in self._expected_ndim:
             want = " or ".join(f"{n}-D" for n in self._expected_ndim)
@@ -251,9 +260,9 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data += 1
             if self.momentum is None:  # cumulative moving average, like PyTorch
                 momentum = 1.0 / float(self.num_batches_tracked.data)
-        return F.batch_norm(x, self.running_mean if self.track_running_stats else None,
-                            self.running_var if self.track_running_stats else None,
-                            self.weight, self.bias, use_batch_stats, momentum, self.eps)
+        return (x, self.running_mean if self.track_running_stats else None,
+                self.running_var if self.track_running_stats else None,
+                self.weight, self.bias, use_batch_stats, momentum, self.eps)
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"

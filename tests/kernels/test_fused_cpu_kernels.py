@@ -78,8 +78,9 @@ def test_fused_softmax_cross_entropy_matches_reference(dtype, reduction, n, c, s
 @settings(max_examples=15, deadline=None)
 @given(shape=st.tuples(st.integers(2, 5), st.integers(1, 6)).flatmap(
     lambda nc: st.lists(st.integers(1, 5), max_size=2).map(lambda rest: nc + tuple(rest))),
-    affine=st.booleans(), seed=st.integers(0, 2**31))
-def test_batch_norm_kernels_match_reference(dtype, training, shape, affine, seed):
+    affine=st.booleans(), relu=st.booleans(), seed=st.integers(0, 2**31))
+def test_batch_norm_kernels_match_reference(dtype, training, shape, affine, relu, seed):
+    """batch_norm and batch_norm_relu (the ReLU fused into the normalising pass and the backward)."""
     rng = np.random.default_rng(seed)
     c = shape[1]
     x = _rand(rng, shape, dtype) * 3 + 1
@@ -87,14 +88,20 @@ def test_batch_norm_kernels_match_reference(dtype, training, shape, affine, seed
     bias = _rand(rng, (c,), dtype) if affine else None
     stats_cpu = [_rand(rng, (c,), dtype), (rng.random(c) + 0.5).astype(dtype)]
     stats_ref = [s.copy() for s in stats_cpu]
-    y, saved = cpu.batch_norm_forward(x, weight, bias, *stats_cpu, training, 0.1, 1e-5)
-    y_ref, saved_ref = ref.batch_norm_forward(x, weight, bias, *stats_ref, training, 0.1, 1e-5)
+    forward = "batch_norm_relu_forward" if relu else "batch_norm_forward"
+    y, saved = getattr(cpu, forward)(x, weight, bias, *stats_cpu, training, 0.1, 1e-5)
+    y_ref, saved_ref = getattr(ref, forward)(x, weight, bias, *stats_ref, training, 0.1, 1e-5)
     np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+    assert not relu or (y >= 0).all()
     for a, b in zip(stats_cpu, stats_ref):
         np.testing.assert_allclose(a, b, **TOL[dtype])
     grad_y = _rand(rng, shape, dtype)
-    grads = cpu.batch_norm_backward(grad_y, saved, (True,))
-    grads_ref = ref.batch_norm_backward(grad_y, saved_ref, (True,))
+    if relu:
+        grads = cpu.batch_norm_relu_backward(grad_y, y, saved, (True,))
+        grads_ref = ref.batch_norm_relu_backward(grad_y, y_ref, saved_ref, (True,))
+    else:
+        grads = cpu.batch_norm_backward(grad_y, saved, (True,))
+        grads_ref = ref.batch_norm_backward(grad_y, saved_ref, (True,))
     for a, b in zip(grads, grads_ref):
         np.testing.assert_allclose(a, b, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
 

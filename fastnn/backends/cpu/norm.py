@@ -13,7 +13,8 @@ import numpy as np
 
 from ._numba import fused_kernel
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "standardize_rows_forward", "standardize_rows_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
+           "standardize_rows_forward", "standardize_rows_backward"]
 
 
 @fused_kernel(fastmath={"reassoc"})
@@ -36,7 +37,7 @@ def _batch_stats(x, mean, var):
 
 
 @fused_kernel
-def _normalise(x, mean, invstd, weight, bias, x_hat, y):
+def _normalise(x, mean, invstd, weight, bias, relu, x_hat, y):
     n, c, length = x.shape
     for ch in nb.prange(c):
         m = mean[ch]
@@ -47,11 +48,16 @@ def _normalise(x, mean, invstd, weight, bias, x_hat, y):
             for k in range(length):
                 h = (x[i, ch, k] - m) * s
                 x_hat[i, ch, k] = h
-                y[i, ch, k] = h * w + b
+                v = h * w + b
+                if relu:
+                    v = 0 if v < 0 else v   # relu_forward of activation: NaN stays
+                y[i, ch, k] = v
 
 
 @fused_kernel(fastmath={"reassoc"})
-def _backward(grad_y, x_hat, invstd, weight, training, grad_x, grad_weight, grad_bias):
+def _backward(grad_y, x_hat, invstd, weight, training, masked, relu_y, grad_x, grad_weight, grad_bias):
+    """With ``masked``, grad_y first goes through the mask 1[relu_y > 0] of a forward with the ReLU
+    fused (relu_backward of activation), applied where grad_y is read; relu_y is not read otherwise."""
     n, c, length = grad_y.shape
     count = n * length
     for ch in nb.prange(c):
@@ -60,6 +66,8 @@ def _backward(grad_y, x_hat, invstd, weight, training, grad_x, grad_weight, grad
         for i in range(n):
             for k in range(length):
                 g = grad_y[i, ch, k]
+                if masked:
+                    g = g if relu_y[i, ch, k] > 0 else 0
                 sg += g
                 sgh += g * x_hat[i, ch, k]
         grad_bias[ch] = sg
@@ -70,11 +78,17 @@ def _backward(grad_y, x_hat, invstd, weight, training, grad_x, grad_weight, grad
             a = w * s / count
             for i in range(n):
                 for k in range(length):
-                    grad_x[i, ch, k] = a * (count * grad_y[i, ch, k] - sg - x_hat[i, ch, k] * sgh)
+                    g = grad_y[i, ch, k]
+                    if masked:
+                        g = g if relu_y[i, ch, k] > 0 else 0
+                    grad_x[i, ch, k] = a * (count * g - sg - x_hat[i, ch, k] * sgh)
         else:
             for i in range(n):
                 for k in range(length):
-                    grad_x[i, ch, k] = grad_y[i, ch, k] * w * s
+                    g = grad_y[i, ch, k]
+                    if masked:
+                        g = g if relu_y[i, ch, k] > 0 else 0
+                    grad_x[i, ch, k] = g * w * s
 
 
 def _as_ncl(a):
@@ -83,6 +97,16 @@ def _as_ncl(a):
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
     """Returns (y, saved); updates running statistics in place when training (unbiased var)."""
+    return _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, relu=False)
+
+
+def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """max(batch_norm(x), 0), the ReLU applied by the normalising pass (nn.Sequential fuses a
+    BatchNorm with the ReLU after it)."""
+    return _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, relu=True)
+
+
+def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
     c = x.shape[1]
     x3 = _as_ncl(x)
     if training:
@@ -103,17 +127,29 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, mom
     b = np.zeros(c, x.dtype) if bias is None else bias
     x_hat = np.empty_like(x3)
     y = np.empty_like(x3)
-    _normalise(x3, mean.astype(x.dtype), invstd, w, b, x_hat, y)
+    _normalise(x3, mean.astype(x.dtype), invstd, w, b, relu, x_hat, y)
     return y.reshape(x.shape), (x_hat, invstd, w, bool(training), x.shape)
 
 
 def batch_norm_backward(grad_y, saved, needs_input_grad):
+    """(grad_x, grad_weight, grad_bias) in one kernel: channel sums, then grad_x."""
+    return _batch_norm_backward(grad_y, None, saved)
+
+
+def batch_norm_relu_backward(grad_y, y, saved, needs_input_grad):
+    """batch_norm_backward at grad_y ⊙ 1[y > 0], the mask applied where the kernel reads grad_y."""
+    return _batch_norm_backward(grad_y, y, saved)
+
+
+def _batch_norm_backward(grad_y, relu_y, saved):
     x_hat, invstd, w, training, shape = saved
     c = x_hat.shape[1]
+    grad_y = _as_ncl(grad_y.astype(x_hat.dtype, copy=False))
     grad_x = np.empty_like(x_hat)
     grad_weight = np.empty(c, x_hat.dtype)
     grad_bias = np.empty(c, x_hat.dtype)
-    _backward(_as_ncl(grad_y.astype(x_hat.dtype, copy=False)), x_hat, invstd, w, training,
+    masked = relu_y is not None
+    _backward(grad_y, x_hat, invstd, w, training, masked, _as_ncl(relu_y) if masked else grad_y,
               grad_x, grad_weight, grad_bias)
     return grad_x.reshape(shape), grad_weight, grad_bias
 

@@ -13,9 +13,9 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import REDUCE_THREADS, contiguous
+from .elementwise import REDUCE_THREADS, contiguous, relu_backward, relu_forward
 
-__all__ = ["batch_norm_forward", "batch_norm_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward"]
 
 
 @cuda.jit(device=True)
@@ -148,3 +148,14 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
         launch(_grad_x, grad_y.size, g, xh, invstd, invstd if weight is None else weight, int(weight is not None),
                grad_bias, grad_weight, int(training), grad_x.reshape(grad_x.size), c, hw, n * hw, grad_y.size)
     return grad_x, grad_weight, grad_bias
+
+
+def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """max(batch_norm(x), 0) (nn.Sequential's fused BatchNorm + ReLU): the two kernels in turn here."""
+    y, saved = batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    return relu_forward(y), saved
+
+
+def batch_norm_relu_backward(grad_y, y, saved, needs_input_grad):
+    """batch_norm_backward at grad_y ⊙ 1[y > 0]."""
+    return batch_norm_backward(relu_backward(grad_y, y), saved, needs_input_grad)

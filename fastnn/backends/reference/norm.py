@@ -5,7 +5,10 @@ y = (x - mean) / sqrt(var + eps) * weight + bias; in training, mean/var are the 
 """
 import numpy as np
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "standardize_rows_forward", "standardize_rows_backward"]
+from .activation import relu_backward, relu_forward
+
+__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
+           "standardize_rows_forward", "standardize_rows_backward"]
 
 
 def _stat_shape(x):
@@ -55,6 +58,18 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
             grad_x = g * invstd.reshape(shape)
     return grad_x, grad_weight, grad_bias
 
+
+
+def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """y = max(batch_norm(x), 0): a BatchNorm and the ReLU after it as one op (nn.Sequential
+    fuses them); (y, saved) like batch_norm_forward."""
+    z, saved = batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
+    return relu_forward(z), saved
+
+
+def batch_norm_relu_backward(grad_y, y, saved, needs_input_grad):
+    """batch_norm_backward at grad_y ⊙ 1[y > 0], y the output of batch_norm_relu_forward."""
+    return batch_norm_backward(relu_backward(grad_y, y), saved, needs_input_grad)
 
 def standardize_rows_forward(x, eps):
     """Per row of a 2-D (M, K) array: x_hat = (x - mean) / sqrt(var + eps) (biased variance).
