@@ -1,6 +1,10 @@
-"""Convolution, compiled (cpu) vs reference, on the conv layers of tfconvnet at batch 64.
+"""Convolution, compiled (cpu, in both schedules) vs reference, on the conv layers of tfconvnet at batch 64.
 
     pytest bench/bench_conv.py --benchmark-group-by=param:layer --benchmark-columns=median,iqr,rounds
+
+``cpu`` is the per-image schedule (what a batch of 64 gets), ``cpu-batched`` the whole-batch GEMM
+schedule that small batches get (fastnn/backends/cpu/conv.py); the comparison is the measurement
+behind ``PER_IMAGE_MIN_IMAGES_PER_THREAD``.
 
 Forward is one GEMM of 2 N O Ho Wo (C/G) kH kW flops; backward is two (grad weight, grad input).
 ``test_sgemm_baseline`` times the forward GEMM's shape alone (NumPy's float32 matmul, and the
@@ -12,6 +16,7 @@ from conftest import record_gflops
 
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
+from fastnn.backends.cpu import conv as cpu_conv
 
 BATCH = 64
 LAYERS = {  # tfconvnet: conv 1->32 5x5 same on 28x28, conv 32->64 5x5 same on 14x14
@@ -19,7 +24,14 @@ LAYERS = {  # tfconvnet: conv 1->32 5x5 same on 28x28, conv 32->64 5x5 same on 1
     "conv2": dict(x=(BATCH, 32, 14, 14), weight=(64, 32, 5, 5)),
 }
 ARGS = ((1, 1), (2, 2), (1, 1), 1)   # stride, padding, dilation, groups
-BACKENDS = {"cpu": cpu, "reference": ref}
+BACKENDS = {"cpu": cpu, "cpu-batched": cpu, "reference": ref}
+
+
+@pytest.fixture(autouse=True)
+def _schedule(request, monkeypatch):
+    """cpu-batched: the batched schedule for every batch size."""
+    if request.node.callspec.params.get("backend") == "cpu-batched":
+        monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 10**9)
 
 
 def _gemm_flops(layer):

@@ -5,6 +5,10 @@ Each benchmark records ``gflops`` (useful floating-point work / median time) in 
 import numpy as np
 import pytest
 
+import fastnn
+
+fastnn.use_backend("cpu")   # loads the compiled backend the way users get it: thread settings applied
+
 
 def record_gflops(benchmark, flops):
     """Store the GFLOP/s of the median run (nothing when benchmarking is disabled)."""
