@@ -109,20 +109,7 @@ def test_linear_matches_pytorch(backend, dtype):
 def test_gemm_cut_across_threads_matches_numpy(dtype, m, k, n, trans_a, trans_b, beta, seed):
     """Large products are cut into row or column blocks, one single-threaded BLAS call per
     OpenMP thread (set_split); every block boundary, transpose and beta must give the whole product."""
-    rng = np.random.default_rng(seed)
-    a = rand(rng, (k, m) if trans_a else (m, k), dtype)
-    b = rand(rng, (n, k) if trans_b else (k, n), dtype)
-    c0 = rand(rng, (m, n), dtype)
-    expected = 0.5 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * c0
-    previous = _blas.get_split()
-    try:
-        for split in (True, False):
-            _blas.set_split(split)
-            c = c0.copy()
-            _blas.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=beta)
-            assert_close(c, expected, dtype)
-    finally:
-        _blas.set_split(previous)
+    _check_gemm_whole_and_cut(np.random.default_rng(seed), dtype, m, k, n, trans_a, trans_b, 0.5, beta)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,17 +120,21 @@ def test_gemm_cut_across_threads_matches_numpy(dtype, m, k, n, trans_a, trans_b,
 @pytest.mark.parametrize("beta", [0.0, 0.5])
 def test_gemm_with_one_row_or_column_goes_through_gemv_and_matches_numpy(dtype, m, k, n, trans_a, trans_b, beta):
     """A single row or column of C (batch-1 inference of a dense layer) is a matrix-vector product."""
-    rng = np.random.default_rng(m * 7 + n)
+    _check_gemm_whole_and_cut(np.random.default_rng(m * 7 + n), dtype, m, k, n, trans_a, trans_b, 2.0, beta)
+
+
+def _check_gemm_whole_and_cut(rng, dtype, m, k, n, trans_a, trans_b, alpha, beta):
+    """_blas.gemm against NumPy, as one BLAS call and cut across the OpenMP threads (set_split)."""
     a = rand(rng, (k, m) if trans_a else (m, k), dtype)
     b = rand(rng, (n, k) if trans_b else (k, n), dtype)
     c0 = rand(rng, (m, n), dtype)
-    expected = 2.0 * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * c0
+    expected = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * c0
     previous = _blas.get_split()
     try:
         for split in (True, False):
             _blas.set_split(split)
             c = c0.copy()
-            _blas.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=2.0, beta=beta)
+            _blas.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
             assert_close(c, expected, dtype)
     finally:
         _blas.set_split(previous)
