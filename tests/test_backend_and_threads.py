@@ -213,3 +213,33 @@ def test_cpu_backend_keeps_freed_memory_on_glibc_unless_opted_out():
     opted_out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert opted_out.returncode == 0, opted_out.stderr
     assert opted_out.stdout.strip() == "False"
+
+
+def test_numba_kernels_are_cached_in_the_user_cache_folder_not_next_to_the_sources():
+    # cache files next to an installed package outlive `pip uninstall` and then shadow a later
+    # editable install (README command 1, `pip install .`, then command 2, `pip install -e .`)
+    import os
+
+    from numba.core import config
+
+    from fastnn.backends.cpu import _numba, activation, loss
+    package_dir = os.path.dirname(os.path.abspath(activation.__file__))
+    for dispatcher in (activation._relu_forward.parallel, activation._relu_forward.serial, loss._softplus):
+        path = dispatcher._cache._cache_path
+        assert path.startswith(_numba.cache_dir()) and not path.startswith(package_dir)
+    assert config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")   # given back after decorating
+
+
+def test_a_numba_cache_dir_the_user_set_is_respected(monkeypatch, tmp_path):
+    from numba.core import config
+
+    from fastnn.backends.cpu import _numba
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+
+    def twice(x):
+        return 2 * x
+
+    kernel = _numba.cached_njit(twice)
+    assert kernel._cache._cache_path.startswith(str(tmp_path))
+    assert kernel(3) == 6
+    assert config.CACHE_DIR == str(tmp_path)

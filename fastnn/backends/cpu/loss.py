@@ -16,7 +16,7 @@ import numpy as np
 
 from ..reference import loss as _reference
 from ..reference.loss import _reduce
-from ._numba import fused_kernel
+from ._numba import cached_njit, fused_kernel
 
 __all__ = ["cross_entropy_forward", "cross_entropy_backward", "nll_loss_forward", "nll_loss_backward",
            "l1_loss_forward", "l1_loss_backward", "bce_with_logits_forward", "bce_with_logits_backward"]
@@ -158,7 +158,7 @@ def l1_loss_backward(grad_loss, diff, reduction):
     return grad
 
 
-@nb.njit(cache=True, inline="always")
+@cached_njit(inline="always")
 def _softplus(z):
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
