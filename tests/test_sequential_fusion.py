@@ -90,3 +90,12 @@ def test_a_forward_replaced_on_the_instance_is_never_bypassed_by_fusion():
     object.__setattr__(model[0], "forward", lambda x: seen.append(x) or conv_forward(x))
     model(fastnn.tensor(np.ones((1, 1, 5, 5), np.float32)))
     assert len(seen) == 1
+
+
+def test_a_forward_patched_on_the_class_is_never_bypassed_by_fusion(monkeypatch):
+    seen = []
+    relu_forward = nn.ReLU.forward
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, x: seen.append(x) or relu_forward(self, x))
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    model(fastnn.tensor(np.ones((1, 1, 5, 5), np.float32)))
+    assert len(seen) == 1

@@ -8,7 +8,7 @@ def training_flops_per_image(model, input_shape):
     ``input_shape`` is (C, H, W) of one image. Element-wise work is not counted (as in GEMM-peak
     comparisons): the result is the GEMM work the step cannot avoid.
     """
-    from ..nn import Conv2d, Linear, Sequential
+    from ..nn import Conv2d, Linear
     from .. import no_grad, tensor
 
     counts = []
@@ -33,14 +33,11 @@ def training_flops_per_image(model, input_shape):
                 _hook(_m, inp, out)
                 return out
             object.__setattr__(m, "forward", wrapped)
-    fuse = Sequential.fuse_relu
-    Sequential.fuse_relu = False   # a fused Conv2d + ReLU would skip the wrapped forward
-    try:
+    try:   # (Sequential never fuses a module whose forward is replaced on the instance)
         with no_grad():
             model.eval()
             model(tensor(np.zeros((1,) + tuple(input_shape), np.float32)))
     finally:
-        Sequential.fuse_relu = fuse
         for m in originals:
             del m.__dict__["forward"]
     # first layer needs no data gradient, but count it anyway: a conventional 3x rule

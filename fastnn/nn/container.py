@@ -7,18 +7,21 @@ from .module import Module
 
 # modules whose forward_relu(x) is relu(forward(x)) as one op
 FUSES_A_FOLLOWING_RELU = (Conv2d, BatchNorm1d, BatchNorm2d)
+# the forwards that fusion stands in for, as defined: a patched one (a tracer, a profiler, a
+# counting hook, on the class or on the instance) must run, so its module is never fused
+_DEFINED_FORWARD = {cls: cls.forward for cls in FUSES_A_FOLLOWING_RELU + (ReLU,)}
 
 
 def _plain_forward(module):
-    """The class's own forward, not one set on the instance (a wrapper, a counting hook)."""
-    return "forward" not in module.__dict__
+    """True if ``module`` would run its class's forward as defined in fastnn.nn."""
+    return "forward" not in module.__dict__ and type(module).forward is _DEFINED_FORWARD.get(type(module))
 
 
 class Sequential(Module):
     """Runs its modules in order. Accepts modules or one OrderedDict of name -> module.
 
     A ``Conv2d``, ``BatchNorm1d`` or ``BatchNorm2d`` directly followed by a ``ReLU`` (those exact
-    classes, their ``forward`` not replaced on the instance) runs as one fused op, the module's
+    classes, their ``forward`` not replaced on the class or the instance) runs as one fused op, the module's
     ``forward_relu``: the same values and gradients, with the ReLU done inside the convolution or
     normalisation kernel. ``Sequential.fuse_relu = False`` turns that off.
     """

@@ -8,7 +8,7 @@ from kernel_cases import DTYPES, assert_close, noncontiguous, rand
 
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
-from fastnn.backends.cpu import _blas
+from fastnn.backends.cpu import _blas, _openmp
 
 ALL = (True, True, True)
 dims = st.integers(1, 40)
@@ -113,13 +113,17 @@ def test_gemm_cut_across_threads_matches_numpy(dtype, m, k, n, trans_a, trans_b,
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m, k, n", [(1, 37, 5), (5, 37, 1), (1, 1, 1), (1, 700, 600), (600, 700, 1)],
-                         ids=["row", "column", "scalar", "row-cut-across-threads", "column-cut-across-threads"])
+@pytest.mark.parametrize("m, k, n", [(1, 37, 5), (5, 37, 1), (1, 1, 1), (1, 700, 600), (600, 700, 1), (8, 2100, 17),
+                                     (8, 2100, 33)],
+                         ids=["row", "column", "scalar", "row-cut-across-threads", "column-cut-across-threads",
+                              "one-column-last-block-of-17", "one-column-last-block-of-33"])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("beta", [0.0, 0.5])
 def test_gemm_with_one_row_or_column_goes_through_gemv_and_matches_numpy(dtype, m, k, n, trans_a, trans_b, beta):
-    """A single row or column of C (batch-1 inference of a dense layer) is a matrix-vector product."""
+    """A single row or column of C (batch-1 inference of a dense layer) is a matrix-vector product;
+    so is the last block of a product cut by columns into 16-wide blocks when one column is left
+    (n = 17 and 33, cut into 2 and 4 blocks): that column is strided in C."""
     _check_gemm_whole_and_cut(np.random.default_rng(m * 7 + n), dtype, m, k, n, trans_a, trans_b, 2.0, beta)
 
 
@@ -129,12 +133,14 @@ def _check_gemm_whole_and_cut(rng, dtype, m, k, n, trans_a, trans_b, alpha, beta
     b = rand(rng, (n, k) if trans_b else (k, n), dtype)
     c0 = rand(rng, (m, n), dtype)
     expected = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b)) + beta * c0
-    previous = _blas.get_split()
+    previous, threads = _blas.get_split(), _openmp.get_num_threads()
     try:
-        for split in (True, False):
+        for split, cut_into in ((True, 2), (True, 4), (False, 1)):
             _blas.set_split(split)
+            _openmp.set_num_threads(cut_into)
             c = c0.copy()
             _blas.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta)
             assert_close(c, expected, dtype)
     finally:
         _blas.set_split(previous)
+        _openmp.set_num_threads(threads)

@@ -33,9 +33,8 @@ def get_split():
 
 
 cdef void gemv_colmajor(char trans, int m, int n, floating alpha, const floating *a, int lda,
-                        const floating *x, int incx, floating beta, floating *y) noexcept nogil:
-    """y = alpha op(A) x + beta y for the column-major (m x n) A; y is contiguous."""
-    cdef int incy = 1
+                        const floating *x, int incx, floating beta, floating *y, int incy) noexcept nogil:
+    """y = alpha op(A) x + beta y for the column-major (m x n) A; x and y with strides incx, incy."""
     if floating is float:
         sgemv(&trans, &m, &n, &alpha, <float *> a, &lda, <float *> x, &incx, &beta, y, &incy)
     else:
@@ -55,10 +54,11 @@ cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, floatin
     cdef char not_ta = b'N' if trans_a else b'T'
     if m == 1:      # c^T = op(B)^T a^T; row-major B (k x n) is column-major (n x k), and so on
         gemv_colmajor(tb, k if trans_b else n, n if trans_b else k, alpha,
-                      b, ldb, a, lda if trans_a else 1, beta, c)
-    elif n == 1:    # c = op(A) b, b a column of op(B) (stride ldb unless B is stored transposed)
+                      b, ldb, a, lda if trans_a else 1, beta, c, 1)
+    elif n == 1:    # c = op(A) b, b a column of op(B) (stride ldb unless B is stored transposed);
+                    # c is a column of C, ldc apart (a one-column block of a product cut by columns)
         gemv_colmajor(not_ta, m if trans_a else k, k if trans_a else m, alpha,
-                      a, lda, b, 1 if trans_b else ldb, beta, c)
+                      a, lda, b, 1 if trans_b else ldb, beta, c, ldc)
     elif floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *> b, &ldb, <float *> a, &lda, &beta, c, &ldc)
     else:
