@@ -86,7 +86,7 @@ def mse_loss(input, target, reduction="mean") -> Tensor:
 
     def backward(g):
         gx = k.mse_loss_backward(g if reduction != "none" else g, diff, reduction)
-        return gx, (-gx if t.requires_grad else None)
+        return gx, (_negative(k, gx) if t.requires_grad else None)
 
     return _result(loss, op, (x, t), backward)
 
@@ -120,10 +120,19 @@ def nll_loss(input, target, reduction="mean") -> Tensor:
     return _result(loss, op, (x,), lambda g: (k.nll_loss_backward(g, x.shape, x.dtype, t, reduction),))
 
 
+def _data_as(t, dtype):
+    """t's array in ``dtype`` (a converting copy on t's device when it differs)."""
+    return t.data if t.dtype == dtype else t.type(dtype).data
+
+
+def _negative(k, a):
+    """-a for a host array or a cuda device array (the gradient of a paired loss's target)."""
+    return k.unary("neg", a).reshape(a.shape) if _device.is_device_array(a) else -a
+
+
 def _paired_loss(op, input, target, reduction):
     x = _float_tensor(input, op)
     t = _float_tensor(target, op, "target")
-    _host_only(op, x, t)
     _reduction(op, reduction)
     if x.shape != t.shape:
         raise ValueError(f"{op}: input shape {tuple(x.shape)} and target shape {tuple(t.shape)} must match")
@@ -134,11 +143,11 @@ def l1_loss(input, target, reduction="mean") -> Tensor:
     """mean(|input - target|) (or sum / none)."""
     x, t = _paired_loss("l1_loss", input, target, reduction)
     k = kernels_for(x, t)
-    loss, diff = k.l1_loss_forward(x.data, t.data.astype(x.dtype, copy=False), reduction)
+    loss, diff = k.l1_loss_forward(x.data, _data_as(t, x.dtype), reduction)
 
     def backward(g):
         gx = k.l1_loss_backward(g, diff, reduction)
-        return gx, (-gx if t.requires_grad else None)
+        return gx, (_negative(k, gx) if t.requires_grad else None)
 
     return _result(loss, "l1_loss", (x, t), backward)
 
@@ -147,9 +156,12 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean", pos_weight
     """-[w_p t log σ(x) + (1 - t) log(1 - σ(x))], stable for large |x|; target in [0, 1]."""
     op = "binary_cross_entropy_with_logits"
     x, t = _paired_loss(op, input, target, reduction)
-    pw = None if pos_weight is None else _data(_float_tensor(pos_weight, op, "pos_weight")).astype(x.dtype)
-    k = kernels_for(x)
-    td = t.data.astype(x.dtype, copy=False)
+    pw = None
+    if pos_weight is not None:
+        w = _float_tensor(pos_weight, op, "pos_weight")
+        pw = _data_as(w.to(x.device) if w.device != x.device else w, x.dtype)
+    k = kernels_for(x, t)
+    td = _data_as(t, x.dtype)
     loss = k.bce_with_logits_forward(x.data, td, reduction, pw)
     return _result(loss, op, (x, t), lambda g: k.bce_with_logits_backward(g, x.data, td, reduction, pw))
 

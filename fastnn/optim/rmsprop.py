@@ -18,11 +18,12 @@ class RMSprop(Optimizer):
         rmsprop_step = kernels.rmsprop_step  # first: a backend without it raises before any allocation
         if not state:
             state["step"] = 0
-            state["square_avg"] = np.zeros_like(param)
+            zeros_like = kernels.zeros_like if kernels.NAME == "cuda" else np.zeros_like
+            state["square_avg"] = zeros_like(param)
             if group["momentum"] > 0:
-                state["momentum_buffer"] = np.zeros_like(param)
+                state["momentum_buffer"] = zeros_like(param)
             if group["centered"]:
-                state["grad_avg"] = np.zeros_like(param)
+                state["grad_avg"] = zeros_like(param)
         state["step"] += 1
         rmsprop_step(param, grad, state["square_avg"], state.get("momentum_buffer"), state.get("grad_avg"),
                      group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"],

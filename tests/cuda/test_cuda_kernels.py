@@ -262,6 +262,114 @@ def test_reductions_copies_and_broadcasting(rng):
     close(cu.astype(dev(a), np.float64), a.astype(np.float64))
 
 
+@pytest.mark.parametrize("momentum, centered, weight_decay, dtype", [(0.0, False, 0.0, np.float32),
+                                                                     (0.9, False, 0.01, np.float32),
+                                                                     (0.0, True, 0.0, np.float32),
+                                                                     (0.9, True, 0.01, np.float64)])
+def test_rmsprop_step_matches_reference(rng, momentum, centered, weight_decay, dtype):
+    p = rand(rng, (3, 5), dtype)
+    p_d = dev(p)
+    v, v_d = np.zeros_like(p), cu.zeros_like(p_d)
+    buf, buf_d = (np.zeros_like(p), cu.zeros_like(p_d)) if momentum else (None, None)
+    avg, avg_d = (np.zeros_like(p), cu.zeros_like(p_d)) if centered else (None, None)
+    for _ in range(2):
+        g = rand(rng, (3, 5), dtype)
+        ref.rmsprop_step(p, g, v, buf, avg, 0.01, 0.99, 1e-8, weight_decay, momentum, centered)
+        assert cu.rmsprop_step(p_d, dev(g), v_d, buf_d, avg_d, 0.01, 0.99, 1e-8, weight_decay, momentum,
+                               centered) is None
+        close(p_d, p)
+        close(v_d, v)
+        if momentum:
+            close(buf_d, buf)
+        if centered:
+            close(avg_d, avg)
+
+
+def test_rmsprop_step_refuses_host_state(rng):
+    p = dev(rand(rng, (4,)))
+    with pytest.raises(TypeError, match="square_avg"):
+        cu.rmsprop_step(p, dev(rand(rng, (4,))), np.zeros(4, np.float32), None, None, 0.01, 0.99, 1e-8, 0.0, 0.0,
+                        False)
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 7), np.float32), ((5, 1), np.float32), ((2, 6), np.float64)])
+def test_standardize_rows_matches_reference(rng, shape, dtype):
+    x = rand(rng, shape, dtype) * 2 + 1
+    x_hat, invstd = cu.standardize_rows_forward(dev(x), 1e-5)
+    x_hat_ref, invstd_ref = ref.standardize_rows_forward(x, 1e-5)
+    close(x_hat, x_hat_ref)
+    close(invstd, invstd_ref)
+    g = rand(rng, shape, dtype)
+    close(cu.standardize_rows_backward(dev(g), x_hat, invstd), ref.standardize_rows_backward(g, x_hat_ref, invstd_ref))
+
+
+def _upstream(rng, loss_ref, reduction, dtype):
+    return rand(rng, np.shape(loss_ref), dtype) if reduction == "none" else np.asarray(0.7, dtype)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l1_loss_matches_reference(rng, reduction, dtype):
+    x, t = rand(rng, (3, 5), dtype), rand(rng, (3, 5), dtype)
+    t[0, 0] = x[0, 0]   # a zero difference: sign 0
+    loss, diff = cu.l1_loss_forward(dev(x), dev(t), reduction)
+    loss_ref, diff_ref = ref.l1_loss_forward(x, t, reduction)
+    close(loss, loss_ref)
+    close(diff, diff_ref)
+    g = _upstream(rng, loss_ref, reduction, dtype)
+    close(cu.l1_loss_backward(dev(g), diff, reduction), ref.l1_loss_backward(g, diff_ref, reduction))
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (2, 3, 3)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_loss_matches_reference(rng, shape, reduction):
+    logp = ref.log_softmax_forward(rand(rng, shape) * 3, 1)
+    target = rng.integers(0, shape[1], (shape[0],) + shape[2:]).astype(np.int64)
+    loss = cu.nll_loss_forward(dev(logp), dev(target), reduction)
+    loss_ref = ref.nll_loss_forward(logp, target, reduction)
+    close(loss, loss_ref)
+    g = _upstream(rng, loss_ref, reduction, np.float32)
+    close(cu.nll_loss_backward(dev(g), shape, np.float32, dev(target), reduction),
+          ref.nll_loss_backward(g, shape, np.float32, target, reduction))
+
+
+def test_nll_loss_float64_and_out_of_range_target_gives_nan(rng):
+    logp = rand(rng, (3, 4), np.float64)
+    target = np.array([3, 0, 2])
+    close(cu.nll_loss_forward(dev(logp), dev(target), "sum"), ref.nll_loss_forward(logp, target, "sum"))
+    assert np.isnan(host(cu.nll_loss_forward(dev(logp), dev(np.array([0, 4, 1])), "mean")))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("pos_weight", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bce_with_logits_matches_reference(rng, reduction, pos_weight, dtype):
+    x = rand(rng, (3, 4), dtype) * 4
+    x[0, :2] = (30, -30)   # the stable branches
+    t = rng.random((3, 4)).astype(dtype)
+    pw = rng.random(4).astype(dtype) + 0.5 if pos_weight else None
+    pw_d = None if pw is None else dev(pw)
+    loss = cu.bce_with_logits_forward(dev(x), dev(t), reduction, pw_d)
+    loss_ref = ref.bce_with_logits_forward(x, t, reduction, pw)
+    close(loss, loss_ref)
+    g = _upstream(rng, loss_ref, reduction, dtype)
+    got = cu.bce_with_logits_backward(dev(g), dev(x), dev(t), reduction, pw_d)
+    for a, b in zip(got, ref.bce_with_logits_backward(g, x, t, reduction, pw)):
+        close(a, b)
+
+
+@pytest.mark.parametrize("shape, kernel_size, stride, padding, dtype",
+                         [((2, 3, 6, 4), (2, 2), (2, 2), (0, 0), np.float32),
+                          ((1, 2, 5, 5), (3, 3), (2, 2), (1, 1), np.float64)])
+def test_max_unpool2d_matches_reference(rng, shape, kernel_size, stride, padding, dtype):
+    x = (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.5 - 3).astype(dtype)   # no ties
+    y, indices = ref.max_pool2d_forward(x, kernel_size, stride, padding)
+    out_hw = shape[2:]
+    close(cu.max_unpool2d_forward(dev(y), dev(indices), out_hw), ref.max_unpool2d_forward(y, indices, out_hw))
+    g = rand(rng, (shape[0], shape[1]) + out_hw, dtype)
+    close(cu.max_unpool2d_backward(dev(g), dev(indices)), ref.max_unpool2d_backward(g, indices))
+
+
 def test_missing_kernel_raises_not_implemented():
-    with pytest.raises(NotImplementedError, match="rmsprop.*cuda"):
-        cu.rmsprop_step
+    with pytest.raises(NotImplementedError, match="resample2d.*cuda"):
+        cu.resample2d_forward

@@ -5,6 +5,11 @@ forward (per-row log-sum-exp, the row's loss, its gradient (softmax - q), and th
 reduction to the mean, all in one kernel) and one launch backward (the saved gradient times the
 upstream scalar). Targets outside [0, C) cannot be checked on the host without a device round
 trip: their rows produce a NaN loss instead (so ``fit`` stops on it).
+
+L1, NLL and BCE-with-logits: one launch forward (the per-item loss fused with the reduction: one
+block reduces to the mean or sum; 'none' runs a grid-stride launch over the items) and one launch
+backward (the gradient times the upstream gradient, per item or the scalar, in the same pass).
+An NLL target outside [0, C) gives its item a NaN loss and gradient, as cross-entropy does.
 """
 from __future__ import annotations
 
@@ -14,10 +19,12 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import binary, contiguous, scale_by, sum as _sum
+from .elementwise import binary, broadcast_to, contiguous, scale_by, sum as _sum
 
 __all__ = ["softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
-           "cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward"]
+           "cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward",
+           "l1_loss_forward", "l1_loss_backward", "nll_loss_forward", "nll_loss_backward",
+           "bce_with_logits_forward", "bce_with_logits_backward"]
 
 CE_THREADS = 4 if SIMULATOR else 256
 
@@ -109,6 +116,124 @@ def _cross_entropy(x, target, grad, loss, rows, c, inner, smoothing, scale, per_
         loss[0] = buf[0] * scale
 
 
+@cuda.jit(device=True)
+def _block_total(buf, tid, value):
+    """Σ value over the CE_THREADS threads of the block (every thread gets the total)."""
+    buf[tid] = value
+    cuda.syncthreads()
+    step = CE_THREADS // 2
+    while step > 0:
+        if tid < step:
+            buf[tid] += buf[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def _softplus(z):
+    """log(1 + exp(z)), stable for large |z|."""
+    return (z if z > 0 else 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+L1, BCE = 0, 1
+
+
+@cuda.jit
+def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
+    """Per item i: L1 (diff[i] = x - t, |diff|) or BCE with logits (weight w[i]). per_item: loss[i];
+    else (one block) loss[0] = scale Σ items."""
+    buf = cuda.shared.array(CE_THREADS, float64)
+    acc = 0.0
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if kind == L1:
+            d = x[i] - t[i]
+            diff[i] = d
+            item = abs(d)
+        else:
+            v = x[i]
+            ti = t[i]
+            wi = w[i] if has_w else 1.0
+            item = wi * ti * _softplus(-v) + (1 - ti) * _softplus(v)
+        if per_item:
+            loss[i] = item
+        acc += item
+    if not per_item:
+        total = _block_total(buf, cuda.threadIdx.x, acc)
+        if cuda.threadIdx.x == 0:
+            loss[0] = total * scale
+
+
+@cuda.jit
+def _l1_backward(diff, g, factor, per_item, out, n):
+    """out = sign(diff) * (g[i] per item, else g[0]) * factor."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        d = diff[i]
+        s = 1 if d > 0 else (-1 if d < 0 else 0)
+        gi = g[i] if per_item else g[0]
+        out[i] = s * gi * factor
+
+
+@cuda.jit
+def _bce_backward(x, t, w, has_w, g, factor, per_item, grad_x, grad_t, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        v = x[i]
+        ti = t[i]
+        wi = w[i] if has_w else 1.0
+        e = math.exp(-abs(v))
+        sig = 1 / (1 + e) if v >= 0 else e / (1 + e)
+        s = (g[i] if per_item else g[0]) * factor
+        grad_x[i] = (sig * (wi * ti + 1 - ti) - wi * ti) * s
+        grad_t[i] = (wi * _softplus(-v) - _softplus(v)) * s
+
+
+@cuda.jit
+def _nll(logp, target, loss, scale, per_item, c, inner, rows):
+    """loss_item = -logp[n, target, d] (NaN for a target outside [0, C)); reduced as _pointwise_loss."""
+    buf = cuda.shared.array(CE_THREADS, float64)
+    acc = 0.0
+    for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
+        tgt = target[r]
+        if tgt < 0 or tgt >= c:
+            item = math.nan
+        else:
+            item = -logp[((r // inner) * c + tgt) * inner + r % inner]
+        if per_item:
+            loss[r] = item
+        acc += item
+    if not per_item:
+        total = _block_total(buf, cuda.threadIdx.x, acc)
+        if cuda.threadIdx.x == 0:
+            loss[0] = total * scale
+
+
+@cuda.jit
+def _nll_backward(g, target, factor, per_item, grad, c, inner, total):
+    """grad[n, j, d] = -g (per item, or g[0]) * factor where j == target[n, d], else 0."""
+    for k in range(cuda.grid(1), total, cuda.gridsize(1)):
+        d = k % inner
+        r = k // inner
+        j = r % c
+        item = (r // c) * inner + d
+        tgt = target[item]
+        if tgt < 0 or tgt >= c:
+            grad[k] = math.nan
+        elif j == tgt:
+            grad[k] = -(g[item] if per_item else g[0]) * factor
+        else:
+            grad[k] = 0
+
+
+def _reduce_launch(kernel, n, per_item, *args):
+    """'none': a grid-stride launch over the n items; 'mean' / 'sum': one block that also reduces."""
+    if per_item:
+        launch(kernel, n, *args)
+    else:
+        launch_grid(kernel, 1, CE_THREADS, *args)
+
+
 def _lines(shape, dim):
     outer = int(np.prod(shape[:dim]))
     inner = int(np.prod(shape[dim + 1:]))
@@ -194,3 +319,98 @@ def mse_loss_backward(grad_loss, diff, reduction):
         return binary("mul", binary("add", diff, diff), grad_loss)
     return scale_by(diff, grad_loss, 2.0 / (diff.size if reduction == "mean" else 1))
 
+
+
+def _flat(a):
+    a = contiguous(a)
+    return a.reshape(a.size)
+
+
+def _loss_out(shape, dtype, reduction):
+    per_item = reduction == "none"
+    n = int(np.prod(shape))
+    loss = empty((n,) if per_item else (1,), dtype)
+    return loss, per_item, (1.0 / n if reduction == "mean" else 1.0)
+
+
+def _finish(loss, shape, per_item):
+    return loss.reshape(shape) if per_item else loss.reshape(())
+
+
+def l1_loss_forward(x, target, reduction):
+    """loss = reduce(|x - target|); returns (loss, diff); one launch."""
+    n = x.size
+    diff = empty(x.shape, x.dtype)
+    loss, per_item, scale = _loss_out(x.shape, x.dtype, reduction)
+    fx = _flat(x)
+    _reduce_launch(_pointwise_loss, n, per_item, L1, fx, _flat(target), fx, 0, diff.reshape(n), loss, scale,
+                   int(per_item), n)
+    return _finish(loss, x.shape, per_item), diff
+
+
+def l1_loss_backward(grad_loss, diff, reduction):
+    """grad_x = sign(x - target) * grad_loss (/ n for 'mean'); one launch."""
+    n = diff.size
+    per_item = reduction == "none"
+    out = empty(diff.shape, diff.dtype)
+    launch(_l1_backward, n, diff.reshape(n), _flat(grad_loss), 1.0 / n if reduction == "mean" else 1.0,
+           int(per_item), out.reshape(n), n)
+    return out
+
+
+def _pos_weight(pos_weight, x, fx):
+    """pos_weight broadcast to x's shape and flattened (one copy launch); x itself as an unread
+    placeholder when None."""
+    if pos_weight is None:
+        return fx, 0
+    return broadcast_to(pos_weight, x.shape, x.dtype).reshape(x.size), 1
+
+
+def bce_with_logits_forward(x, target, reduction, pos_weight=None):
+    """loss = reduce(w_p t softplus(-x) + (1 - t) softplus(x)); one launch (plus one broadcasting
+    copy of pos_weight when it is given)."""
+    n = x.size
+    loss, per_item, scale = _loss_out(x.shape, x.dtype, reduction)
+    fx = _flat(x)
+    w, has_w = _pos_weight(pos_weight, x, fx)
+    _reduce_launch(_pointwise_loss, n, per_item, BCE, fx, _flat(target), w, has_w, fx, loss, scale, int(per_item), n)
+    return _finish(loss, x.shape, per_item)
+
+
+def bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight=None):
+    """(grad_x, grad_target); see the reference for the formulas. One launch."""
+    n = x.size
+    per_item = reduction == "none"
+    fx = _flat(x)
+    w, has_w = _pos_weight(pos_weight, x, fx)
+    grad_x = empty(x.shape, x.dtype)
+    grad_t = empty(x.shape, x.dtype)
+    launch(_bce_backward, n, fx, _flat(target), w, has_w, _flat(grad_loss), 1.0 / n if reduction == "mean" else 1.0,
+           int(per_item), grad_x.reshape(n), grad_t.reshape(n), n)
+    return grad_x, grad_t
+
+
+def nll_loss_forward(log_probs, target, reduction):
+    """loss_item = -log_probs[n, target_n, ...]; ``target`` an int device array (N, *). One launch."""
+    log_probs = contiguous(log_probs)
+    n, c = log_probs.shape[:2]
+    inner = int(np.prod(log_probs.shape[2:]))
+    rows = n * inner
+    loss, per_item, scale = _loss_out((rows,), log_probs.dtype, reduction)
+    _reduce_launch(_nll, rows, per_item, log_probs.reshape(log_probs.size), _flat(target), loss, scale,
+                   int(per_item), c, inner, rows)
+    return _finish(loss, target.shape, per_item)
+
+
+def nll_loss_backward(grad_loss, log_probs_shape, dtype, target, reduction):
+    """grad[n, target_n] = -grad_loss (/ number of items for 'mean'), zero elsewhere; one launch
+    over the gradient (no separate zero fill)."""
+    shape = tuple(log_probs_shape)
+    n, c = shape[:2]
+    inner = int(np.prod(shape[2:]))
+    total = n * c * inner
+    grad = empty(shape, dtype)
+    per_item = reduction == "none"
+    launch(_nll_backward, total, _flat(grad_loss), _flat(target), 1.0 / (n * inner) if reduction == "mean" else 1.0,
+           int(per_item), grad.reshape(total), c, inner, total)
+    return grad

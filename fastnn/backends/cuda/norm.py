@@ -4,6 +4,10 @@ Forward (training): one block per channel computes the mean and the biased varia
 over the channel, in shared memory), writes invstd and updates the running statistics; a second
 launch writes x_hat and y = x_hat * weight + bias. Backward: one block per channel sums g and
 g x_hat (= grad_bias, grad_weight), a second launch writes grad_x.
+
+Row standardisation (the core of LayerNorm, GroupNorm and InstanceNorm): one launch each way, one
+block per row of the (M, K) array: the block reduces the row's statistics (forward: mean, then the
+biased variance; backward: Σg and Σ g x_hat) and then writes the row.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from numba import cuda, float64
 from ._core import SIMULATOR, empty, launch, launch_grid
 from .elementwise import REDUCE_THREADS, contiguous, relu_backward, relu_forward
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward"]
+__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
+           "standardize_rows_forward", "standardize_rows_backward"]
 
 
 @cuda.jit(device=True)
@@ -101,6 +106,46 @@ def _grad_x(g, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, traini
             grad_x[t] = g[t] * w * invstd[ch]
 
 
+@cuda.jit
+def _standardize_rows(x, x_hat, invstd, eps, m, k):
+    buf = cuda.shared.array(REDUCE_THREADS, float64)
+    tid = cuda.threadIdx.x
+    for row in range(cuda.blockIdx.x, m, cuda.gridDim.x):
+        base = row * k
+        acc = 0.0
+        for j in range(tid, k, REDUCE_THREADS):
+            acc += x[base + j]
+        mu = _block_sum(buf, tid, acc) / k
+        acc = 0.0
+        for j in range(tid, k, REDUCE_THREADS):
+            d = x[base + j] - mu
+            acc += d * d
+        inv = 1 / math.sqrt(_block_sum(buf, tid, acc) / k + eps)
+        for j in range(tid, k, REDUCE_THREADS):
+            x_hat[base + j] = (x[base + j] - mu) * inv
+        if tid == 0:
+            invstd[row] = inv
+
+
+@cuda.jit
+def _standardize_rows_backward(g, x_hat, invstd, grad_x, m, k):
+    """grad_x = invstd / K (K g - Σg - x_hat Σ(g x_hat)) along each row."""
+    buf = cuda.shared.array(REDUCE_THREADS, float64)
+    tid = cuda.threadIdx.x
+    for row in range(cuda.blockIdx.x, m, cuda.gridDim.x):
+        base = row * k
+        acc_g = 0.0
+        acc_gx = 0.0
+        for j in range(tid, k, REDUCE_THREADS):
+            acc_g += g[base + j]
+            acc_gx += g[base + j] * x_hat[base + j]
+        sg = _block_sum(buf, tid, acc_g)
+        sgx = _block_sum(buf, tid, acc_gx)
+        scale = invstd[row] / k
+        for j in range(tid, k, REDUCE_THREADS):
+            grad_x[base + j] = scale * (k * g[base + j] - sg - x_hat[base + j] * sgx)
+
+
 def _blocks(c):
     return min(c, 4) if SIMULATOR else min(c, 65535)
 
@@ -159,3 +204,29 @@ def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training
 def batch_norm_relu_backward(grad_y, y, saved, needs_input_grad):
     """batch_norm_backward at grad_y ⊙ 1[y > 0]."""
     return batch_norm_backward(relu_backward(grad_y, y), saved, needs_input_grad)
+
+
+def standardize_rows_forward(x, eps):
+    """Per row of a 2-D (M, K) array: x_hat = (x - mean) / sqrt(var + eps) (biased variance), one launch.
+
+    Returns (x_hat, invstd) with invstd of shape (M, 1), like the reference.
+    """
+    x = contiguous(x)
+    m, k = x.shape
+    x_hat = empty((m, k), x.dtype)
+    invstd = empty((m, 1), x.dtype)
+    if m:
+        launch_grid(_standardize_rows, _blocks(m), REDUCE_THREADS, x.reshape(x.size), x_hat.reshape(x.size),
+                    invstd.reshape(m), float(eps), m, k)
+    return x_hat, invstd
+
+
+def standardize_rows_backward(grad_x_hat, x_hat, invstd):
+    """grad_x = invstd / K (K g - Σg - x_hat Σ(g x_hat)), sums along each row; one launch."""
+    g = contiguous(grad_x_hat)
+    m, k = x_hat.shape
+    grad_x = empty((m, k), g.dtype)
+    if m:
+        launch_grid(_standardize_rows_backward, _blocks(m), REDUCE_THREADS, g.reshape(g.size),
+                    x_hat.reshape(x_hat.size), invstd.reshape(m), grad_x.reshape(grad_x.size), m, k)
+    return grad_x

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 
 from ._core import SIMULATOR, THREADS, empty, launch, launch_grid
 from .elementwise import contiguous
 
-__all__ = ["sgd_step", "sgd_step_foreach", "adam_step"]
+__all__ = ["sgd_step", "sgd_step_foreach", "adam_step", "rmsprop_step"]
 
 
 @cuda.jit(device=True)
@@ -68,6 +69,28 @@ def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
         param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
 
 
+@cuda.jit
+def _rmsprop(param, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered, n):
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        g = grad[i]
+        if weight_decay != 0:
+            g = g + weight_decay * param[i]
+        v = square_avg[i] * alpha + (1 - alpha) * g * g
+        square_avg[i] = v
+        if centered:
+            a = grad_avg[i] + (1 - alpha) * (g - grad_avg[i])
+            grad_avg[i] = a
+            denom = math.sqrt(v - a * a) + eps
+        else:
+            denom = math.sqrt(v) + eps
+        if momentum > 0:
+            b = buf[i] * momentum + g / denom
+            buf[i] = b
+            param[i] -= lr * b
+        else:
+            param[i] -= lr * g / denom
+
+
 def _flat(a):
     return a.reshape(a.size)
 
@@ -110,3 +133,19 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     launch(_adam, param.size, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq), float(lr), float(beta1),
            float(beta2), float(eps), float(weight_decay), int(bool(decoupled)), float(step_size),
            math.sqrt(1 - beta2 ** step), param.size)
+
+
+def rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, lr, alpha, eps, weight_decay, momentum,
+                 centered):
+    """RMSprop in place, one launch (see reference): square_avg (and grad_avg when centered, the
+    momentum buffer when momentum > 0) are device arrays of the parameter's shape, updated in place."""
+    for name, a in (("square_avg", square_avg), ("momentum_buffer", momentum_buffer), ("grad_avg", grad_avg)):
+        if isinstance(a, np.ndarray):   # a host state array would be copied to the device and back silently
+            raise TypeError(f"rmsprop_step on cuda: {name} is a host array; allocate the optimiser state on "
+                            "the device (e.g. with zeros_like)")
+    grad = contiguous(grad)
+    has_momentum = momentum > 0
+    buf = momentum_buffer if has_momentum else param
+    avg = grad_avg if centered else param
+    launch(_rmsprop, param.size, _flat(param), _flat(grad), _flat(square_avg), _flat(buf), _flat(avg), float(lr),
+           float(alpha), float(eps), float(weight_decay), float(momentum), int(bool(centered)), param.size)

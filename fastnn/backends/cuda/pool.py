@@ -4,6 +4,10 @@ Both backward kernels are gathers over the input (each input pixel sums the outp
 holds it and, for max, chose it), so overlapping windows need no atomics and no zero-fill launch.
 The max backward's contract carries no geometry: the forward attaches it to the indices array it
 returns; indices from elsewhere take a zero fill and an atomic scatter instead.
+
+Max unpooling (same contract as the reference's, in ``reference/resample.py``): a zero fill and a
+scatter forward (indices that repeat within a plane keep one of their values, not necessarily the
+last one as NumPy's put does), a gather backward (one launch).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from ..reference.pool import pool_output_size
 from ._core import empty, launch, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
-__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+__all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+           "max_unpool2d_forward", "max_unpool2d_backward"]
 
 
 @cuda.jit
@@ -108,6 +113,28 @@ def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
         grad_x[n, c, ih, iw] = acc * inv
 
 
+@cuda.jit
+def _unpool_scatter(x, indices, y, total):
+    """y[n, c].flat[indices[n, c, i, j]] = x[n, c, i, j]."""
+    ch, h, w = x.shape[1], x.shape[2], x.shape[3]
+    wo = y.shape[3]
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        n, c, i, j = unravel4(t, ch, h, w)
+        flat = indices[n, c, i, j]
+        y[n, c, flat // wo, flat % wo] = x[n, c, i, j]
+
+
+@cuda.jit
+def _unpool_gather(grad_y, indices, grad_x, total):
+    """grad_x[n, c, i, j] = grad_y[n, c].flat[indices[n, c, i, j]]."""
+    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    wo = grad_y.shape[3]
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        n, c, i, j = unravel4(t, ch, h, w)
+        flat = indices[n, c, i, j]
+        grad_x[n, c, i, j] = grad_y[n, c, flat // wo, flat % wo]
+
+
 def _out_shape(x_shape, kernel_size, stride, padding):
     return (x_shape[0], x_shape[1], pool_output_size(x_shape[2], kernel_size[0], stride[0], padding[0]),
             pool_output_size(x_shape[3], kernel_size[1], stride[1], padding[1]))
@@ -164,4 +191,24 @@ def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding):
     total = int(np.prod(x_shape))
     launch(_avg_pool_backward, total, grad_y, grad_x, kernel_size[0], kernel_size[1], stride[0], stride[1],
            padding[0], padding[1], total)
+    return grad_x
+
+
+def max_unpool2d_forward(x, indices, output_hw):
+    """Scatter each value of x (N, C, h, w) to position ``indices`` (flat in the Ho*Wo plane), zeros
+    elsewhere: a zero fill and one scatter launch. ``indices``: an int device array of x's shape."""
+    x, indices = contiguous(x), contiguous(indices)
+    n, c = x.shape[:2]
+    y = zeros((n, c, int(output_hw[0]), int(output_hw[1])), x.dtype)
+    total = x.size
+    launch(_unpool_scatter, total, x, indices, y, total)
+    return y
+
+
+def max_unpool2d_backward(grad_y, indices):
+    """grad_x = grad_y gathered at ``indices`` (one launch)."""
+    grad_y, indices = contiguous(grad_y), contiguous(indices)
+    grad_x = empty(indices.shape, grad_y.dtype)
+    total = indices.size
+    launch(_unpool_gather, total, grad_y, indices, grad_x, total)
     return grad_x
