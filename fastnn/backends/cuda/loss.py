@@ -19,7 +19,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import binary, broadcast_to, contiguous, scale_by, sum as _sum
+from .elementwise import binary, block_sum, broadcast_to, contiguous, scale_by, sum as _sum
 
 __all__ = ["softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
            "cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward",
@@ -117,22 +117,6 @@ def _cross_entropy(x, target, grad, loss, rows, c, inner, smoothing, scale, per_
 
 
 @cuda.jit(device=True)
-def _block_total(buf, tid, value):
-    """Σ value over the CE_THREADS threads of the block (every thread gets the total)."""
-    buf[tid] = value
-    cuda.syncthreads()
-    step = CE_THREADS // 2
-    while step > 0:
-        if tid < step:
-            buf[tid] += buf[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    total = buf[0]
-    cuda.syncthreads()
-    return total
-
-
-@cuda.jit(device=True)
 def _softplus(z):
     """log(1 + exp(z)), stable for large |z|."""
     return (z if z > 0 else 0.0) + math.log1p(math.exp(-abs(z)))
@@ -161,7 +145,7 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
             loss[i] = item
         acc += item
     if not per_item:
-        total = _block_total(buf, cuda.threadIdx.x, acc)
+        total = block_sum(buf, cuda.threadIdx.x, acc)
         if cuda.threadIdx.x == 0:
             loss[0] = total * scale
 
@@ -204,7 +188,7 @@ def _nll(logp, target, loss, scale, per_item, c, inner, rows):
             loss[r] = item
         acc += item
     if not per_item:
-        total = _block_total(buf, cuda.threadIdx.x, acc)
+        total = block_sum(buf, cuda.threadIdx.x, acc)
         if cuda.threadIdx.x == 0:
             loss[0] = total * scale
 

@@ -17,25 +17,10 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import REDUCE_THREADS, contiguous, relu_backward, relu_forward
+from .elementwise import REDUCE_THREADS, block_sum, contiguous, relu_backward, relu_forward
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
            "standardize_rows_forward", "standardize_rows_backward"]
-
-
-@cuda.jit(device=True)
-def _block_sum(buf, tid, value):
-    buf[tid] = value
-    cuda.syncthreads()
-    step = REDUCE_THREADS // 2
-    while step > 0:
-        if tid < step:
-            buf[tid] += buf[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    total = buf[0]
-    cuda.syncthreads()
-    return total
 
 
 @cuda.jit
@@ -47,12 +32,12 @@ def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, ep
         acc = 0.0
         for r in range(tid, count, REDUCE_THREADS):
             acc += x[((r // hw) * c + ch) * hw + r % hw]
-        mu = _block_sum(buf, tid, acc) / count
+        mu = block_sum(buf, tid, acc) / count
         acc = 0.0
         for r in range(tid, count, REDUCE_THREADS):
             d = x[((r // hw) * c + ch) * hw + r % hw] - mu
             acc += d * d
-        var = _block_sum(buf, tid, acc) / count
+        var = block_sum(buf, tid, acc) / count
         if tid == 0:
             mean[ch] = mu
             invstd[ch] = 1 / math.sqrt(var + eps)
@@ -87,8 +72,8 @@ def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
             k = ((r // hw) * c + ch) * hw + r % hw
             acc_g += g[k]
             acc_gx += g[k] * x_hat[k]
-        sg = _block_sum(buf, tid, acc_g)
-        sgx = _block_sum(buf, tid, acc_gx)
+        sg = block_sum(buf, tid, acc_g)
+        sgx = block_sum(buf, tid, acc_gx)
         if tid == 0:
             grad_bias[ch] = sg
             grad_weight[ch] = sgx
@@ -115,12 +100,12 @@ def _standardize_rows(x, x_hat, invstd, eps, m, k):
         acc = 0.0
         for j in range(tid, k, REDUCE_THREADS):
             acc += x[base + j]
-        mu = _block_sum(buf, tid, acc) / k
+        mu = block_sum(buf, tid, acc) / k
         acc = 0.0
         for j in range(tid, k, REDUCE_THREADS):
             d = x[base + j] - mu
             acc += d * d
-        inv = 1 / math.sqrt(_block_sum(buf, tid, acc) / k + eps)
+        inv = 1 / math.sqrt(block_sum(buf, tid, acc) / k + eps)
         for j in range(tid, k, REDUCE_THREADS):
             x_hat[base + j] = (x[base + j] - mu) * inv
         if tid == 0:
@@ -139,8 +124,8 @@ def _standardize_rows_backward(g, x_hat, invstd, grad_x, m, k):
         for j in range(tid, k, REDUCE_THREADS):
             acc_g += g[base + j]
             acc_gx += g[base + j] * x_hat[base + j]
-        sg = _block_sum(buf, tid, acc_g)
-        sgx = _block_sum(buf, tid, acc_gx)
+        sg = block_sum(buf, tid, acc_g)
+        sgx = block_sum(buf, tid, acc_gx)
         scale = invstd[row] / k
         for j in range(tid, k, REDUCE_THREADS):
             grad_x[base + j] = scale * (k * g[base + j] - sg - x_hat[base + j] * sgx)
