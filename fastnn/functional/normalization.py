@@ -8,6 +8,7 @@ import numbers  # noqa: F401
 import numpy as np  # noqa: F401
 
 from .. import autograd  # noqa: F401
+from .. import device as _device
 from ..backend import kernels_for  # noqa: F401
 from ..tensor import Tensor, _to_array, as_tensor  # noqa: F401
 from ._common import (_axes, _check_ndim, _data, _dim, _float_tensor, _host_only, _pair, _reduction,  # noqa: F401
@@ -89,15 +90,20 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
     return _result(y, op, (x, w, b), backward)
 
 
+def _contiguous(k, a):
+    """a as a C-contiguous array on its own device."""
+    return k.contiguous(a) if _device.is_device_array(a) else np.ascontiguousarray(a)
+
+
 def _standardize_rows(op, x, rows_shape, eps):
-    """Differentiable (x - mean) / sqrt(var + eps) over the last axis of x viewed as ``rows_shape``."""
-    _host_only(op, x)
+    """Differentiable (x - mean) / sqrt(var + eps) over the last axis of x viewed as ``rows_shape``
+    (on the cpu or the cuda device)."""
     k = kernels_for(x)
-    x2 = np.ascontiguousarray(x.data).reshape(rows_shape)
+    x2 = _contiguous(k, x.data).reshape(rows_shape)
     x_hat, invstd = k.standardize_rows_forward(x2, float(eps))
 
     def backward(g):
-        return (k.standardize_rows_backward(np.ascontiguousarray(g).reshape(rows_shape), x_hat, invstd)
+        return (k.standardize_rows_backward(_contiguous(k, g).reshape(rows_shape), x_hat, invstd)
                 .reshape(x.shape),)
 
     return _result(x_hat.reshape(x.shape), op, (x,), backward)

@@ -120,7 +120,7 @@ def test_ops_without_cuda_kernel_raise_not_implemented():
     x = fastnn.tensor(np.ones((1, 2, 4, 4), np.float32), device="cuda")
     with pytest.raises(NotImplementedError, match="interpolate.*cuda"):
         F.interpolate(x, scale_factor=2)
-    for op, call in [("layer_norm", lambda: F.layer_norm(x, (4,))), ("group_norm", lambda: F.group_norm(x, 2)),
+    for op, call in [("instance_norm", lambda: F.instance_norm(x)),
                      ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2)),
                      ("nll_loss", lambda: F.nll_loss(x.reshape(2, 16), np.array([0, 1])))]:
         with pytest.raises(NotImplementedError, match=f"{op}.*cuda"):
@@ -293,3 +293,22 @@ def test_paired_losses_on_cuda_match_the_cpu_with_gradients_for_both_arguments(l
         results.append((out.numpy(), tx.grad.numpy(), tt.grad.numpy()))
     for on_cuda, on_cpu in zip(*results):
         np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["layer_norm", "group_norm"])
+def test_layer_and_group_norm_on_cuda_match_the_cpu(layer):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+    fastnn.manual_seed(0)
+    module = nn.LayerNorm((5, 5)) if layer == "layer_norm" else nn.GroupNorm(2, 4)
+    module.weight.data[...] = rng.standard_normal(module.weight.shape).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        module.to(device)
+        module.zero_grad()
+        tx = fastnn.tensor(x, requires_grad=True, device=device)
+        out = module(tx)
+        (out * out).sum().backward()
+        results.append((out.numpy(), tx.grad.numpy(), module.weight.grad.numpy(), module.bias.grad.numpy()))
+    for on_cuda, on_cpu in zip(results[1], results[0]):
+        np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-4, atol=1e-5)
