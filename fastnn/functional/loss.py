@@ -54,6 +54,17 @@ def _cross_entropy_cuda(k, x, target, reduction, label_smoothing):
     """cross_entropy on the cuda device: the target's values are not read back to the host (no
     round trip); a target outside [0, C) makes its item's loss NaN instead of raising."""
     op = "cross_entropy"
+    t = _device_class_target(op, k, x, target)
+    if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    loss, saved = k.cross_entropy_forward(x.data, t, reduction, float(label_smoothing))
+    return _result(loss, op, (x,), lambda g: (k.cross_entropy_backward(g, saved),))
+
+
+def _device_class_target(op, k, x, target):
+    """The integer class target of a loss on the cuda device, as an int64 device array. Its values
+    are not read back to the host (no round trip): a target outside [0, C) gives its item a NaN
+    loss instead of raising."""
     if isinstance(target, Tensor) and target.device != "cuda":
         raise RuntimeError(f"{op}: expected all tensors on the same device, got input on cuda and target on "
                            f"{target.device}; move the target with .to('cuda')")
@@ -66,10 +77,7 @@ def _cross_entropy_cuda(k, x, target, reduction, label_smoothing):
     if tuple(t.shape) != expected:
         raise ValueError(
             f"{op}: target must have shape {expected} for input of shape {tuple(x.shape)}, got {tuple(t.shape)}")
-    if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing <= 1:
-        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
-    loss, saved = k.cross_entropy_forward(x.data, k.astype(t, np.int64), reduction, float(label_smoothing))
-    return _result(loss, op, (x,), lambda g: (k.cross_entropy_backward(g, saved),))
+    return k.astype(t, np.int64)
 
 
 def mse_loss(input, target, reduction="mean") -> Tensor:
@@ -108,14 +116,15 @@ def _class_target(op, x, target):
 
 
 def nll_loss(input, target, reduction="mean") -> Tensor:
-    """Negative log-likelihood of integer targets given log-probabilities (N, C, *)."""
+    """Negative log-likelihood of integer targets given log-probabilities (N, C, *). On the cuda
+    device, like cross_entropy, a target outside [0, C) gives a NaN loss instead of raising."""
     op = "nll_loss"
     x = _float_tensor(input, op)
     _reduction(op, reduction)
     if x.ndim < 2:
         raise ValueError(f"{op}: input must be (N, C) or (N, C, d1, ...) log-probabilities, got shape {tuple(x.shape)}")
-    t = _class_target(op, x, target)
     k = kernels_for(x)
+    t = _device_class_target(op, k, x, target) if k.NAME == "cuda" else _class_target(op, x, target)
     loss = k.nll_loss_forward(x.data, t, reduction)
     return _result(loss, op, (x,), lambda g: (k.nll_loss_backward(g, x.shape, x.dtype, t, reduction),))
 

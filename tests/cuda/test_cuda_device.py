@@ -121,8 +121,7 @@ def test_ops_without_cuda_kernel_raise_not_implemented():
     with pytest.raises(NotImplementedError, match="interpolate.*cuda"):
         F.interpolate(x, scale_factor=2)
     for op, call in [("instance_norm", lambda: F.instance_norm(x)),
-                     ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2)),
-                     ("nll_loss", lambda: F.nll_loss(x.reshape(2, 16), np.array([0, 1])))]:
+                     ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2))]:
         with pytest.raises(NotImplementedError, match=f"{op}.*cuda"):
             call()
     with pytest.raises(NotImplementedError, match="argmax.*cuda"):
@@ -312,3 +311,18 @@ def test_layer_and_group_norm_on_cuda_match_the_cpu(layer):
         results.append((out.numpy(), tx.grad.numpy(), module.weight.grad.numpy(), module.bias.grad.numpy()))
     for on_cuda, on_cpu in zip(results[1], results[0]):
         np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_loss_on_cuda_matches_the_cpu(reduction):
+    rng = np.random.default_rng(5)
+    logits = rng.standard_normal((4, 3, 2)).astype(np.float32)
+    target = np.array([[0, 2], [1, 1], [2, 0], [1, 2]])
+    results = []
+    for device in ("cpu", "cuda"):
+        x = fastnn.tensor(logits, requires_grad=True, device=device)
+        out = F.nll_loss(F.log_softmax(x, dim=1), fastnn.tensor(target, device=device), reduction=reduction)
+        (out if reduction != "none" else out.sum()).backward()
+        results.append((out.numpy(), x.grad.numpy()))
+    for on_cuda, on_cpu in zip(results[1], results[0]):
+        np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-5, atol=1e-6)

@@ -166,23 +166,6 @@ def _reduce_sum(src, out, m_count, r_count, scale):
         cuda.syncthreads()
 
 
-@cuda.jit(device=True)
-def block_sum(buf, tid, value):
-    """Σ value over the threads of the block, returned to every thread; buf is a shared array with
-    one slot per thread (its length, a power of two, is the block size)."""
-    buf[tid] = value
-    cuda.syncthreads()
-    step = buf.shape[0] // 2
-    while step > 0:
-        if tid < step:
-            buf[tid] += buf[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    total = buf[0]
-    cuda.syncthreads()
-    return total
-
-
 def _hash_uniform(seed, i):
     """A counter-based uniform in [0, 1) from (seed, i): murmur3's finaliser over 32 bits."""
     h = (seed * 0x9E3779B1 + i * 0x85EBCA77 + 0x165667B1) & 0xFFFFFFFF

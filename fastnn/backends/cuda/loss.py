@@ -19,7 +19,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import binary, block_sum, broadcast_to, contiguous, scale_by, sum as _sum
+from .elementwise import binary, broadcast_to, contiguous, scale_by, sum as _sum
 
 __all__ = ["softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
            "cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward",
@@ -27,6 +27,26 @@ __all__ = ["softmax_forward", "softmax_backward", "log_softmax_forward", "log_so
            "bce_with_logits_forward", "bce_with_logits_backward"]
 
 CE_THREADS = 4 if SIMULATOR else 256
+
+
+# Each kernel module keeps its own copy of this block reduction: Numba's CUDA simulator swaps the
+# `cuda` global of the module it is running, so a device function that calls cuda.syncthreads()
+# from another module races with that swap (AttributeError under NUMBA_ENABLE_CUDASIM).
+@cuda.jit(device=True)
+def _block_sum(buf, tid, value):
+    """Σ value over the threads of the block, returned to every thread; buf is a shared array with
+    one slot per thread (its length, a power of two, is the block size)."""
+    buf[tid] = value
+    cuda.syncthreads()
+    step = buf.shape[0] // 2
+    while step > 0:
+        if tid < step:
+            buf[tid] += buf[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
 
 
 @cuda.jit
@@ -145,7 +165,7 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
             loss[i] = item
         acc += item
     if not per_item:
-        total = block_sum(buf, cuda.threadIdx.x, acc)
+        total = _block_sum(buf, cuda.threadIdx.x, acc)
         if cuda.threadIdx.x == 0:
             loss[0] = total * scale
 
@@ -188,7 +208,7 @@ def _nll(logp, target, loss, scale, per_item, c, inner, rows):
             loss[r] = item
         acc += item
     if not per_item:
-        total = block_sum(buf, cuda.threadIdx.x, acc)
+        total = _block_sum(buf, cuda.threadIdx.x, acc)
         if cuda.threadIdx.x == 0:
             loss[0] = total * scale
 

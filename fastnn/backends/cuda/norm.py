@@ -17,10 +17,30 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import REDUCE_THREADS, block_sum, contiguous, relu_backward, relu_forward
+from .elementwise import REDUCE_THREADS, contiguous, relu_backward, relu_forward
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
            "standardize_rows_forward", "standardize_rows_backward"]
+
+
+# Each kernel module keeps its own copy of this block reduction: Numba's CUDA simulator swaps the
+# `cuda` global of the module it is running, so a device function that calls cuda.syncthreads()
+# from another module races with that swap (AttributeError under NUMBA_ENABLE_CUDASIM).
+@cuda.jit(device=True)
+def _block_sum(buf, tid, value):
+    """Σ value over the threads of the block, returned to every thread; buf is a shared array with
+    one slot per thread (its length, a power of two, is the block size)."""
+    buf[tid] = value
+    cuda.syncthreads()
+    step = buf.shape[0] // 2
+    while step > 0:
+        if tid < step:
+            buf[tid] += buf[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
 
 
 @cuda.jit
@@ -32,12 +52,12 @@ def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, ep
         acc = 0.0
         for r in range(tid, count, REDUCE_THREADS):
             acc += x[((r // hw) * c + ch) * hw + r % hw]
-        mu = block_sum(buf, tid, acc) / count
+        mu = _block_sum(buf, tid, acc) / count
         acc = 0.0
         for r in range(tid, count, REDUCE_THREADS):
             d = x[((r // hw) * c + ch) * hw + r % hw] - mu
             acc += d * d
-        var = block_sum(buf, tid, acc) / count
+        var = _block_sum(buf, tid, acc) / count
         if tid == 0:
             mean[ch] = mu
             invstd[ch] = 1 / math.sqrt(var + eps)
@@ -72,8 +92,8 @@ def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
             k = ((r // hw) * c + ch) * hw + r % hw
             acc_g += g[k]
             acc_gx += g[k] * x_hat[k]
-        sg = block_sum(buf, tid, acc_g)
-        sgx = block_sum(buf, tid, acc_gx)
+        sg = _block_sum(buf, tid, acc_g)
+        sgx = _block_sum(buf, tid, acc_gx)
         if tid == 0:
             grad_bias[ch] = sg
             grad_weight[ch] = sgx
@@ -100,12 +120,12 @@ def _standardize_rows(x, x_hat, invstd, eps, m, k):
         acc = 0.0
         for j in range(tid, k, REDUCE_THREADS):
             acc += x[base + j]
-        mu = block_sum(buf, tid, acc) / k
+        mu = _block_sum(buf, tid, acc) / k
         acc = 0.0
         for j in range(tid, k, REDUCE_THREADS):
             d = x[base + j] - mu
             acc += d * d
-        inv = 1 / math.sqrt(block_sum(buf, tid, acc) / k + eps)
+        inv = 1 / math.sqrt(_block_sum(buf, tid, acc) / k + eps)
         for j in range(tid, k, REDUCE_THREADS):
             x_hat[base + j] = (x[base + j] - mu) * inv
         if tid == 0:
@@ -124,8 +144,8 @@ def _standardize_rows_backward(g, x_hat, invstd, grad_x, m, k):
         for j in range(tid, k, REDUCE_THREADS):
             acc_g += g[base + j]
             acc_gx += g[base + j] * x_hat[base + j]
-        sg = block_sum(buf, tid, acc_g)
-        sgx = block_sum(buf, tid, acc_gx)
+        sg = _block_sum(buf, tid, acc_g)
+        sgx = _block_sum(buf, tid, acc_gx)
         scale = invstd[row] / k
         for j in range(tid, k, REDUCE_THREADS):
             grad_x[base + j] = scale * (k * g[base + j] - sg - x_hat[base + j] * sgx)
