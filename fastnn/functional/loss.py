@@ -89,8 +89,7 @@ def mse_loss(input, target, reduction="mean") -> Tensor:
     if x.shape != t.shape:
         raise ValueError(f"{op}: input shape {tuple(x.shape)} and target shape {tuple(t.shape)} must match")
     k = kernels_for(x, t)
-    td = t.data if t.dtype == x.dtype else t.type(x.dtype).data
-    loss, diff = k.mse_loss_forward(x.data, td, reduction)
+    loss, diff = k.mse_loss_forward(x.data, _data_as(t, x.dtype), reduction)
 
     def backward(g):
         gx = k.mse_loss_backward(g if reduction != "none" else g, diff, reduction)

@@ -25,7 +25,8 @@ def batch_norm(
     (unbiased variance, ``momentum`` weighting, like PyTorch); eval uses the running statistics.
     Shape: input (N, C) or (N, C, L) or (N, C, H, W); statistics and affine parameters (C,).
     """
-    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training, momentum, eps)
+    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training, momentum, eps,
+                       relu=False)
 
 
 def batch_norm_relu(
@@ -35,11 +36,11 @@ def batch_norm_relu(
     the pair; not part of PyTorch's API): the same values and gradients as the two ops; the cpu
     backend applies the ReLU in the normalising pass and its mask inside the backward."""
     return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias, training, momentum,
-                       eps)
+                       eps, relu=True)
 
 
-def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps):
-    """batch_norm (op "batch_norm") or batch_norm_relu (op "batch_norm_relu")."""
+def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+    """batch_norm, or batch_norm_relu when ``relu``; ``op`` names it in errors and in the graph."""
     x = _float_tensor(input, op)
     _check_ndim(x, (2, 3, 4, 5), op, "input", "(N, C, *)")
     c = x.shape[1]
@@ -69,7 +70,7 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
     _same_dtype(op, x, w, "weight")
     k = kernels_for(x)
     rm, rv = arrays["running_mean"], arrays["running_var"]
-    y, saved = getattr(k, op + "_forward")(
+    y, saved = (k.batch_norm_relu_forward if relu else k.batch_norm_forward)(
         x.data,
         None if w is None else w.data,
         None if b is None else b.data,
@@ -81,7 +82,7 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
     )
 
     def backward(grad_y):
-        if op == "batch_norm_relu":
+        if relu:
             gx, gw, gb = k.batch_norm_relu_backward(grad_y, y, saved, (x.requires_grad,))
         else:
             gx, gw, gb = k.batch_norm_backward(grad_y, saved, (x.requires_grad,))

@@ -11,7 +11,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ._numba import fused_kernel
+from ._numba import cached_njit, fused_kernel
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
            "standardize_rows_forward", "standardize_rows_backward"]
@@ -54,10 +54,19 @@ def _normalise(x, mean, invstd, weight, bias, relu, x_hat, y):
                 y[i, ch, k] = v
 
 
+@cached_njit(inline="always")
+def _upstream(grad_y, relu_y, masked, i, ch, k):
+    """grad_y[i, ch, k], through the mask 1[relu_y > 0] of a fused ReLU when ``masked``
+    (relu_backward of activation); relu_y is not read otherwise."""
+    g = grad_y[i, ch, k]
+    if masked:
+        g = g if relu_y[i, ch, k] > 0 else 0
+    return g
+
+
 @fused_kernel(fastmath={"reassoc"})
 def _backward(grad_y, x_hat, invstd, weight, training, masked, relu_y, grad_x, grad_weight, grad_bias):
-    """With ``masked``, grad_y first goes through the mask 1[relu_y > 0] of a forward with the ReLU
-    fused (relu_backward of activation), applied where grad_y is read; relu_y is not read otherwise."""
+    """With ``masked``, grad_y first goes through the mask of a forward with the ReLU fused (_upstream)."""
     n, c, length = grad_y.shape
     count = n * length
     for ch in nb.prange(c):
@@ -65,9 +74,7 @@ def _backward(grad_y, x_hat, invstd, weight, training, masked, relu_y, grad_x, g
         sgh = 0.0
         for i in range(n):
             for k in range(length):
-                g = grad_y[i, ch, k]
-                if masked:
-                    g = g if relu_y[i, ch, k] > 0 else 0
+                g = _upstream(grad_y, relu_y, masked, i, ch, k)
                 sg += g
                 sgh += g * x_hat[i, ch, k]
         grad_bias[ch] = sg
@@ -78,16 +85,12 @@ def _backward(grad_y, x_hat, invstd, weight, training, masked, relu_y, grad_x, g
             a = w * s / count
             for i in range(n):
                 for k in range(length):
-                    g = grad_y[i, ch, k]
-                    if masked:
-                        g = g if relu_y[i, ch, k] > 0 else 0
+                    g = _upstream(grad_y, relu_y, masked, i, ch, k)
                     grad_x[i, ch, k] = a * (count * g - sg - x_hat[i, ch, k] * sgh)
         else:
             for i in range(n):
                 for k in range(length):
-                    g = grad_y[i, ch, k]
-                    if masked:
-                        g = g if relu_y[i, ch, k] > 0 else 0
+                    g = _upstream(grad_y, relu_y, masked, i, ch, k)
                     grad_x[i, ch, k] = g * w * s
 
 

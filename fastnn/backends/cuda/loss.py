@@ -49,6 +49,14 @@ def _block_sum(buf, tid, value):
     return total
 
 
+@cuda.jit(device=True)
+def _sum_into_first(buf, acc, scale, loss):
+    """loss[0] = scale Σ acc over the (single) block: the mean or sum of a loss's items."""
+    total = _block_sum(buf, cuda.threadIdx.x, acc)
+    if cuda.threadIdx.x == 0:
+        loss[0] = total * scale
+
+
 @cuda.jit
 def _softmax(x, y, log, outer, c, inner, total):
     """Along the middle axis of x viewed (outer, C, inner): one thread per (outer, inner) line."""
@@ -124,16 +132,8 @@ def _cross_entropy(x, target, grad, loss, rows, c, inner, smoothing, scale, per_
         if per_item:
             loss[t] = item
         acc += item
-    buf[tid] = acc
-    cuda.syncthreads()
-    step = CE_THREADS // 2
-    while step > 0:
-        if tid < step:
-            buf[tid] += buf[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    if tid == 0 and not per_item:
-        loss[0] = buf[0] * scale
+    if not per_item:
+        _sum_into_first(buf, acc, scale, loss)
 
 
 @cuda.jit(device=True)
@@ -165,9 +165,7 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
             loss[i] = item
         acc += item
     if not per_item:
-        total = _block_sum(buf, cuda.threadIdx.x, acc)
-        if cuda.threadIdx.x == 0:
-            loss[0] = total * scale
+        _sum_into_first(buf, acc, scale, loss)
 
 
 @cuda.jit
@@ -208,9 +206,7 @@ def _nll(logp, target, loss, scale, per_item, c, inner, rows):
             loss[r] = item
         acc += item
     if not per_item:
-        total = _block_sum(buf, cuda.threadIdx.x, acc)
-        if cuda.threadIdx.x == 0:
-            loss[0] = total * scale
+        _sum_into_first(buf, acc, scale, loss)
 
 
 @cuda.jit
