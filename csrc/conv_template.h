@@ -26,6 +26,56 @@ static inline void SUFFIXED(relu_mask)(const SCALAR *restrict grad, const SCALAR
     }
 }
 
+/* fastnn's own sgemm (sgemm.h) for float: the weights of every group packed once per call, as
+ * op(A) = W_g (the forward) or W_g^T (grad_cols), ``*stride`` floats apart. NULL for double, when
+ * the kernel is disabled or unavailable, or out of memory: the caller then uses BLAS. */
+static SCALAR *SUFFIXED(packed_weights)(const SCALAR *weight, ptrdiff_t groups, ptrdiff_t rows_out,
+                                        ptrdiff_t k, ptrdiff_t plane, int transposed, ptrdiff_t *stride)
+{
+#if SCALAR_IS_FLOAT
+    const int m = (int)(transposed ? k : rows_out), depth = (int)(transposed ? rows_out : k);
+    if (!fastnn_sgemm_enabled() || !fastnn_sgemm_suits(m, (int)plane, depth))
+        return NULL;
+    *stride = fastnn_sgemm_packed_a_size(m, depth);
+    float *packed = malloc((size_t)(groups * *stride + 1) * sizeof(float));
+    if (packed)
+        for (ptrdiff_t group = 0; group < groups; ++group)
+            fastnn_sgemm_pack_a(transposed, m, depth, weight + group * rows_out * k, (int)k,
+                                packed + group * *stride);
+    return packed;
+#else
+    (void)weight; (void)groups; (void)rows_out; (void)k; (void)plane; (void)transposed; (void)stride;
+    return NULL;
+#endif
+}
+
+/* C (m x n) = packed op(A) B (+ bias, then ReLU) with fastnn's sgemm; -1 if it could not run. */
+static inline int SUFFIXED(packed_product)(const SCALAR *packed_a, int m, int n, int k, const SCALAR *b,
+                                           int ldb, SCALAR *c, int ldc, const SCALAR *bias, int relu)
+{
+#if SCALAR_IS_FLOAT
+    return fastnn_sgemm_packed(m, n, k, 1.0f, packed_a, 0, b, ldb, 0.0f, c, ldc, bias, relu);
+#else
+    (void)packed_a; (void)m; (void)n; (void)k; (void)b; (void)ldb; (void)c; (void)ldc; (void)bias; (void)relu;
+    return -1;
+#endif
+}
+
+/* C (m x n) += A B^T with fastnn's sgemm (grad_W); -1 if it is disabled, does not suit the shape
+ * or could not run. */
+static inline int SUFFIXED(own_gemm_accumulate_nt)(int m, int n, int k, const SCALAR *a, int lda,
+                                                   const SCALAR *b, int ldb, SCALAR *c, int ldc)
+{
+#if SCALAR_IS_FLOAT
+    if (!fastnn_sgemm_enabled() || !fastnn_sgemm_suits(m, n, k))
+        return -1;
+    return fastnn_sgemm(0, 1, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc, NULL, 0);
+#else
+    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)b; (void)ldb; (void)c; (void)ldc;
+    return -1;
+#endif
+}
+
 /* A 1x1 kernel with stride 1 and no padding: the columns of image n are image n itself. */
 static inline int SUFFIXED(is_pointwise)(const conv_geometry *g)
 {
@@ -41,6 +91,8 @@ void SUFFIXED(conv2d_forward_images)(const SCALAR *x, const SCALAR *weight, cons
     const ptrdiff_t plane = g->out_h * g->out_w, image = g->channels * g->height * g->width;
     const ptrdiff_t k = g->channels / groups * g->kernel_h * g->kernel_w, rows_out = out_channels / groups;
     const int pointwise = SUFFIXED(is_pointwise)(g);
+    ptrdiff_t packed_stride = 0;
+    SCALAR *packed_w = SUFFIXED(packed_weights)(weight, groups, rows_out, k, plane, 0, &packed_stride);
 
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (ptrdiff_t n = 0; n < g->batch; ++n) {
@@ -51,6 +103,16 @@ void SUFFIXED(conv2d_forward_images)(const SCALAR *x, const SCALAR *weight, cons
         else
             SUFFIXED(im2col_image)(x, g, n, cols, padded);
         SCALAR *out = y + n * out_channels * plane;
+        if (packed_w) {                         /* bias and ReLU in the GEMM's epilogue */
+            int failed = 0;
+            for (ptrdiff_t group = 0; group < groups && !failed; ++group)
+                failed = SUFFIXED(packed_product)(packed_w + group * packed_stride, (int)rows_out, (int)plane,
+                                                  (int)k, cols + group * k * plane, (int)plane,
+                                                  out + group * rows_out * plane, (int)plane,
+                                                  bias ? bias + group * rows_out : NULL, relu);
+            if (!failed)
+                continue;
+        }
         for (ptrdiff_t group = 0; group < groups; ++group)
             SUFFIXED(gemm_rowmajor)(gemm, 0, 0, (int)rows_out, (int)plane, (int)k, 1,
                                     weight + group * rows_out * k, (int)k, cols + group * k * plane,
@@ -68,6 +130,7 @@ void SUFFIXED(conv2d_forward_images)(const SCALAR *x, const SCALAR *weight, cons
                     for (ptrdiff_t p = 0; p < plane; ++p) row[p] += b;
             }
     }
+    free(packed_w);
 }
 
 void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, const SCALAR *grad_y,
@@ -81,6 +144,8 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
     const ptrdiff_t k = g->channels / groups * g->kernel_h * g->kernel_w, rows_out = out_channels / groups;
     const ptrdiff_t weight_size = out_channels * k;
     const int pointwise = SUFFIXED(is_pointwise)(g);
+    ptrdiff_t packed_stride = 0;
+    SCALAR *packed_wt = grad_x ? SUFFIXED(packed_weights)(weight, groups, rows_out, k, plane, 1, &packed_stride) : NULL;
 
     #pragma omp parallel num_threads(threads)
     {
@@ -107,10 +172,14 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
                 else
                     SUFFIXED(im2col_image)(x, g, n, cols, padded);
                 for (ptrdiff_t group = 0; group < groups; ++group)
-                    SUFFIXED(gemm_rowmajor)(gemm, 0, 1, (int)rows_out, (int)k, (int)plane, 1,
-                                            gy + group * rows_out * plane, (int)plane,
-                                            x_cols + group * k * plane, (int)plane, 1,
-                                            my_grad_w + group * rows_out * k, (int)k);
+                    if (SUFFIXED(own_gemm_accumulate_nt)((int)rows_out, (int)k, (int)plane,
+                                                         gy + group * rows_out * plane, (int)plane,
+                                                         x_cols + group * k * plane, (int)plane,
+                                                         my_grad_w + group * rows_out * k, (int)k) != 0)
+                        SUFFIXED(gemm_rowmajor)(gemm, 0, 1, (int)rows_out, (int)k, (int)plane, 1,
+                                                gy + group * rows_out * plane, (int)plane,
+                                                x_cols + group * k * plane, (int)plane, 1,
+                                                my_grad_w + group * rows_out * k, (int)k);
             }
             if (my_grad_b)
                 for (ptrdiff_t o = 0; o < out_channels; ++o)
@@ -118,10 +187,14 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
             if (grad_x) {
                 SCALAR *grad_cols = pointwise ? grad_x + n * image : cols;
                 for (ptrdiff_t group = 0; group < groups; ++group)
-                    SUFFIXED(gemm_rowmajor)(gemm, 1, 0, (int)k, (int)plane, (int)rows_out, 1,
-                                            weight + group * rows_out * k, (int)k,
-                                            gy + group * rows_out * plane, (int)plane, 0,
-                                            grad_cols + group * k * plane, (int)plane);
+                    if (!packed_wt
+                        || SUFFIXED(packed_product)(packed_wt + group * packed_stride, (int)k, (int)plane,
+                                                    (int)rows_out, gy + group * rows_out * plane, (int)plane,
+                                                    grad_cols + group * k * plane, (int)plane, NULL, 0) != 0)
+                        SUFFIXED(gemm_rowmajor)(gemm, 1, 0, (int)k, (int)plane, (int)rows_out, 1,
+                                                weight + group * rows_out * k, (int)k,
+                                                gy + group * rows_out * plane, (int)plane, 0,
+                                                grad_cols + group * k * plane, (int)plane);
                 if (!pointwise)
                     SUFFIXED(col2im_image)(cols, g, n, grad_x, padded);
             }
@@ -144,4 +217,5 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
             }
         }
     }
+    free(packed_wt);
 }

@@ -1,4 +1,4 @@
-"""nn.Sequential runs a Conv2d or BatchNorm followed by a ReLU as one fused op (forward_relu): the
+"""nn.Sequential runs a Linear, Conv2d or BatchNorm followed by a ReLU as one fused op (forward_relu): the
 same values and gradients as the two modules in turn, on every backend, and only for those exact
 pairs."""
 import numpy as np
@@ -19,7 +19,8 @@ def _model():
     fastnn.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 4, 1), MyReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 5))
+                         nn.Conv2d(8, 4, 1), MyReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 6), nn.ReLU(),
+                         nn.Linear(6, 5))
 
 
 def _run(fuse, x, target):
@@ -46,19 +47,20 @@ def test_fused_conv_relu_gives_the_same_loss_and_gradients(backend, batch):
         np.testing.assert_array_equal(fused, plain)
 
 
-def test_sequential_fuses_only_a_conv2d_or_batchnorm_directly_followed_by_a_relu(monkeypatch):
+def test_sequential_fuses_only_a_linear_conv2d_or_batchnorm_directly_followed_by_a_relu(monkeypatch):
     calls = []
-    for cls in (nn.Conv2d, nn.BatchNorm2d):
+    for cls in (nn.Linear, nn.Conv2d, nn.BatchNorm2d):
         original = cls.forward_relu
         monkeypatch.setattr(cls, "forward_relu",
                             lambda self, x, _original=original: calls.append(self) or _original(self, x))
     model = _model()
     model(fastnn.tensor(np.zeros((2, 3, 8, 8), np.float32)))
-    # not the conv before BatchNorm2d (the BatchNorm2d + ReLU pair is fused), nor the one before a ReLU subclass
-    assert calls == [model[0], model[4]]
+    # not the conv before BatchNorm2d (the BatchNorm2d + ReLU pair is fused), nor the one before a
+    # ReLU subclass, nor the last Linear
+    assert calls == [model[0], model[4], model[9]]
     monkeypatch.setattr(nn.Sequential, "fuse_relu", False)
     model(fastnn.tensor(np.zeros((2, 3, 8, 8), np.float32)))
-    assert calls == [model[0], model[4]]
+    assert calls == [model[0], model[4], model[9]]
 
 
 @pytest.mark.parametrize("training", [True, False])

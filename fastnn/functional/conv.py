@@ -99,7 +99,42 @@ def linear(input, weight, bias=None) -> Tensor:
     Shape: input (*, in_features), weight (out_features, in_features), bias (out_features,),
     output (*, out_features).
     """
-    op = "linear"
+    x, w, b = _linear_arguments("linear", input, weight, bias)
+    out_f, in_f = w.shape
+    lead = x.shape[:-1]
+    x2 = x.data.reshape(-1, in_f)
+    k = kernels_for(x, w, b)
+    y = k.linear_forward(x2, w.data, None if b is None else b.data)
+
+    def backward(grad_y):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        gx, gw, gb = k.linear_backward(grad_y.reshape(-1, out_f), x2, w.data, needs)
+        return (None if gx is None else gx.reshape(x.shape)), gw, gb
+
+    return _result(y.reshape(lead + (out_f,)), "linear", (x, w, b), backward)
+
+
+def linear_relu(input, weight, bias=None) -> Tensor:
+    """relu(linear(...)) as one op, for a Linear followed by a ReLU (``nn.Sequential`` fuses the
+    pair; not part of PyTorch's API): the same values and gradients as the two ops, with one
+    autograd node and no separate activation pass over memory."""
+    x, w, b = _linear_arguments("linear", input, weight, bias)
+    out_f, in_f = w.shape
+    lead = x.shape[:-1]
+    x2 = x.data.reshape(-1, in_f)
+    k = kernels_for(x, w, b)
+    y = k.linear_relu_forward(x2, w.data, None if b is None else b.data)
+
+    def backward(grad_y):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        gx, gw, gb = k.linear_relu_backward(grad_y.reshape(-1, out_f), y, x2, w.data, needs)
+        return (None if gx is None else gx.reshape(x.shape)), gw, gb
+
+    return _result(y.reshape(lead + (out_f,)), "linear_relu", (x, w, b), backward)
+
+
+def _linear_arguments(op, input, weight, bias):
+    """The checked arguments of linear as Tensors (x, w, b); a ValueError naming the argument otherwise."""
     x = _float_tensor(input, op)
     w = _float_tensor(weight, op, "weight")
     b = None if bias is None else _float_tensor(bias, op, "bias")
@@ -116,14 +151,4 @@ def linear(input, weight, bias=None) -> Tensor:
         )
     if b is not None and tuple(b.shape) != (out_f,):
         raise ValueError(f"{op}: bias must have shape ({out_f},), got {tuple(b.shape)}")
-    lead = x.shape[:-1]
-    x2 = x.data.reshape(-1, in_f)
-    k = kernels_for(x, w, b)
-    y = k.linear_forward(x2, w.data, None if b is None else b.data)
-
-    def backward(grad_y):
-        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        gx, gw, gb = k.linear_backward(grad_y.reshape(-1, out_f), x2, w.data, needs)
-        return (None if gx is None else gx.reshape(x.shape)), gw, gb
-
-    return _result(y.reshape(lead + (out_f,)), op, (x, w, b), backward)
+    return x, w, b

@@ -1,12 +1,12 @@
 """Containers: ``Sequential`` (keys "0", "1", ... like PyTorch)."""
 from collections import OrderedDict
 
-from .layers import BatchNorm1d, BatchNorm2d, Conv2d, ReLU
+from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Linear, ReLU
 from .module import Module
 
 
 # modules whose forward_relu(x) is relu(forward(x)) as one op
-FUSES_A_FOLLOWING_RELU = (Conv2d, BatchNorm1d, BatchNorm2d)
+FUSES_A_FOLLOWING_RELU = (Linear, Conv2d, BatchNorm1d, BatchNorm2d)
 # the forwards that fusion stands in for, as defined: a patched one (a tracer, a profiler, a
 # counting hook, on the class or on the instance) must run, so its module is never fused
 _DEFINED_FORWARD = {cls: cls.forward for cls in FUSES_A_FOLLOWING_RELU + (ReLU,)}
@@ -20,10 +20,10 @@ def _plain_forward(module):
 class Sequential(Module):
     """Runs its modules in order. Accepts modules or one OrderedDict of name -> module.
 
-    A ``Conv2d``, ``BatchNorm1d`` or ``BatchNorm2d`` directly followed by a ``ReLU`` (those exact
-    classes, their ``forward`` not replaced on the class or the instance) runs as one fused op, the module's
-    ``forward_relu``: the same values and gradients, with the ReLU done inside the convolution or
-    normalisation kernel. ``Sequential.fuse_relu = False`` turns that off.
+    A ``Linear``, ``Conv2d``, ``BatchNorm1d`` or ``BatchNorm2d`` directly followed by a ``ReLU``
+    (those exact classes, their ``forward`` not replaced on the class or the instance) runs as one
+    fused op, the module's ``forward_relu``: the same values and gradients, with the ReLU done
+    inside the dense, convolution or normalisation kernel. ``Sequential.fuse_relu = False`` turns that off.
     """
 
     fuse_relu = True

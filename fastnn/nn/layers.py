@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from ..functional.conv import conv2d_relu
+from ..functional.conv import conv2d_relu, linear_relu
 from ..functional.normalization import batch_norm_relu
 from ..tensor import DEFAULT_DTYPE, Tensor
 from . import init
@@ -58,6 +58,10 @@ class Linear(Module):
 
     def forward(self, input):
         return F.linear(input, self.weight, self.bias)
+
+    def forward_relu(self, input):
+        """relu(self(input)) as one fused op (``nn.Sequential`` calls it for a Linear followed by a ReLU)."""
+        return linear_relu(input, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

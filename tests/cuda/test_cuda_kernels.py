@@ -88,6 +88,44 @@ def test_linear_and_matmul_match_reference(rng, shape, has_bias):
     close(cu.matmul(dev(x), dev(w.T)), ref.matmul(x, np.ascontiguousarray(w.T)))
 
 
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups, has_bias, dtype", CONV_CASES)
+def test_conv2d_relu_matches_reference_conv_then_relu(rng, x_shape, w_shape, stride, padding, dilation, groups,
+                                                      has_bias, dtype):
+    x, w = rand(rng, x_shape, dtype), rand(rng, w_shape, dtype)
+    b = rand(rng, (w_shape[0],), dtype) if has_bias else None
+    y, saved = cu.conv2d_relu_forward(dev(x), dev(w), None if b is None else dev(b), stride, padding, dilation,
+                                      groups)
+    z_ref, saved_ref = ref.conv2d_forward(x, w, b, stride, padding, dilation, groups)
+    y_ref = ref.relu_forward(z_ref)
+    close(y, y_ref)
+    g = rand(rng, y_ref.shape, dtype)
+    needs = (True, True, has_bias)
+    for got, want in zip(cu.conv2d_relu_backward(dev(g), y, saved, needs),
+                         ref.conv2d_backward(ref.relu_backward(g, y_ref), saved_ref, needs)):
+        if want is None:
+            assert got is None
+        else:
+            close(got, want)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (6, 17, 9)])
+@pytest.mark.parametrize("has_bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_relu_matches_reference_linear_then_relu(rng, shape, has_bias, dtype):
+    n, k, o = shape
+    x, w = rand(rng, (n, k), dtype), rand(rng, (o, k), dtype)
+    b = rand(rng, (o,), dtype) if has_bias else None
+    y = cu.linear_relu_forward(dev(x), dev(w), None if b is None else dev(b))
+    y_ref = ref.linear_relu_forward(x, w, b)
+    close(y, y_ref)
+    assert (y_ref == 0).any()
+    g = rand(rng, (n, o), dtype)
+    needs = (True, True, has_bias)
+    for got, want in zip(cu.linear_relu_backward(dev(g), y, dev(x), dev(w), needs),
+                         ref.linear_relu_backward(g, y_ref, x, w, needs)):
+        close(got, want) if want is not None else None
+
+
 def test_gemm_float64_and_partial_tiles(rng):
     a, b = rand(rng, (19, 23), np.float64), rand(rng, (23, 11), np.float64)
     close(cu.matmul(dev(a), dev(b)), a @ b)

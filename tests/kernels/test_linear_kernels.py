@@ -36,6 +36,62 @@ def test_linear_matches_reference(dtype, n, fan_in, fan_out, bias, contiguous, s
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=30, deadline=None)
+@given(n=dims, fan_in=dims, fan_out=dims, bias=st.booleans(), needs=st.sampled_from(
+    [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]), seed=st.integers(0, 2**31))
+def test_linear_relu_matches_the_reference_linear_then_relu(dtype, n, fan_in, fan_out, bias, needs, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, (n, fan_in), dtype), rand(rng, (fan_out, fan_in), dtype)
+    b = rand(rng, (fan_out,), dtype) if bias else None
+    needs = (needs[0], needs[1], needs[2] and bias)
+    y = cpu.linear_relu_forward(noncontiguous(x), w, b)
+    y_ref = ref.relu_forward(ref.linear_forward(x, w, b))
+    assert_close(y, y_ref, dtype)
+    assert (y >= 0).all() and (y == 0).any() == (y_ref == 0).any()
+    grad_y = rand(rng, y.shape, dtype)
+    for g, g_ref in zip(cpu.linear_relu_backward(noncontiguous(grad_y), y, x, w, needs),
+                        ref.linear_backward(ref.relu_backward(grad_y, y_ref), x, w, needs)):
+        if g_ref is None:
+            assert g is None
+        else:
+            assert_close(g, g_ref, dtype)
+
+
+def test_linear_relu_gives_the_same_bits_as_linear_then_relu():
+    rng = np.random.default_rng(3)
+    x, w, b = rand(rng, (64, 300), np.float32), rand(rng, (70, 300), np.float32), rand(rng, (70,), np.float32)
+    y = cpu.linear_relu_forward(x, w, b)
+    np.testing.assert_array_equal(y, cpu.relu_forward(cpu.linear_forward(x, w, b)))
+    grad_y = rand(rng, y.shape, np.float32)
+    for fused, plain in zip(cpu.linear_relu_backward(grad_y, y, x, w, ALL),
+                            cpu.linear_backward(cpu.relu_backward(grad_y, y), x, w, ALL)):
+        np.testing.assert_array_equal(fused, plain)
+
+
+def test_reference_linear_relu_backward_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((5, 7)), rng.standard_normal((4, 7)), rng.standard_normal(4)
+    grad_y = rng.standard_normal((5, 4))
+    y = ref.linear_relu_forward(x, w, b)
+    grad_x, grad_w, grad_b = ref.linear_relu_backward(grad_y, y, x, w, ALL)
+    h = 1e-6
+
+    def loss(x_, w_, b_):
+        return float((ref.linear_relu_forward(x_, w_, b_) * grad_y).sum())
+
+    for array, grad in ((x, grad_x), (w, grad_w), (b, grad_b)):
+        numeric = np.zeros_like(array)
+        for i in np.ndindex(array.shape):
+            saved = array[i]
+            array[i] = saved + h
+            up = loss(x, w, b)
+            array[i] = saved - h
+            numeric[i] = (up - loss(x, w, b)) / (2 * h)
+            array[i] = saved
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30, deadline=None)
 @given(m=dims, k=dims, n=dims, seed=st.integers(0, 2**31))
 def test_matmul_matches_reference(dtype, m, k, n, seed):
     rng = np.random.default_rng(seed)

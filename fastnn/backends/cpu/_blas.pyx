@@ -17,9 +17,79 @@ from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 cimport openmp
 
+
+cdef extern from "sgemm.h" nogil:
+    int fastnn_sgemm_available()
+    int fastnn_sgemm_enabled()
+    void fastnn_sgemm_set_enabled(int on)
+    int fastnn_sgemm_suits(int m, int n, int k)
+    int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+
+
 # below this many multiply-adds a GEMM runs on the calling thread (waking the pool costs more)
 cdef Py_ssize_t SPLIT_MIN_MACS = 1 << 18
 cdef bint _split = False   # set by fastnn.threads once SciPy's OpenBLAS is limited to one thread
+fastnn_sgemm_set_enabled(fastnn_sgemm_available())     # decided once, before any parallel region
+
+
+def set_own_sgemm(bint on):
+    """float32 products of a suitable shape (``fastnn_sgemm_suits``) on fastnn's AVX-512 sgemm
+    (csrc/sgemm.c, where the CPU has it) or all on BLAS; returns the previous setting."""
+    previous = bool(fastnn_sgemm_enabled())
+    fastnn_sgemm_set_enabled(on)
+    return previous
+
+
+def own_sgemm_enabled():
+    return bool(fastnn_sgemm_enabled())
+
+
+cdef Py_ssize_t _leading_dimension(name, const float[:, :] m) except -1:
+    """Elements between rows of ``m``, whose rows must each be contiguous."""
+    cdef Py_ssize_t size = sizeof(float)
+    if m.shape[1] > 1 and m.strides[1] != size:
+        raise ValueError(f"own_sgemm: the rows of {name} must be contiguous (stride {m.strides[1]} bytes)")
+    if m.shape[0] <= 1:
+        return max(m.shape[1], 1)
+    if m.strides[0] % size or m.strides[0] < m.shape[1] * size:
+        raise ValueError(f"own_sgemm: {name} has overlapping or misaligned rows (stride {m.strides[0]} bytes)")
+    return max(m.strides[0] // size, 1)
+
+
+def own_sgemm(const float[:, :] a not None, const float[:, :] b not None, float[:, :] out not None,
+              bint trans_a=False, bint trans_b=False, float alpha=1.0, float beta=0.0,
+              const float[::1] bias=None, bint relu=False):
+    """out = alpha op(a) op(b) + beta out (+ bias[i] on row i, then max(., 0) with relu) on fastnn's
+    sgemm alone, whatever the shape (for its tests and benchmarks; ``gemm`` picks the kernel).
+    Rows of a, b and out may be strided (views of wider arrays); releases the GIL."""
+    if not fastnn_sgemm_available():
+        raise RuntimeError("own_sgemm: this CPU or build has no AVX-512 sgemm kernel")
+    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
+    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Py_ssize_t k_b = b.shape[1] if trans_b else b.shape[0]
+    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    if k != k_b or out.shape[0] != m or out.shape[1] != n:
+        raise ValueError(f"own_sgemm: op(a) is ({m}, {k}) and op(b) is ({k_b}, {n}); out must be ({m}, {n}), "
+                         f"got ({out.shape[0]}, {out.shape[1]})")
+    if bias is not None and bias.shape[0] != m:
+        raise ValueError(f"own_sgemm: bias must have shape ({m},), got ({bias.shape[0]},)")
+    cdef Py_ssize_t lda = _leading_dimension("a", a)
+    cdef Py_ssize_t ldb = _leading_dimension("b", b)
+    cdef Py_ssize_t ldc = _leading_dimension("out", out)
+    if max(m, n, k, lda, ldb, ldc) > INT_MAX:
+        raise ValueError("own_sgemm: a dimension exceeds the 32-bit integer range")
+    if m == 0 or n == 0:
+        return
+    cdef const float *bias_ptr = &bias[0] if bias is not None else NULL
+    cdef const float *a_ptr = &a[0, 0] if a.shape[0] and a.shape[1] else NULL
+    cdef const float *b_ptr = &b[0, 0] if b.shape[0] and b.shape[1] else NULL
+    cdef int status
+    with nogil:
+        status = fastnn_sgemm(trans_a, trans_b, <int> m, <int> n, <int> k, alpha, a_ptr, <int> lda,
+                              b_ptr, <int> ldb, beta, &out[0, 0], <int> ldc, bias_ptr, relu)
+    if status != 0:
+        raise MemoryError("own_sgemm: could not allocate the packing buffer")
 
 
 def set_split(bint enabled):
@@ -43,8 +113,12 @@ cdef void gemv_colmajor(char trans, int m, int n, floating alpha, const floating
 
 cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
                         const floating *a, int lda, const floating *b, int ldb, floating beta,
-                        floating *c, int ldc) noexcept nogil:
+                        floating *c, int ldc, bint single_threaded) noexcept nogil:
     """C (m x n) = alpha op(A) op(B) + beta C on row-major buffers; op(A) is (m x k), op(B) (k x n).
+
+    float32 products of a shape that suits it run on fastnn's sgemm (csrc/sgemm.c) where the call
+    is ``single_threaded`` anyway (one block of a cut product, or a small one); a multi-threaded
+    BLAS call is not replaced by a single-threaded kernel.
 
     A product with one row or one column of C is a matrix-vector product: it goes to gemv,
     which reads the matrix once at memory speed (BLAS's gemm packs it first; for the batch-1
@@ -60,6 +134,9 @@ cdef void gemm_rowmajor(bint trans_a, bint trans_b, int m, int n, int k, floatin
         gemv_colmajor(not_ta, m if trans_a else k, k if trans_a else m, alpha,
                       a, lda, b, 1 if trans_b else ldb, beta, c, ldc)
     elif floating is float:
+        if single_threaded and fastnn_sgemm_enabled() and fastnn_sgemm_suits(m, n, k):
+            if fastnn_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, 0) == 0:
+                return
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *> b, &ldb, <float *> a, &lda, &beta, c, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *> b, &ldb, <double *> a, &lda, &beta, c, &ldc)
@@ -102,7 +179,8 @@ def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] ou
     if parts <= 1:
         with nogil:
             gemm_rowmajor(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
-                          &a[0, 0], lda, &b[0, 0], ldb, <floating> beta, &out[0, 0], <int> n)
+                          &a[0, 0], lda, &b[0, 0], ldb, <floating> beta, &out[0, 0], <int> n,
+                          _split or m * n * k < SPLIT_MIN_MACS)
         return
     for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
         start = <int> (part * step)
@@ -110,8 +188,8 @@ def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] ou
         if by_rows:   # rows start:stop of C = rows of op(A) times op(B)
             gemm_rowmajor(trans_a, trans_b, stop - start, <int> n, <int> k, <floating> alpha,
                           &a[0, start] if trans_a else &a[start, 0], lda, &b[0, 0], ldb, <floating> beta,
-                          &out[start, 0], <int> n)
+                          &out[start, 0], <int> n, True)
         else:         # columns start:stop of C = op(A) times columns of op(B)
             gemm_rowmajor(trans_a, trans_b, <int> m, stop - start, <int> k, <floating> alpha,
                           &a[0, 0], lda, &b[start, 0] if trans_b else &b[0, start], ldb, <floating> beta,
-                          &out[0, start], <int> n)
+                          &out[0, start], <int> n, True)

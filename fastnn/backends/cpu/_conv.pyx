@@ -1,6 +1,6 @@
 """Cython bindings of csrc/conv.c: convolution one image per OpenMP thread at a time, each image
-one single-threaded BLAS GEMM (``scipy.linalg.cython_blas``) over a column matrix that stays in
-cache. Outputs and workspaces are allocated by the caller (fastnn/backends/cpu/conv.py); every
+one single-threaded GEMM over a column matrix that stays in cache: fastnn's packed AVX-512 sgemm
+(csrc/sgemm.c) for float32 where the CPU has AVX-512, else BLAS (``scipy.linalg.cython_blas``). Outputs and workspaces are allocated by the caller (fastnn/backends/cpu/conv.py); every
 shape is checked here, so a wrong call raises instead of writing out of bounds. The GIL is
 released while C runs."""
 from cython cimport floating
@@ -32,6 +32,33 @@ cdef extern from "conv.h" nogil:
                                     Py_ssize_t groups, int threads, double *workspace, double *grad_x, double *grad_w,
                                     double *grad_w_partial, double *grad_b, double *grad_b_partial,
                                     blas_gemm_f64 gemm)
+
+
+cdef extern from "sgemm.h" nogil:
+    int fastnn_sgemm_available()
+    int fastnn_sgemm_enabled()
+    void fastnn_sgemm_set_enabled(int on)
+
+
+fastnn_sgemm_set_enabled(fastnn_sgemm_available())     # decided once, before any parallel region
+
+
+def own_sgemm_available():
+    """True if this CPU runs fastnn's AVX-512 sgemm (csrc/sgemm.c)."""
+    return bool(fastnn_sgemm_available())
+
+
+def own_sgemm_enabled():
+    """True if the float32 per-image convolution uses fastnn's sgemm rather than SciPy's BLAS."""
+    return bool(fastnn_sgemm_enabled())
+
+
+def set_own_sgemm(bint on):
+    """Use fastnn's sgemm (where available) or BLAS for the float32 per-image convolution; returns
+    the previous setting. For benchmarks and tests: both compute the same product."""
+    previous = bool(fastnn_sgemm_enabled())
+    fastnn_sgemm_set_enabled(on)
+    return previous
 
 
 cdef tuple _shape4(const Py_ssize_t *shape):

@@ -50,6 +50,13 @@ def relu_forward(x):
     return y
 
 
+def relu_inplace(y):
+    """y = max(y, 0) in place, for an array the caller just created (C-contiguous); returns y."""
+    flat = y.reshape(-1)
+    _relu_forward(flat, flat)  # element i reads x[i] before it writes y[i]: aliasing is safe
+    return y
+
+
 def _hadamard(kernel, grad_y, y):
     grad_x = np.empty(y.shape, dtype=y.dtype)
     kernel(_flat(grad_y.astype(y.dtype, copy=False)), _flat(y), grad_x.reshape(-1))

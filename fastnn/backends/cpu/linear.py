@@ -2,14 +2,16 @@
 
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y. The transposes are BLAS flags, never copies; the bias is the GEMM's
-initial C (beta = 1).
+initial C (beta = 1). ``linear_relu`` applies the ReLU in place on the GEMM's output while it is
+in cache, and its mask to grad_y before the backward GEMMs.
 """
 import numpy as np
 
 from ..reference import linear as _reference
 from . import _blas
+from .activation import relu_backward, relu_inplace
 
-__all__ = ["linear_forward", "linear_backward", "matmul"]
+__all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul"]
 
 _COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -48,6 +50,20 @@ def linear_backward(grad_y, x, weight, needs_input_grad):
     if needs_input_grad[2]:
         grad_b = grad_y.sum(axis=0)
     return grad_x, grad_w, grad_b
+
+
+def linear_relu_forward(x, weight, bias):
+    """y = max(x W^T + b, 0)."""
+    if not _compiled(x, weight, *(() if bias is None else (bias,))):
+        return _reference.linear_relu_forward(x, weight, bias)
+    return relu_inplace(linear_forward(x, weight, bias))
+
+
+def linear_relu_backward(grad_y, y, x, weight, needs_input_grad):
+    """linear_backward at grad_y ⊙ 1[y > 0], y the output of linear_relu_forward."""
+    if not _compiled(grad_y, y, x, weight):
+        return _reference.linear_relu_backward(grad_y, y, x, weight, needs_input_grad)
+    return linear_backward(relu_backward(grad_y, y), x, weight, needs_input_grad)
 
 
 def matmul(a, b):

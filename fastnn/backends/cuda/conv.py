@@ -15,7 +15,7 @@ from numba import cuda
 
 from ..reference.conv import conv_output_size
 from ._core import empty, launch, unravel4
-from .elementwise import contiguous, relu_backward, relu_forward, sum as _sum
+from .elementwise import contiguous, relu_backward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, gemm
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward",
@@ -121,8 +121,9 @@ def col2im(cols, x_shape, kernel_size, stride, padding, dilation):
                         ho, wo, cols.dtype)
 
 
-def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
-    """y = W · im2col(x) + b per group; returns (y (N, O, Ho, Wo), saved for conv2d_backward)."""
+def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=False):
+    """y = W · im2col(x) + b per group (max(., 0) in the GEMM's epilogue with ``relu``); returns
+    (y (N, O, Ho, Wo), saved for conv2d_backward)."""
     x, weight = contiguous(x), contiguous(weight)
     n, c = x.shape[:2]
     o, cg, kh, kw = weight.shape
@@ -140,7 +141,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
         b = cols[:, g * k:(g + 1) * k, :]
         out = y3[:, g * og:(g + 1) * og, :]
         gb = None if bias is None else bias[g * og:(g + 1) * og]
-        gemm(a, 0, k, b, 0, n * p, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW)
+        gemm(a, 0, k, b, 0, n * p, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW, relu=relu)
     saved = (x.shape, weight, cols, stride, padding, dilation, groups, bias is not None)
     return y, saved
 
@@ -184,9 +185,8 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
 
 
 def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
-    """max(conv2d(x), 0) (nn.Sequential's fused Conv2d + ReLU): the two kernels in turn here."""
-    y, saved = conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
-    return relu_forward(y), saved
+    """max(conv2d(x), 0) (nn.Sequential's fused Conv2d + ReLU): the ReLU in the GEMM's epilogue."""
+    return conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=True)
 
 
 def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):

@@ -9,7 +9,8 @@ NCHW tensors directly (no transposing copies) and the dense layer use W^T, grad_
 Tiling: a block computes a BM x BN tile of C from BK-deep slabs of A and B staged in shared
 memory; each thread accumulates a TM x TN register tile. The bias is added in the epilogue, and
 the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is accumulated by
-the first column of blocks from the A slabs they already hold: no separate reduction launch.
+the first column of blocks from the A slabs they already hold: no separate reduction launch. A
+ReLU that follows the product (a fused Linear or Conv2d + ReLU) is applied in the same epilogue.
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y.
 """
@@ -19,9 +20,9 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from ._core import SIMULATOR, empty, launch_grid
-from .elementwise import contiguous, sum as _sum
+from .elementwise import contiguous, relu_backward, sum as _sum
 
-__all__ = ["linear_forward", "linear_backward", "matmul", "gemm"]
+__all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul", "gemm"]
 
 if SIMULATOR:
     BM, BN, BK, TM, TN = 8, 8, 8, 4, 4
@@ -35,7 +36,7 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 
 def _make_gemm(dtype):
     @cuda.jit
-    def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, row_sums, want_row_sums, m, n, k):
+    def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k):
         a_tile = cuda.shared.array((BK, BM), dtype)
         b_tile = cuda.shared.array((BK, BN), dtype)
         acc = cuda.local.array((TM, TN), dtype)
@@ -119,6 +120,8 @@ def _make_gemm(dtype):
                             v += bias[gi]
                         elif bias_mode == BIAS_COL:
                             v += bias[gj]
+                        if relu != 0 and v < 0:
+                            v = 0
                         c[gj // pc, gi, gj % pc] = v
 
     return gemm_kernel
@@ -154,8 +157,9 @@ def plain(a):
     return a.reshape(1, a.shape[0], a.shape[1]), a.shape[1]
 
 
-def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None):
-    """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above.
+def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False):
+    """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
+    C = max(that, 0) with ``relu``.
 
     ``row_sums`` (m,): also written with Σ_k op(A)[i, k] in the same launch (grad_b of a layer
     whose grad_W is this GEMM: grad_y's rows summed over the batch).
@@ -165,18 +169,19 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         bias, bias_mode = dummy, BIAS_NONE
     grid = ((n + BN - 1) // BN, (m + BM - 1) // BM)
     launch_grid(_kernel(c.dtype), grid, (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
-                bias, int(bias_mode), dummy if row_sums is None else row_sums, int(row_sums is not None),
+                bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
+                int(row_sums is not None),
                 int(m), int(n), int(k))
 
 
-def linear_forward(x, weight, bias):
-    """y = x W^T + b (bias added in the GEMM's epilogue)."""
+def linear_forward(x, weight, bias, relu=False):
+    """y = x W^T + b (bias added in the GEMM's epilogue, and the ReLU with ``relu``)."""
     n, k = x.shape
     o = weight.shape[0]
     y = empty((n, o), x.dtype)
     a, pa = plain(x)
     w, pw = plain(weight)
-    gemm(a, 0, pa, w, 1, pw, y.reshape(1, n, o), o, n, o, k, bias, BIAS_COL)
+    gemm(a, 0, pa, w, 1, pw, y.reshape(1, n, o), o, n, o, k, bias, BIAS_COL, relu=relu)
     return y
 
 
@@ -199,6 +204,16 @@ def linear_backward(grad_y, x, weight, needs_input_grad):
     elif needs_input_grad[2]:
         grad_b = _sum(grad_y, (0,))
     return grad_x, grad_w, grad_b
+
+
+def linear_relu_forward(x, weight, bias):
+    """y = max(x W^T + b, 0) in one launch (the ReLU in the GEMM's epilogue)."""
+    return linear_forward(x, weight, bias, relu=True)
+
+
+def linear_relu_backward(grad_y, y, x, weight, needs_input_grad):
+    """linear_backward at grad_y ⊙ 1[y > 0], y the output of linear_relu_forward."""
+    return linear_backward(relu_backward(grad_y, y), x, weight, needs_input_grad)
 
 
 def matmul(a, b):

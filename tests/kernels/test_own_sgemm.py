@@ -1,0 +1,127 @@
+"""fastnn's packed AVX-512 sgemm (csrc/sgemm.c) against a float64 NumPy product, and the layers
+that use it (dense, per-image convolution) against the reference and against the same layers on
+BLAS. Skipped where the CPU has no AVX-512 (the layers then run on BLAS, tested elsewhere)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kernel_cases import assert_close, rand
+
+import fastnn
+import fastnn.backends.cpu as cpu
+import fastnn.backends.reference as ref
+from fastnn.backends.cpu import _blas, own_sgemm
+from fastnn.backends.cpu import conv as cpu_conv
+
+pytestmark = pytest.mark.skipif(not own_sgemm.available(), reason="no AVX-512: the cpu backend uses BLAS only")
+
+
+def _expected(a, b, out, trans_a, trans_b, alpha, beta, bias, relu):
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    c = alpha * ((a64.T if trans_a else a64) @ (b64.T if trans_b else b64)) + beta * out.astype(np.float64)
+    if bias is not None:
+        c += bias[:, None]
+    return np.where(c < 0, 0, c) if relu else c
+
+
+def _strided(rng, shape, extra):
+    """A (rows, cols) float32 view whose rows are ``extra`` elements further apart than cols."""
+    wide = rand(rng, (shape[0], shape[1] + extra), np.float32)
+    return wide[:, :shape[1]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(m=st.integers(0, 70), n=st.integers(0, 90), k=st.integers(0, 600), trans_a=st.booleans(),
+       trans_b=st.booleans(), alpha=st.sampled_from([1.0, 0.5, -2.0]), beta=st.sampled_from([0.0, 1.0, 0.25]),
+       bias=st.booleans(), relu=st.booleans(), extra=st.integers(0, 3), seed=st.integers(0, 2**31))
+def test_own_sgemm_matches_a_float64_product(m, n, k, trans_a, trans_b, alpha, beta, bias, relu, extra, seed):
+    """Every edge: rows past a multiple of 8, columns past 16 and 32, depth past the 256-deep
+    blocks (split evenly), strided rows, beta accumulating, bias and ReLU on the last block only."""
+    rng = np.random.default_rng(seed)
+    a = _strided(rng, (k, m) if trans_a else (m, k), extra)
+    b = _strided(rng, (n, k) if trans_b else (k, n), extra)
+    out = _strided(rng, (m, n), extra)
+    b_vec = rand(rng, (m,), np.float32) if bias else None
+    expected = _expected(a, b, out, trans_a, trans_b, alpha, beta, b_vec, relu)
+    untouched = out.base[:, n:].copy()
+    _blas.own_sgemm(a, b, out, trans_a, trans_b, alpha, beta, b_vec, relu)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * max(1.0, np.sqrt(k)))
+    np.testing.assert_array_equal(out.base[:, n:], untouched)     # nothing written past column n
+    if relu:
+        assert (out >= 0).all()
+
+
+def test_own_sgemm_beta_zero_ignores_nan_in_out_and_relu_keeps_nan():
+    a = np.ones((9, 70), np.float32)
+    b = np.ones((70, 33), np.float32)
+    out = np.full((9, 33), np.nan, np.float32)
+    _blas.own_sgemm(a, b, out, beta=0.0)
+    np.testing.assert_array_equal(out, np.full((9, 33), 70, np.float32))
+    a[3, 5] = np.nan
+    _blas.own_sgemm(a, b, out, relu=True)
+    assert np.isnan(out[3]).all() and not np.isnan(np.delete(out, 3, axis=0)).any()
+
+
+def test_own_sgemm_rejects_mismatched_shapes():
+    a, b = np.ones((4, 5), np.float32), np.ones((6, 7), np.float32)
+    with pytest.raises(ValueError, match="own_sgemm: op\\(a\\) is \\(4, 5\\) and op\\(b\\) is \\(6, 7\\)"):
+        _blas.own_sgemm(a, b, np.empty((4, 7), np.float32))
+    with pytest.raises(ValueError, match="own_sgemm: bias must have shape \\(4,\\)"):
+        _blas.own_sgemm(a, np.ones((5, 7), np.float32), np.empty((4, 7), np.float32), bias=np.ones(3, np.float32))
+
+
+@pytest.fixture(params=[True, False], ids=["own-sgemm", "blas"])
+def gemm_kernel(request):
+    previous = own_sgemm.set_enabled(request.param)
+    assert own_sgemm.enabled() == request.param
+    yield request.param
+    own_sgemm.set_enabled(previous)
+
+
+@pytest.mark.parametrize("n, fan_in, fan_out", [(64, 784, 256), (70, 130, 100), (256, 100, 64), (33, 64, 65)])
+def test_dense_layer_on_either_gemm_matches_reference(gemm_kernel, n, fan_in, fan_out):
+    """Shapes where fastnn_sgemm_suits holds for the forward, grad_x and grad_W products (cut in
+    blocks over two threads), so the own kernel really runs when enabled."""
+    fastnn.set_num_threads(2)
+    rng = np.random.default_rng(n + fan_in)
+    x, w, b = rand(rng, (n, fan_in), np.float32), rand(rng, (fan_out, fan_in), np.float32), rand(rng, (fan_out,), np.float32)
+    assert_close(cpu.linear_relu_forward(x, w, b), ref.linear_relu_forward(x, w, b))
+    grad_y = rand(rng, (n, fan_out), np.float32)
+    for got, want in zip(cpu.linear_backward(grad_y, x, w, (True, True, True)),
+                         ref.linear_backward(grad_y, x, w, (True, True, True))):
+        assert_close(got, want)
+
+
+CONV_SHAPES = [   # x, weight, stride, padding, dilation, groups: GEMMs of at least 32 x 64 x 64 per image
+    ((3, 32, 14, 14), (64, 32, 5, 5), (1, 1), (2, 2), (1, 1), 1),     # tfconvnet's conv2
+    ((2, 8, 11, 13), (40, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1),      # odd plane (143), k = 72
+    ((2, 16, 17, 18), (64, 8, 3, 3), (2, 1), (1, 0), (1, 2), 2),     # groups, stride, dilation
+    ((2, 70, 9, 9), (64, 70, 1, 1), (1, 1), (0, 0), (1, 1), 1),      # pointwise: x is the column matrix
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", CONV_SHAPES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_per_image_conv_on_either_gemm_matches_reference(gemm_kernel, monkeypatch, x_shape, w_shape, stride,
+                                                         padding, dilation, groups, relu):
+    fastnn.set_num_threads(2)
+    monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 0)
+    rng = np.random.default_rng(sum(x_shape))
+    x, w, b = rand(rng, x_shape, np.float32), rand(rng, w_shape, np.float32), rand(rng, w_shape[:1], np.float32)
+    args = (stride, padding, dilation, groups)
+    forward = cpu.conv2d_relu_forward if relu else cpu.conv2d_forward
+    y, saved = forward(x, w, b, *args)
+    assert saved[0] == "images"
+    z_ref, saved_ref = ref.conv2d_forward(x, w, b, *args)
+    y_ref = ref.relu_forward(z_ref) if relu else z_ref
+    assert_close(y, y_ref)
+    grad_y = rand(rng, y.shape, np.float32)
+    grads = (cpu.conv2d_relu_backward(grad_y, y, saved, (True, True, True)) if relu
+             else cpu.conv2d_backward(grad_y, saved, (True, True, True)))
+    grads_ref = ref.conv2d_backward(ref.relu_backward(grad_y, y_ref) if relu else grad_y, saved_ref, (True, True, True))
+    for got, want in zip(grads, grads_ref):
+        assert_close(got, want)
+
+
+def test_own_sgemm_is_the_default_where_available():
+    assert own_sgemm.enabled()
