@@ -4,7 +4,9 @@
 
 ``cpu`` is the per-image schedule (what a batch of 64 gets), ``cpu-batched`` the whole-batch GEMM
 schedule that small batches get (fastnn/backends/cpu/conv.py); the comparison is the measurement
-behind ``PER_IMAGE_MIN_IMAGES_PER_THREAD``.
+behind ``PER_IMAGE_MIN_IMAGES_PER_THREAD``. ``cpu-blas`` is the per-image schedule with its GEMMs
+on SciPy's OpenBLAS instead of fastnn's AVX-512 sgemm (``own_sgemm``; the same where the CPU has
+no AVX-512).
 
 Forward is one GEMM of 2 N O Ho Wo (C/G) kH kW flops; backward is two (grad weight, grad input).
 ``test_sgemm_baseline`` times the forward GEMM's shape alone (NumPy's float32 matmul, and the
@@ -17,6 +19,7 @@ from conftest import record_gflops
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
 from fastnn.backends.cpu import conv as cpu_conv
+from fastnn.backends.cpu import own_sgemm
 
 BATCH = 64
 LAYERS = {  # tfconvnet: conv 1->32 5x5 same on 28x28, conv 32->64 5x5 same on 14x14
@@ -24,14 +27,18 @@ LAYERS = {  # tfconvnet: conv 1->32 5x5 same on 28x28, conv 32->64 5x5 same on 1
     "conv2": dict(x=(BATCH, 32, 14, 14), weight=(64, 32, 5, 5)),
 }
 ARGS = ((1, 1), (2, 2), (1, 1), 1)   # stride, padding, dilation, groups
-BACKENDS = {"cpu": cpu, "cpu-batched": cpu, "reference": ref}
+BACKENDS = {"cpu": cpu, "cpu-blas": cpu, "cpu-batched": cpu, "reference": ref}
 
 
 @pytest.fixture(autouse=True)
 def _schedule(request, monkeypatch):
-    """cpu-batched: the batched schedule for every batch size."""
-    if request.node.callspec.params.get("backend") == "cpu-batched":
+    """cpu-batched: the batched schedule for every batch size; cpu-blas: BLAS for every GEMM."""
+    backend = request.node.callspec.params.get("backend")
+    if backend == "cpu-batched":
         monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 10**9)
+    previous = own_sgemm.set_enabled(backend != "cpu-blas")
+    yield
+    own_sgemm.set_enabled(previous)
 
 
 def _gemm_flops(layer):

@@ -252,6 +252,10 @@ def cmd_info(args):
         if isinstance(compiled, dict):
             for name, path in compiled.items():
                 print(f"  {name}: {path}")
+        from .backends.cpu import own_sgemm
+        print("float32 GEMM: " + ("fastnn's AVX-512 sgemm for products of at least 32x64x64, OpenBLAS below"
+                                  if own_sgemm.enabled() else "OpenBLAS (this CPU has no AVX-512)"
+                                  if not own_sgemm.available() else "OpenBLAS (fastnn's sgemm switched off)"))
     numba = sys.modules.get("numba")
     if numba is not None:
         print(f"numba {numba.__version__}")

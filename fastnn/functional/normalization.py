@@ -164,21 +164,17 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     op = "instance_norm"
     x = _float_tensor(input, op)
     _check_ndim(x, (3, 4, 5), op, "input", "(N, C, *spatial)")
-    _host_only(op, x)
     n, c = x.shape[:2]
     if use_input_stats:
         if running_mean is not None and running_var is not None:
             # the running statistics follow the mean over the batch of per-instance statistics
-            planes = x.data.reshape(n, c, -1)
-            count = planes.shape[2]
-            mean = planes.mean(axis=2).mean(axis=0)
-            var = (planes.var(axis=2) * count / max(count - 1, 1)).mean(axis=0)
-            rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
-            rv = running_var.data if isinstance(running_var, Tensor) else running_var
-            rm *= 1 - momentum
-            rm += momentum * mean.astype(rm.dtype)
-            rv *= 1 - momentum
-            rv += momentum * var.astype(rv.dtype)
+            rm, rv = (t if isinstance(t, Tensor) else as_tensor(t, name=f"{op}: {name}")
+                      for t, name in ((running_mean, "running_mean"), (running_var, "running_var")))
+            for t, name in ((rm, "running_mean"), (rv, "running_var")):
+                if tuple(t.shape) != (c,):
+                    raise ValueError(f"{op}: {name} must have shape ({c},) for an input with {c} channels, "
+                                     f"got {tuple(t.shape)}")
+            kernels_for(x, rm, rv).instance_norm_running_stats_(x.data, rm.data, rv.data, float(momentum))
         y = _standardize_rows(op, x, (n * c, -1), eps)
         return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
     from .normalization import batch_norm

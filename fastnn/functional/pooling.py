@@ -70,12 +70,11 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     """
     op = "max_unpool2d"
     x = _float_tensor(input, op)
-    _host_only(op, x, indices)
     _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
-    idx = _to_array(_data(indices), name=f"{op}: indices")
-    if idx.dtype.kind not in "iu" or tuple(idx.shape) != tuple(x.shape):
+    indices = indices if isinstance(indices, Tensor) else as_tensor(indices, name=f"{op}: indices")
+    if np.dtype(indices.dtype).kind not in "iu" or tuple(indices.shape) != tuple(x.shape):
         raise ValueError(f"{op}: indices must be integers of the input's shape {tuple(x.shape)}, got "
-                         f"{idx.dtype} {tuple(idx.shape)}")
+                         f"{indices.dtype} {tuple(indices.shape)}")
     ks = _pair(kernel_size, op, "kernel_size", 1)
     st = ks if stride is None else _pair(stride, op, "stride", 1)
     pad = _pair(padding, op, "padding", 0)
@@ -84,11 +83,12 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     else:
         out_hw = tuple(int(v) for v in tuple(output_size)[-2:])
     plane = out_hw[0] * out_hw[1]
-    if idx.size and (idx.min() < 0 or idx.max() >= plane):
+    k = kernels_for(x, indices)      # checked where the indices live: no copy of them to the host
+    if k.max_unpool2d_indices_outside(indices.data, plane):
+        values = indices.numpy()
         raise ValueError(f"{op}: indices must lie in [0, {plane}) for output size {out_hw}, got values in "
-                         f"[{int(idx.min())}, {int(idx.max())}]")
-    idx = idx.astype(np.int64, copy=False)
-    k = kernels_for(x)
+                         f"[{int(values.min())}, {int(values.max())}]")
+    idx = indices.data.astype(np.int64, copy=False) if isinstance(indices.data, np.ndarray) else indices.data
     y = k.max_unpool2d_forward(x.data, idx, out_hw)
     return _result(y, op, (x,), lambda g: (k.max_unpool2d_backward(g, idx),))
 

@@ -120,8 +120,7 @@ def test_ops_without_cuda_kernel_raise_not_implemented():
     x = fastnn.tensor(np.ones((1, 2, 4, 4), np.float32), device="cuda")
     with pytest.raises(NotImplementedError, match="interpolate.*cuda"):
         F.interpolate(x, scale_factor=2)
-    for op, call in [("instance_norm", lambda: F.instance_norm(x)),
-                     ("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2))]:
+    for op, call in [("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2))]:
         with pytest.raises(NotImplementedError, match=f"{op}.*cuda"):
             call()
     with pytest.raises(NotImplementedError, match="argmax.*cuda"):
@@ -309,6 +308,49 @@ def test_layer_and_group_norm_on_cuda_match_the_cpu(layer):
         out = module(tx)
         (out * out).sum().backward()
         results.append((out.numpy(), tx.grad.numpy(), module.weight.grad.numpy(), module.bias.grad.numpy()))
+    for on_cuda, on_cpu in zip(results[1], results[0]):
+        np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_max_unpool2d_on_cuda_matches_the_cpu_and_checks_indices_on_the_device():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        tx = fastnn.tensor(x, requires_grad=True, device=device)
+        pooled, indices = F.max_pool2d(tx, 2, return_indices=True)
+        out = F.max_unpool2d(pooled, indices, 2)
+        (out * out).sum().backward()
+        results.append((out.numpy(), tx.grad.numpy()))
+    for on_cuda, on_cpu in zip(results[1], results[0]):
+        np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-6)
+    values = fastnn.tensor(np.ones((1, 1, 2, 2), np.float32), device="cuda")
+    bad = fastnn.tensor(np.array([[[[0, 1], [2, 16]]]]), device="cuda")
+    with pytest.raises(ValueError, match=r"max_unpool2d: indices must lie in \[0, 16\).*\[0, 16\]"):
+        F.max_unpool2d(values, bad, 2)
+    with pytest.raises(RuntimeError, match="same device|cpu.*cuda"):
+        F.max_unpool2d(values, np.zeros((1, 1, 2, 2), np.int64), 2)
+
+
+@pytest.mark.parametrize("track_running_stats", [False, True])
+def test_instance_norm_on_cuda_matches_the_cpu(track_running_stats):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4, 5, 5)).astype(np.float32) * 2 + 1
+    results = []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(0)
+        module = nn.InstanceNorm2d(4, affine=True, track_running_stats=track_running_stats)
+        module.weight.data[...] = np.linspace(0.5, 2, 4, dtype=np.float32)
+        module.to(device)
+        tx = fastnn.tensor(x, requires_grad=True, device=device)
+        out = module(tx)
+        (out * out).sum().backward()
+        state = [np.asarray(fastnn.tensor(v).numpy() if not isinstance(v, np.ndarray) else v)
+                 for v in module.to("cpu").state_dict().values()]
+        results.append([out.numpy(), tx.grad.numpy(), module.weight.grad.numpy()] + state)
+        if track_running_stats:   # eval mode then normalises with the running statistics
+            module.to(device).eval()
+            results[-1].append(module(fastnn.tensor(x, device=device)).numpy())
     for on_cuda, on_cpu in zip(results[1], results[0]):
         np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-4, atol=1e-5)
 

@@ -223,6 +223,35 @@ def test_batch_norm_matches_reference(rng, shape, training, affine):
         close(got, want)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_matches_reference_batch_norm_then_relu(rng, training):
+    shape, c = (3, 4, 3, 5), 4
+    x, w, b = rand(rng, shape), rand(rng, (c,)), rand(rng, (c,))
+    rm, rv = rand(rng, (c,)), rng.random(c).astype(np.float32) + 0.5
+    y, saved = cu.batch_norm_relu_forward(dev(x), dev(w), dev(b), dev(rm), dev(rv), training, 0.1, 1e-5)
+    z_ref, saved_ref = ref.batch_norm_forward(x, w, b, rm.copy(), rv.copy(), training, 0.1, 1e-5)
+    y_ref = ref.relu_forward(z_ref)
+    close(y, y_ref)
+    assert (y_ref == 0).any()
+    g = rand(rng, shape)
+    for got, want in zip(cu.batch_norm_relu_backward(dev(g), y, saved, (True,)),
+                         ref.batch_norm_backward(ref.relu_backward(g, y_ref), saved_ref, (True,))):
+        close(got, want)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 6), (2, 3, 1, 1), (1, 2, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_instance_norm_running_stats_match_reference(rng, shape, dtype):
+    c = shape[1]
+    x = rand(rng, shape, dtype) * 3 + 1
+    rm, rv = rand(rng, (c,), dtype), rng.random(c).astype(dtype) + 0.5
+    rm_d, rv_d = dev(rm), dev(rv)
+    cu.instance_norm_running_stats_(dev(x), rm_d, rv_d, 0.3)
+    ref.instance_norm_running_stats_(x, rm, rv, 0.3)
+    close(rm_d, rm)
+    close(rv_d, rv)
+
+
 @pytest.mark.parametrize("momentum, dampening, weight_decay, nesterov", [(0.0, 0.0, 0.0, False), (0.9, 0.1, 0.01, False),
                                                                         (0.9, 0.0, 0.0, True)])
 def test_sgd_step_matches_reference(rng, momentum, dampening, weight_decay, nesterov):

@@ -17,10 +17,10 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, launch, launch_grid
-from .elementwise import REDUCE_THREADS, contiguous, relu_backward, relu_forward
+from .elementwise import REDUCE_THREADS, contiguous, relu_backward
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
-           "standardize_rows_forward", "standardize_rows_backward"]
+           "standardize_rows_forward", "standardize_rows_backward", "instance_norm_running_stats_"]
 
 
 # Each kernel module keeps its own copy of this block reduction: Numba's CUDA simulator swaps the
@@ -68,7 +68,7 @@ def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, ep
 
 
 @cuda.jit
-def _normalize(x, mean, invstd, weight, bias, has_affine, has_bias, x_hat, y, c, hw, total):
+def _normalize(x, mean, invstd, weight, bias, has_affine, has_bias, relu, x_hat, y, c, hw, total):
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         ch = (t // hw) % c
         v = (x[t] - mean[ch]) * invstd[ch]
@@ -77,7 +77,35 @@ def _normalize(x, mean, invstd, weight, bias, has_affine, has_bias, x_hat, y, c,
             v = v * weight[ch]
         if has_bias:
             v = v + bias[ch]
+        if relu != 0 and v < 0:     # the fused BatchNorm + ReLU (relu_forward: NaN stays)
+            v = 0
         y[t] = v
+
+
+@cuda.jit
+def _instance_running_stats(x, running_mean, running_var, momentum, n_img, c, hw):
+    """One block per channel: the batch mean of each plane's mean and unbiased variance (two
+    passes over the plane), folded into the running statistics."""
+    buf = cuda.shared.array(REDUCE_THREADS, float64)
+    tid = cuda.threadIdx.x
+    for ch in range(cuda.blockIdx.x, c, cuda.gridDim.x):
+        mean_sum = 0.0
+        var_sum = 0.0
+        for s in range(n_img):
+            base = (s * c + ch) * hw
+            acc = 0.0
+            for j in range(tid, hw, REDUCE_THREADS):
+                acc += x[base + j]
+            mu = _block_sum(buf, tid, acc) / hw
+            acc = 0.0
+            for j in range(tid, hw, REDUCE_THREADS):
+                d = x[base + j] - mu
+                acc += d * d
+            mean_sum += mu
+            var_sum += _block_sum(buf, tid, acc) / max(hw - 1, 1)
+        if tid == 0:
+            running_mean[ch] = running_mean[ch] * (1 - momentum) + momentum * (mean_sum / n_img)
+            running_var[ch] = running_var[ch] * (1 - momentum) + momentum * (var_sum / n_img)
 
 
 @cuda.jit
@@ -155,8 +183,9 @@ def _blocks(c):
     return min(c, 4) if SIMULATOR else min(c, 65535)
 
 
-def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """Returns (y, saved); updates running_mean/running_var in place when training."""
+def batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, relu=False):
+    """Returns (y, saved); updates running_mean/running_var in place when training; y = max(y, 0)
+    with ``relu`` (in the normalising launch)."""
     x = contiguous(x)
     n, c = x.shape[:2]
     hw = int(np.prod(x.shape[2:]))
@@ -176,7 +205,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, mom
     x_hat = empty(x.shape, x.dtype)
     y = empty(x.shape, x.dtype)
     launch(_normalize, x.size, flat, mean, invstd, mean if weight is None else weight, mean if bias is None else bias,
-           int(weight is not None), int(bias is not None), x_hat.reshape(x.size), y.reshape(x.size), c, hw, x.size)
+           int(weight is not None), int(bias is not None), int(bool(relu)), x_hat.reshape(x.size), y.reshape(x.size),
+           c, hw, x.size)
     return y, (x_hat, invstd, weight, training)
 
 
@@ -201,9 +231,8 @@ def batch_norm_backward(grad_y, saved, needs_input_grad):
 
 
 def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training, momentum, eps):
-    """max(batch_norm(x), 0) (nn.Sequential's fused BatchNorm + ReLU): the two kernels in turn here."""
-    y, saved = batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps)
-    return relu_forward(y), saved
+    """max(batch_norm(x), 0) (nn.Sequential's fused BatchNorm + ReLU): the ReLU in the normalising launch."""
+    return batch_norm_forward(x, weight, bias, running_mean, running_var, training, momentum, eps, relu=True)
 
 
 def batch_norm_relu_backward(grad_y, y, saved, needs_input_grad):
@@ -235,3 +264,13 @@ def standardize_rows_backward(grad_x_hat, x_hat, invstd):
         launch_grid(_standardize_rows_backward, _blocks(m), REDUCE_THREADS, g.reshape(g.size),
                     x_hat.reshape(x_hat.size), invstd.reshape(m), grad_x.reshape(grad_x.size), m, k)
     return grad_x
+
+
+def instance_norm_running_stats_(x, running_mean, running_var, momentum):
+    """InstanceNorm's running statistics (C,), updated in place from x (N, C, *spatial); one launch."""
+    x = contiguous(x)
+    n, c = x.shape[:2]
+    hw = int(np.prod(x.shape[2:]))
+    if n and c and hw:
+        launch_grid(_instance_running_stats, _blocks(c), REDUCE_THREADS, x.reshape(x.size), running_mean, running_var,
+                    float(momentum), n, c, hw)

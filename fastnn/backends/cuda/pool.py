@@ -21,7 +21,7 @@ from ._core import empty, launch, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
-           "max_unpool2d_forward", "max_unpool2d_backward"]
+           "max_unpool2d_forward", "max_unpool2d_backward", "max_unpool2d_indices_outside"]
 
 
 @cuda.jit
@@ -135,6 +135,15 @@ def _unpool_gather(grad_y, indices, grad_x, total):
         grad_x[n, c, i, j] = grad_y[n, c, flat // wo, flat % wo]
 
 
+@cuda.jit
+def _count_outside(indices, plane, counter, total):
+    """counter[0] += #{t : indices[t] outside [0, plane)}."""
+    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
+        v = indices[t]
+        if v < 0 or v >= plane:
+            cuda.atomic.add(counter, 0, 1)
+
+
 def _out_shape(x_shape, kernel_size, stride, padding):
     return (x_shape[0], x_shape[1], pool_output_size(x_shape[2], kernel_size[0], stride[0], padding[0]),
             pool_output_size(x_shape[3], kernel_size[1], stride[1], padding[1]))
@@ -212,3 +221,13 @@ def max_unpool2d_backward(grad_y, indices):
     total = indices.size
     launch(_unpool_gather, total, grad_y, indices, grad_x, total)
     return grad_x
+
+
+def max_unpool2d_indices_outside(indices, plane):
+    """How many of ``indices`` lie outside [0, plane) (max_unpool2d's argument check): one launch
+    and an 8-byte read-back, so that a bad index raises instead of writing outside y."""
+    flat = contiguous(indices).reshape(indices.size)
+    counter = zeros((1,), np.int64)
+    if flat.size:
+        launch(_count_outside, flat.size, flat, int(plane), counter, flat.size)
+    return int(counter.copy_to_host()[0])

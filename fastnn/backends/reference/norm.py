@@ -8,7 +8,7 @@ import numpy as np
 from .activation import relu_backward, relu_forward
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
-           "standardize_rows_forward", "standardize_rows_backward"]
+           "standardize_rows_forward", "standardize_rows_backward", "instance_norm_running_stats_"]
 
 
 def _stat_shape(x):
@@ -89,3 +89,17 @@ def standardize_rows_backward(grad_x_hat, x_hat, invstd):
     sum_g = grad_x_hat.sum(axis=1, keepdims=True)
     sum_g_xhat = (grad_x_hat * x_hat).sum(axis=1, keepdims=True)
     return invstd / k * (k * grad_x_hat - sum_g - x_hat * sum_g_xhat)
+
+
+def instance_norm_running_stats_(x, running_mean, running_var, momentum):
+    """InstanceNorm's running statistics (C,), updated in place: each follows the mean over the
+    batch of the per-(sample, channel) statistics (mean, unbiased variance) of x (N, C, *spatial)."""
+    n, c = x.shape[:2]
+    planes = x.reshape(n, c, -1)
+    count = planes.shape[2]
+    mean = planes.mean(axis=2).mean(axis=0)
+    var = (planes.var(axis=2) * count / max(count - 1, 1)).mean(axis=0)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean.astype(running_mean.dtype)
+    running_var *= 1 - momentum
+    running_var += momentum * var.astype(running_var.dtype)

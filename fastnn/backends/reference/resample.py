@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 __all__ = ["interpolation_matrix", "adaptive_avg_matrix", "resample2d_forward", "resample2d_backward",
-           "max_unpool2d_forward", "max_unpool2d_backward"]
+           "max_unpool2d_forward", "max_unpool2d_backward", "max_unpool2d_indices_outside"]
 
 
 def interpolation_matrix(in_size, out_size, mode, scale, align_corners, dtype):
@@ -68,3 +68,9 @@ def max_unpool2d_backward(grad_y, indices):
     n, c = grad_y.shape[:2]
     flat = grad_y.reshape(n, c, -1)
     return np.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
+
+
+def max_unpool2d_indices_outside(indices, plane):
+    """How many of ``indices`` lie outside [0, plane): max_unpool2d's argument check, run where
+    the indices live."""
+    return int(np.count_nonzero((indices < 0) | (indices >= plane)))
