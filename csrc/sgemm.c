@@ -1,4 +1,6 @@
 /* fastnn's packed AVX-512 sgemm; see sgemm.h. */
+#include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +18,20 @@
 #define NR 32       /* columns of C per micro-tile (two zmm vectors of the B panel) */
 #define KC 256      /* depth of one packed block: a B panel is KC x NR floats = 32 KB */
 #define MC 256      /* rows of op(A) packed at a time: 256 KB of A panels, in L2 */
+#define NC 4096     /* columns of op(B) packed at a time: at most 4 MB of B panels per thread */
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
+
+/* A thread's packing buffer is freed when the thread exits (a Python thread calling a dense layer
+ * has its own), through this key's destructor; the _Thread_local copies are the fast path. */
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_key_once = PTHREAD_ONCE_INIT;
+static int buffer_key_ok = 0;
+
+static void make_buffer_key(void)
+{
+    buffer_key_ok = pthread_key_create(&buffer_key, free) == 0;
+}
 
 /* The thread's packing buffer, at least ``floats`` long and 64-byte aligned (NULL if out of memory). */
 static float *packing_buffer(size_t floats)
@@ -25,10 +39,18 @@ static float *packing_buffer(size_t floats)
     static _Thread_local float *buffer = NULL;
     static _Thread_local size_t capacity = 0;
     if (floats > capacity) {
+        pthread_once(&buffer_key_once, make_buffer_key);
+        if (!buffer_key_ok)
+            return NULL;
         free(buffer);
         size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
         buffer = aligned_alloc(64, bytes);
         capacity = buffer ? bytes / sizeof(float) : 0;
+        if (pthread_setspecific(buffer_key, buffer) != 0) {
+            free(buffer);
+            buffer = NULL;
+            capacity = 0;
+        }
     }
     return buffer;
 }
@@ -216,7 +238,7 @@ void fastnn_sgemm_set_enabled(int on)
 
 ptrdiff_t fastnn_sgemm_packed_a_size(int m, int k)
 {
-    return (ptrdiff_t)((m + MR - 1) / MR) * MR * (k > 0 ? k : 0);
+    return ((ptrdiff_t)m + MR - 1) / MR * MR * (k > 0 ? k : 0);
 }
 
 void fastnn_sgemm_pack_a(int trans_a, int m, int k, const float *a, int lda, float *packed)
@@ -254,11 +276,10 @@ static void block_product(int mc, int n, int kc, const float *a_panels, ptrdiff_
     }
 }
 
-int fastnn_sgemm_packed(int m, int n, int k, float alpha, const float *packed_a, int trans_b, const float *b,
-                        int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+/* fastnn_sgemm_packed for n <= NC columns. */
+static int packed_columns(int m, int n, int k, float alpha, const float *packed_a, int trans_b, const float *b,
+                          int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
 {
-    if (m <= 0 || n <= 0)
-        return 0;
     int k_blocks, kc_max;
     depth_blocks(k, &k_blocks, &kc_max);
     float *b_panels = packing_buffer((size_t)((n + NR - 1) / NR) * NR * kc_max + 16);
@@ -275,11 +296,10 @@ int fastnn_sgemm_packed(int m, int n, int k, float alpha, const float *packed_a,
     return 0;
 }
 
-int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                 const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+/* fastnn_sgemm for n <= NC columns. */
+static int sgemm_columns(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                         const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
 {
-    if (m <= 0 || n <= 0)
-        return 0;
     int k_blocks, kc_max;
     depth_blocks(k, &k_blocks, &kc_max);
     const int mc_max = min_int(m, MC);
@@ -300,6 +320,44 @@ int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, con
             block_product(mc, n, kc, a_panels, (ptrdiff_t)kc * MR, b_panels, alpha, kb == 0 ? beta : 1.0f,
                           c + (ptrdiff_t)i0 * ldc, ldc, last && row_bias ? row_bias + i0 : NULL, relu && last);
         }
+    }
+    return 0;
+}
+
+/* Sizes whose loops (steps of MC rows, NR columns) would pass INT_MAX: left to BLAS. */
+static int too_large(int m, int n)
+{
+    return m > INT_MAX - MC || n > INT_MAX - NC;
+}
+
+int fastnn_sgemm_packed(int m, int n, int k, float alpha, const float *packed_a, int trans_b, const float *b,
+                        int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+{
+    if (m <= 0 || n <= 0)
+        return 0;
+    if (too_large(m, n))
+        return -1;
+    for (int j0 = 0; j0 < n; j0 += NC) {        /* blocks of columns: op(B)[:, j0:] and C[:, j0:] */
+        const float *bj = trans_b ? b + (ptrdiff_t)j0 * ldb : b + j0;
+        if (packed_columns(m, min_int(NC, n - j0), k, alpha, packed_a, trans_b, bj, ldb, beta, c + j0, ldc,
+                           row_bias, relu) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+{
+    if (m <= 0 || n <= 0)
+        return 0;
+    if (too_large(m, n))
+        return -1;
+    for (int j0 = 0; j0 < n; j0 += NC) {
+        const float *bj = trans_b ? b + (ptrdiff_t)j0 * ldb : b + j0;
+        if (sgemm_columns(trans_a, trans_b, m, min_int(NC, n - j0), k, alpha, a, lda, bj, ldb, beta, c + j0, ldc,
+                          row_bias, relu) != 0)
+            return -1;
     }
     return 0;
 }

@@ -5,6 +5,7 @@
  * on row-major buffers, op(M) = M^T where trans_* is set; single-threaded (callers run one per
  * OpenMP thread). The same product as BLAS's sgemm, laid out the way BLIS and OpenBLAS do it:
  *
+ *   for each block of NC = 4096 columns of op(B) and C:
  *   for each block of KC columns of op(A) (rows of op(B)):
  *       pack that block of op(B) into panels of NR = 32 columns, k-major (zero-padded)
  *       for each block of MC rows of op(A):
@@ -22,7 +23,8 @@
  * while the tile is in registers.
  *
  * fastnn_sgemm_available() is 0 on a CPU without AVX-512F or a compiler without the target
- * attribute; callers then use BLAS. Packing buffers are per thread, grown on demand and kept.
+ * attribute; callers then use BLAS. Packing buffers are per thread (at most 4 MB of B panels and
+ * 256 KB of A panels), grown on demand, kept for the thread's next call and freed when it exits.
  */
 #ifndef FASTNN_SGEMM_H
 #define FASTNN_SGEMM_H
@@ -46,7 +48,8 @@ static inline int fastnn_sgemm_suits(int m, int n, int k)
     return m >= 32 && n >= 64 && k >= 64;
 }
 
-/* Returns 0, or -1 if a packing buffer could not be allocated (nothing written to C then). */
+/* Returns 0, or -1 if a packing buffer could not be allocated or m or n is within 4096 of INT_MAX
+ * (nothing written to C then: use BLAS). */
 int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu);
 

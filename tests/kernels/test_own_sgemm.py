@@ -1,6 +1,9 @@
 """fastnn's packed AVX-512 sgemm (csrc/sgemm.c) against a float64 NumPy product, and the layers
 that use it (dense, per-image convolution) against the reference and against the same layers on
 BLAS. Skipped where the CPU has no AVX-512 (the layers then run on BLAS, tested elsewhere)."""
+import os
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -49,6 +52,45 @@ def test_own_sgemm_matches_a_float64_product(m, n, k, trans_a, trans_b, alpha, b
     np.testing.assert_array_equal(out.base[:, n:], untouched)     # nothing written past column n
     if relu:
         assert (out >= 0).all()
+
+
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_own_sgemm_cuts_more_than_4096_columns_into_blocks(trans_b):
+    rng = np.random.default_rng(1)
+    m, n, k = 9, 4096 + 4096 + 45, 70
+    a = rand(rng, (m, k), np.float32)
+    b = rand(rng, (n, k) if trans_b else (k, n), np.float32)
+    out, bias = rand(rng, (m, n), np.float32), rand(rng, (m,), np.float32)
+    expected = _expected(a, b, out, False, trans_b, 1.0, 0.5, bias, True)
+    _blas.own_sgemm(a, b, out, False, trans_b, 1.0, 0.5, bias, True)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+
+
+def _resident_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_packing_buffers_of_exited_threads_are_freed():
+    """Each thread that runs the kernel keeps its packing buffer (8 MB here) until it exits."""
+    a = np.ones((256, 256), np.float32)
+    b = np.ones((256, 4096), np.float32)
+    out = np.empty((256, 4096), np.float32)
+
+    def work():
+        _blas.own_sgemm(a, b, out)
+
+    def run_threads(count):
+        for _ in range(count):
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+
+    run_threads(5)
+    before = _resident_mib()
+    run_threads(40)          # 320 MB if every thread's buffer outlived it
+    assert _resident_mib() - before < 100
 
 
 def test_own_sgemm_beta_zero_ignores_nan_in_out_and_relu_keeps_nan():

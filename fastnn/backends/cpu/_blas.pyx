@@ -89,7 +89,7 @@ def own_sgemm(const float[:, :] a not None, const float[:, :] b not None, float[
         status = fastnn_sgemm(trans_a, trans_b, <int> m, <int> n, <int> k, alpha, a_ptr, <int> lda,
                               b_ptr, <int> ldb, beta, &out[0, 0], <int> ldc, bias_ptr, relu)
     if status != 0:
-        raise MemoryError("own_sgemm: could not allocate the packing buffer")
+        raise MemoryError("own_sgemm: could not allocate the packing buffer (or m, n is within 4096 of 2**31)")
 
 
 def set_split(bint enabled):
