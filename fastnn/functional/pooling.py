@@ -103,7 +103,6 @@ def adaptive_avg_pool2d(input, output_size) -> Tensor:
     """Average pooling to a fixed (Ho, Wo): window i spans [floor(i H / Ho), ceil((i + 1) H / Ho))."""
     op = "adaptive_avg_pool2d"
     x = _float_tensor(input, op)
-    _host_only(op, x)
     _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
     size = (output_size, output_size) if isinstance(output_size, numbers.Integral) else tuple(output_size)
     if len(size) != 2:
@@ -120,7 +119,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     """Upsample (N, C, H, W) by ``scale_factor`` or to ``size`` with ``nearest`` or ``bilinear``."""
     op = "interpolate"
     x = _float_tensor(input, op)
-    _host_only(op, x)
     _check_ndim(x, (4,), op, "input", "(N, C, H, W)")
     if mode not in ("nearest", "bilinear"):
         raise ValueError(f"{op}: mode must be 'nearest' or 'bilinear', got {mode!r}")

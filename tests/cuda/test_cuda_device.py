@@ -118,13 +118,31 @@ def test_mixed_devices_raise_naming_both():
 
 def test_ops_without_cuda_kernel_raise_not_implemented():
     x = fastnn.tensor(np.ones((1, 2, 4, 4), np.float32), device="cuda")
-    with pytest.raises(NotImplementedError, match="interpolate.*cuda"):
-        F.interpolate(x, scale_factor=2)
-    for op, call in [("adaptive_avg_pool2d", lambda: F.adaptive_avg_pool2d(x, 2))]:
-        with pytest.raises(NotImplementedError, match=f"{op}.*cuda"):
-            call()
     with pytest.raises(NotImplementedError, match="argmax.*cuda"):
         x.argmax()
+
+
+@pytest.mark.parametrize("op, kwargs", [
+    ("interpolate", dict(scale_factor=2, mode="nearest")),
+    ("interpolate", dict(size=(7, 5), mode="bilinear")),
+    ("interpolate", dict(scale_factor=(1.5, 2), mode="bilinear", align_corners=True)),
+    ("adaptive_avg_pool2d", dict(output_size=(2, 3))),
+    ("adaptive_avg_pool2d", dict(output_size=1)),
+])
+def test_resampling_on_cuda_matches_the_cpu(op, kwargs):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    g = None
+    results = []
+    for device in ("cpu", "cuda"):
+        tx = fastnn.tensor(x, requires_grad=True, device=device)
+        out = getattr(F, op)(tx, **kwargs)
+        if g is None:
+            g = rng.standard_normal(out.shape).astype(np.float32)
+        (out * fastnn.tensor(g, device=device)).sum().backward()
+        results.append((out.numpy(), tx.grad.numpy()))
+    for on_cuda, on_cpu in zip(results[1], results[0]):
+        np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-5, atol=1e-6)
 
 
 def test_no_gpu_gives_a_clear_error_and_changes_nothing(no_gpu):
@@ -187,6 +205,23 @@ def test_training_steps_match_cpu_reference(name, adam):
     np.testing.assert_allclose(cuda_losses, cpu_losses, rtol=1e-5)
     for key in cpu_state:
         np.testing.assert_allclose(cuda_state[key], cpu_state[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["resnet_small", "attention_cnn"])
+def test_course_models_train_on_cuda_like_on_the_cpu(name):
+    """The course zoo's residual and attention networks (global average pooling through
+    adaptive_avg_pool2d, attention products, batch norm) on the device: loss and gradients."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(0)
+        model = models.get_model(name).to(device)
+        loss = nn.CrossEntropyLoss()(model(fastnn.tensor(x, device=device)), fastnn.tensor(np.array([1, 3]), device=device))
+        loss.backward()
+        results.append([np.asarray(loss.item())] + [p.grad.numpy() for p in model.parameters()])
+    for on_cuda, on_cpu in zip(results[1], results[0]):
+        np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-4, atol=1e-5)
 
 
 def test_dropout_on_device_in_training_only():

@@ -437,6 +437,21 @@ def test_max_unpool2d_matches_reference(rng, shape, kernel_size, stride, padding
     close(cu.max_unpool2d_backward(dev(g), dev(indices)), ref.max_unpool2d_backward(g, indices))
 
 
+@pytest.mark.parametrize("shape, out_hw", [((2, 3, 5, 6), (7, 4)), ((1, 1, 1, 9), (3, 2)), ((3, 2, 8, 8), (8, 8))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resample2d_matches_reference(rng, shape, out_hw, dtype):
+    h, w = shape[2:]
+    mh = ref.interpolation_matrix(h, out_hw[0], "linear", h / out_hw[0], False, dtype)
+    mw = ref.adaptive_avg_matrix(w, out_hw[1], dtype)
+    x, g = rand(rng, shape, dtype), rand(rng, shape[:2] + out_hw, dtype)
+    mh_d = cu.interpolation_matrix(h, out_hw[0], "linear", h / out_hw[0], False, dtype)
+    mw_d = cu.adaptive_avg_matrix(w, out_hw[1], dtype)
+    close(mh_d, mh)
+    close(mw_d, mw)
+    close(cu.resample2d_forward(dev(x), mh_d, mw_d), ref.resample2d_forward(x, mh, mw))
+    close(cu.resample2d_backward(dev(g), mh_d, mw_d), ref.resample2d_backward(g, mh, mw))
+
+
 def test_missing_kernel_raises_not_implemented():
-    with pytest.raises(NotImplementedError, match="resample2d.*cuda"):
-        cu.resample2d_forward
+    with pytest.raises(NotImplementedError, match="argmax.*cuda"):
+        cu.argmax

@@ -16,6 +16,7 @@ from .loss import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .resample import *  # noqa: F401,F403
 from .report import training_step_launches  # noqa: F401
 
 NAME = "cuda"
