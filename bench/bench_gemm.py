@@ -4,7 +4,8 @@ for the dense layers).
 
     pytest bench/bench_gemm.py --benchmark-group-by=param:shape --benchmark-columns=median,iqr,rounds
 
-Both run single-threaded, as the compiled layers call them (one block per OpenMP thread). The
+Both run single-threaded, as the compiled layers call them (one block of a product per OpenMP
+thread; "half" is one of two threads' blocks). The
 shapes below 32 x 64 x 64 are where OpenBLAS's small-matrix kernels win, so the layers keep BLAS
 there (``fastnn_sgemm_suits`` in csrc/sgemm.h).
 """
@@ -22,7 +23,7 @@ SHAPES = {   # name: (m, n, k, trans_a, trans_b) of C (m x n) = op(A) op(B)
     "tfconvnet conv2 grad_W": (64, 800, 196, False, True),
     "tfconvnet conv2 grad_cols": (800, 196, 64, True, False),
     "mlp fc1 forward (half)": (64, 128, 784, False, True),
-    "mlp fc1 grad_W (half)": (128, 784, 64, True, False),
+    "mlp fc1 grad_W (half)": (256, 400, 64, True, False),
     "tfconvnet conv1 forward (BLAS kept)": (32, 784, 25, False, False),
     "lenet5 conv2 forward (BLAS kept)": (16, 100, 150, False, False),
 }

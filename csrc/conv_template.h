@@ -61,17 +61,17 @@ static inline int SUFFIXED(packed_product)(const SCALAR *packed_a, int m, int n,
 #endif
 }
 
-/* C (m x n) += A B^T with fastnn's sgemm (grad_W); -1 if it is disabled, does not suit the shape
- * or could not run. */
-static inline int SUFFIXED(own_gemm_accumulate_nt)(int m, int n, int k, const SCALAR *a, int lda,
+/* C (m x n) += A B^T with fastnn's sgemm (grad_W); -1 if ``own`` is 0 (read once per call, before the
+ * parallel region), the shape does not suit it, or it could not run. */
+static inline int SUFFIXED(own_gemm_accumulate_nt)(int own, int m, int n, int k, const SCALAR *a, int lda,
                                                    const SCALAR *b, int ldb, SCALAR *c, int ldc)
 {
 #if SCALAR_IS_FLOAT
-    if (!fastnn_sgemm_enabled() || !fastnn_sgemm_suits(m, n, k))
+    if (!own || !fastnn_sgemm_suits(m, n, k))
         return -1;
     return fastnn_sgemm(0, 1, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc, NULL, 0);
 #else
-    (void)m; (void)n; (void)k; (void)a; (void)lda; (void)b; (void)ldb; (void)c; (void)ldc;
+    (void)own; (void)m; (void)n; (void)k; (void)a; (void)lda; (void)b; (void)ldb; (void)c; (void)ldc;
     return -1;
 #endif
 }
@@ -146,6 +146,11 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
     const int pointwise = SUFFIXED(is_pointwise)(g);
     ptrdiff_t packed_stride = 0;
     SCALAR *packed_wt = grad_x ? SUFFIXED(packed_weights)(weight, groups, rows_out, k, plane, 1, &packed_stride) : NULL;
+#if SCALAR_IS_FLOAT
+    const int own_grad_w = fastnn_sgemm_enabled();
+#else
+    const int own_grad_w = 0;
+#endif
 
     #pragma omp parallel num_threads(threads)
     {
@@ -172,7 +177,7 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
                 else
                     SUFFIXED(im2col_image)(x, g, n, cols, padded);
                 for (ptrdiff_t group = 0; group < groups; ++group)
-                    if (SUFFIXED(own_gemm_accumulate_nt)((int)rows_out, (int)k, (int)plane,
+                    if (SUFFIXED(own_gemm_accumulate_nt)(own_grad_w, (int)rows_out, (int)k, (int)plane,
                                                          gy + group * rows_out * plane, (int)plane,
                                                          x_cols + group * k * plane, (int)plane,
                                                          my_grad_w + group * rows_out * k, (int)k) != 0)

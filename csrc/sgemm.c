@@ -324,7 +324,7 @@ static int sgemm_columns(int trans_a, int trans_b, int m, int n, int k, float al
     return 0;
 }
 
-/* Sizes whose loops (steps of MC rows, NR columns) would pass INT_MAX: left to BLAS. */
+/* Sizes whose loops (steps of MC rows, NC columns) would pass INT_MAX: left to BLAS. */
 static int too_large(int m, int n)
 {
     return m > INT_MAX - MC || n > INT_MAX - NC;
@@ -337,7 +337,9 @@ int fastnn_sgemm_packed(int m, int n, int k, float alpha, const float *packed_a,
         return 0;
     if (too_large(m, n))
         return -1;
-    for (int j0 = 0; j0 < n; j0 += NC) {        /* blocks of columns: op(B)[:, j0:] and C[:, j0:] */
+    /* Blocks of columns: op(B)[:, j0:] and C[:, j0:]. Only the first block can fail (it asks for
+     * the largest buffer), so a -1 always means that C is untouched: callers redo it with BLAS. */
+    for (int j0 = 0; j0 < n; j0 += NC) {
         const float *bj = trans_b ? b + (ptrdiff_t)j0 * ldb : b + j0;
         if (packed_columns(m, min_int(NC, n - j0), k, alpha, packed_a, trans_b, bj, ldb, beta, c + j0, ldc,
                            row_bias, relu) != 0)

@@ -48,8 +48,8 @@ static inline int fastnn_sgemm_suits(int m, int n, int k)
     return m >= 32 && n >= 64 && k >= 64;
 }
 
-/* Returns 0, or -1 if a packing buffer could not be allocated or m or n is within 4096 of INT_MAX
- * (nothing written to C then: use BLAS). */
+/* Returns 0, or -1 if a packing buffer could not be allocated or m is within 256 (n within 4096)
+ * of INT_MAX: nothing written to C then, use BLAS. */
 int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu);
 

@@ -84,6 +84,7 @@ def _partition_compiled_gemms(n: int) -> None:
     for controller in scipy_libs:
         controller.set_num_threads(1)
     blas.set_split(bool(scipy_libs) and n > 1)
+    blas.set_blas_single_threaded(bool(scipy_libs))
 
 
 def _set_default(name, value):

@@ -178,3 +178,11 @@ def test_nan_and_inf_inputs_propagate_without_crashing(backend_name):
         assert np.isnan(F.softmax(x, 1).numpy()[0]).all()
         out = F.cross_entropy(x, np.array([1, 2]), reduction="none").numpy()
         assert np.isnan(out[0])
+
+
+def test_instance_norm_refuses_running_statistics_it_could_only_update_in_a_copy():
+    x = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="instance_norm: running_mean must be a float32 or float64 array"):
+        F.instance_norm(x, np.zeros(3, np.float16), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="instance_norm: running_var must be a float32 or float64"):
+        F.instance_norm(x, np.zeros(3, np.float32), [1.0, 1.0, 1.0])

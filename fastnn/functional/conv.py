@@ -117,7 +117,8 @@ def linear(input, weight, bias=None) -> Tensor:
 def linear_relu(input, weight, bias=None) -> Tensor:
     """relu(linear(...)) as one op, for a Linear followed by a ReLU (``nn.Sequential`` fuses the
     pair; not part of PyTorch's API): the same values and gradients as the two ops, with one
-    autograd node and no separate activation pass over memory."""
+    autograd node and no separate activation pass over memory. Errors name ``linear``, the op the
+    user called (through nn.Linear)."""
     x, w, b = _linear_arguments("linear", input, weight, bias)
     out_f, in_f = w.shape
     lead = x.shape[:-1]

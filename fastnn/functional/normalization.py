@@ -168,6 +168,12 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     if use_input_stats:
         if running_mean is not None and running_var is not None:
             # the running statistics follow the mean over the batch of per-instance statistics
+            for t, name in ((running_mean, "running_mean"), (running_var, "running_var")):
+                dtype = np.dtype(t.dtype) if hasattr(t, "dtype") else None
+                if dtype is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+                    # updated in place: a conversion would update a copy and lose the statistics
+                    raise ValueError(f"{op}: {name} must be a float32 or float64 array or tensor, got "
+                                     f"{dtype or type(t).__name__}")
             rm, rv = (t if isinstance(t, Tensor) else as_tensor(t, name=f"{op}: {name}")
                       for t, name in ((running_mean, "running_mean"), (running_var, "running_var")))
             for t, name in ((rm, "running_mean"), (rv, "running_var")):

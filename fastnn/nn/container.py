@@ -22,8 +22,9 @@ class Sequential(Module):
 
     A ``Linear``, ``Conv2d``, ``BatchNorm1d`` or ``BatchNorm2d`` directly followed by a ``ReLU``
     (those exact classes, their ``forward`` not replaced on the class or the instance) runs as one
-    fused op, the module's ``forward_relu``: the same values and gradients, with the ReLU done
-    inside the dense, convolution or normalisation kernel. ``Sequential.fuse_relu = False`` turns that off.
+    fused op, the module's ``forward_relu``: the same values and gradients as one autograd node,
+    the ReLU applied by the op's kernels (the convolution's epilogue, the normalising pass; after
+    the dense layer's GEMM, in place) and its mask inside the op's backward. ``Sequential.fuse_relu = False`` turns that off.
     """
 
     fuse_relu = True

@@ -367,6 +367,15 @@ def test_max_unpool2d_on_cuda_matches_the_cpu_and_checks_indices_on_the_device()
         F.max_unpool2d(values, np.zeros((1, 1, 2, 2), np.int64), 2)
 
 
+def test_max_unpool2d_counts_its_launches_in_a_dry_run():
+    from fastnn.backends.cuda import count_launches
+    x = fastnn.tensor(np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6), device="cuda")
+    pooled, indices = F.max_pool2d(x, 2, return_indices=True)
+    with count_launches(dry_run=True) as counter:
+        F.max_unpool2d(pooled, indices, 2)
+    assert counter() >= 2     # the index check and the scatter (plus the zero fill)
+
+
 @pytest.mark.parametrize("track_running_stats", [False, True])
 def test_instance_norm_on_cuda_matches_the_cpu(track_running_stats):
     rng = np.random.default_rng(6)

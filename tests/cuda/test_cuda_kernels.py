@@ -84,7 +84,10 @@ def test_linear_and_matmul_match_reference(rng, shape, has_bias):
     g = rand(rng, (n, o))
     needs = (True, True, has_bias)
     for got, want in zip(cu.linear_backward(dev(g), dev(x), dev(w), needs), ref.linear_backward(g, x, w, needs)):
-        close(got, want) if want is not None else None
+        if want is None:
+            assert got is None
+        else:
+            close(got, want)
     close(cu.matmul(dev(x), dev(w.T)), ref.matmul(x, np.ascontiguousarray(w.T)))
 
 
@@ -123,7 +126,10 @@ def test_linear_relu_matches_reference_linear_then_relu(rng, shape, has_bias, dt
     needs = (True, True, has_bias)
     for got, want in zip(cu.linear_relu_backward(dev(g), y, dev(x), dev(w), needs),
                          ref.linear_relu_backward(g, y_ref, x, w, needs)):
-        close(got, want) if want is not None else None
+        if want is None:
+            assert got is None
+        else:
+            close(got, want)
 
 
 def test_gemm_float64_and_partial_tiles(rng):
@@ -450,6 +456,22 @@ def test_resample2d_matches_reference(rng, shape, out_hw, dtype):
     close(mw_d, mw)
     close(cu.resample2d_forward(dev(x), mh_d, mw_d), ref.resample2d_forward(x, mh, mw))
     close(cu.resample2d_backward(dev(g), mh_d, mw_d), ref.resample2d_backward(g, mh, mw))
+
+
+def test_resample2d_cuts_the_planes_into_chunks_the_gemm_grid_can_hold(rng, monkeypatch):
+    import fastnn.backends.cuda.resample as cuda_resample
+    monkeypatch.setattr(cuda_resample, "_MAX_GEMM_ROWS", 10)      # 2 planes of 5 rows per chunk forward
+    x, g = rand(rng, (2, 3, 5, 6)), rand(rng, (2, 3, 7, 4))
+    mh, mw = ref.interpolation_matrix(5, 7, "linear", 5 / 7, False, np.float32), ref.adaptive_avg_matrix(6, 4, np.float32)
+    close(cu.resample2d_forward(dev(x), dev(mh), dev(mw)), ref.resample2d_forward(x, mh, mw))
+    close(cu.resample2d_backward(dev(g), dev(mh), dev(mw)), ref.resample2d_backward(g, mh, mw))
+
+
+def test_resampling_matrix_cache_is_bounded():
+    import fastnn.backends.cuda.resample as cuda_resample
+    for i in range(cuda_resample._CACHED_MATRICES + 10):
+        cu.interpolation_matrix(5, 9, "linear", 5 / 9 + i * 1e-3, False, np.float32)
+    assert len(cuda_resample._MATRICES) == cuda_resample._CACHED_MATRICES
 
 
 def test_missing_kernel_raises_not_implemented():

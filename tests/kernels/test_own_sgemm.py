@@ -34,12 +34,13 @@ def _strided(rng, shape, extra):
 
 
 @settings(max_examples=300, deadline=None)
-@given(m=st.integers(0, 70), n=st.integers(0, 90), k=st.integers(0, 600), trans_a=st.booleans(),
+@given(m=st.one_of(st.integers(0, 70), st.integers(250, 600)), n=st.integers(0, 90), k=st.integers(0, 600), trans_a=st.booleans(),
        trans_b=st.booleans(), alpha=st.sampled_from([1.0, 0.5, -2.0]), beta=st.sampled_from([0.0, 1.0, 0.25]),
        bias=st.booleans(), relu=st.booleans(), extra=st.integers(0, 3), seed=st.integers(0, 2**31))
 def test_own_sgemm_matches_a_float64_product(m, n, k, trans_a, trans_b, alpha, beta, bias, relu, extra, seed):
-    """Every edge: rows past a multiple of 8, columns past 16 and 32, depth past the 256-deep
-    blocks (split evenly), strided rows, beta accumulating, bias and ReLU on the last block only."""
+    """Every edge: rows past a multiple of 8 and past the 256-row blocks, columns past 16 and 32,
+    depth past the 256-deep blocks (split evenly), strided rows, beta accumulating, bias and ReLU
+    on the last block only."""
     rng = np.random.default_rng(seed)
     a = _strided(rng, (k, m) if trans_a else (m, k), extra)
     b = _strided(rng, (n, k) if trans_b else (k, n), extra)
@@ -73,7 +74,8 @@ def _resident_mib():
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
 def test_packing_buffers_of_exited_threads_are_freed():
-    """Each thread that runs the kernel keeps its packing buffer (8 MB here) until it exits."""
+    """Each thread that runs the kernel keeps its packing buffer (~4.25 MB here: 4 MB of B panels,
+    256 KB of A panels) until it exits."""
     a = np.ones((256, 256), np.float32)
     b = np.ones((256, 4096), np.float32)
     out = np.empty((256, 4096), np.float32)
@@ -89,7 +91,7 @@ def test_packing_buffers_of_exited_threads_are_freed():
 
     run_threads(5)
     before = _resident_mib()
-    run_threads(40)          # 320 MB if every thread's buffer outlived it
+    run_threads(40)          # ~170 MB if every thread's buffer outlived it
     assert _resident_mib() - before < 100
 
 
@@ -114,17 +116,23 @@ def test_own_sgemm_rejects_mismatched_shapes():
 
 @pytest.fixture(params=[True, False], ids=["own-sgemm", "blas"])
 def gemm_kernel(request):
+    """The kernel under test, on two threads (restored afterwards) with the products cut in blocks."""
+    threads = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
     previous = own_sgemm.set_enabled(request.param)
     assert own_sgemm.enabled() == request.param
+    if not _blas.get_split():
+        pytest.skip("SciPy's BLAS is not under fastnn's thread control here: GEMMs are not cut into blocks")
     yield request.param
     own_sgemm.set_enabled(previous)
+    fastnn.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("n, fan_in, fan_out", [(64, 784, 256), (70, 130, 100), (256, 100, 64), (33, 64, 65)])
 def test_dense_layer_on_either_gemm_matches_reference(gemm_kernel, n, fan_in, fan_out):
-    """Shapes where fastnn_sgemm_suits holds for the forward, grad_x and grad_W products (cut in
-    blocks over two threads), so the own kernel really runs when enabled."""
-    fastnn.set_num_threads(2)
+    """Shapes where fastnn_sgemm_suits holds for at least one block of the forward, grad_x or
+    grad_W product (cut over two threads; the other blocks go to BLAS), so the own kernel runs
+    when enabled."""
     rng = np.random.default_rng(n + fan_in)
     x, w, b = rand(rng, (n, fan_in), np.float32), rand(rng, (fan_out, fan_in), np.float32), rand(rng, (fan_out,), np.float32)
     assert_close(cpu.linear_relu_forward(x, w, b), ref.linear_relu_forward(x, w, b))
@@ -139,6 +147,7 @@ CONV_SHAPES = [   # x, weight, stride, padding, dilation, groups: GEMMs of at le
     ((2, 8, 11, 13), (40, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1),      # odd plane (143), k = 72
     ((2, 16, 17, 18), (64, 8, 3, 3), (2, 1), (1, 0), (1, 2), 2),     # groups, stride, dilation
     ((2, 70, 9, 9), (64, 70, 1, 1), (1, 1), (0, 0), (1, 1), 1),      # pointwise: x is the column matrix
+    ((2, 128, 9, 9), (128, 64, 3, 3), (1, 1), (1, 1), (1, 1), 2),    # groups on every packed product
 ]
 
 
@@ -146,7 +155,6 @@ CONV_SHAPES = [   # x, weight, stride, padding, dilation, groups: GEMMs of at le
 @pytest.mark.parametrize("relu", [False, True])
 def test_per_image_conv_on_either_gemm_matches_reference(gemm_kernel, monkeypatch, x_shape, w_shape, stride,
                                                          padding, dilation, groups, relu):
-    fastnn.set_num_threads(2)
     monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 0)
     rng = np.random.default_rng(sum(x_shape))
     x, w, b = rand(rng, x_shape, np.float32), rand(rng, w_shape, np.float32), rand(rng, w_shape[:1], np.float32)
@@ -163,6 +171,23 @@ def test_per_image_conv_on_either_gemm_matches_reference(gemm_kernel, monkeypatc
     grads_ref = ref.conv2d_backward(ref.relu_backward(grad_y, y_ref) if relu else grad_y, saved_ref, (True, True, True))
     for got, want in zip(grads, grads_ref):
         assert_close(got, want)
+
+
+def test_dense_layer_uses_the_own_sgemm_on_one_thread_too():
+    """With one thread the product is not cut, and SciPy's BLAS runs one thread: the own kernel
+    still takes it (the same bits as calling it directly)."""
+    threads = fastnn.get_num_threads()
+    fastnn.set_num_threads(1)
+    try:
+        if not _blas.get_split() and not own_sgemm.enabled():
+            pytest.skip("fastnn's sgemm is off")
+        rng = np.random.default_rng(2)
+        x, w = rand(rng, (64, 784), np.float32), rand(rng, (256, 784), np.float32)
+        direct = np.empty((64, 256), np.float32)
+        _blas.own_sgemm(x, w, direct, trans_b=True)
+        np.testing.assert_array_equal(cpu.linear_forward(x, w, None), direct)
+    finally:
+        fastnn.set_num_threads(threads)
 
 
 def test_own_sgemm_is_the_default_where_available():

@@ -30,6 +30,7 @@ cdef extern from "sgemm.h" nogil:
 # below this many multiply-adds a GEMM runs on the calling thread (waking the pool costs more)
 cdef Py_ssize_t SPLIT_MIN_MACS = 1 << 18
 cdef bint _split = False   # set by fastnn.threads once SciPy's OpenBLAS is limited to one thread
+cdef bint _blas_one_thread = False   # SciPy's OpenBLAS runs one thread (set by fastnn.threads)
 fastnn_sgemm_set_enabled(fastnn_sgemm_available())     # decided once, before any parallel region
 
 
@@ -77,8 +78,9 @@ def own_sgemm(const float[:, :] a not None, const float[:, :] b not None, float[
     cdef Py_ssize_t lda = _leading_dimension("a", a)
     cdef Py_ssize_t ldb = _leading_dimension("b", b)
     cdef Py_ssize_t ldc = _leading_dimension("out", out)
-    if max(m, n, k, lda, ldb, ldc) > INT_MAX:
-        raise ValueError("own_sgemm: a dimension exceeds the 32-bit integer range")
+    if max(m, n, k, lda, ldb, ldc) > INT_MAX or m > INT_MAX - 256 or n > INT_MAX - 4096:
+        raise ValueError("own_sgemm: a dimension exceeds the 32-bit range the kernel takes (m <= 2**31 - 257, "
+                         "n <= 2**31 - 4097)")
     if m == 0 or n == 0:
         return
     cdef const float *bias_ptr = &bias[0] if bias is not None else NULL
@@ -89,7 +91,7 @@ def own_sgemm(const float[:, :] a not None, const float[:, :] b not None, float[
         status = fastnn_sgemm(trans_a, trans_b, <int> m, <int> n, <int> k, alpha, a_ptr, <int> lda,
                               b_ptr, <int> ldb, beta, &out[0, 0], <int> ldc, bias_ptr, relu)
     if status != 0:
-        raise MemoryError("own_sgemm: could not allocate the packing buffer (or m, n is within 4096 of 2**31)")
+        raise MemoryError("own_sgemm: could not allocate the packing buffer")
 
 
 def set_split(bint enabled):
@@ -100,6 +102,13 @@ def set_split(bint enabled):
 
 def get_split():
     return _split
+
+
+def set_blas_single_threaded(bint one_thread):
+    """Tell the GEMMs that SciPy's OpenBLAS runs one thread (fastnn.threads limited it): then every
+    float32 product may use fastnn's single-threaded sgemm, cut across threads or not."""
+    global _blas_one_thread
+    _blas_one_thread = one_thread
 
 
 cdef void gemv_colmajor(char trans, int m, int n, floating alpha, const floating *a, int lda,
@@ -180,7 +189,7 @@ def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] ou
         with nogil:
             gemm_rowmajor(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
                           &a[0, 0], lda, &b[0, 0], ldb, <floating> beta, &out[0, 0], <int> n,
-                          _split or m * n * k < SPLIT_MIN_MACS)
+                          _split or _blas_one_thread or m * n * k < SPLIT_MIN_MACS)
         return
     for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
         start = <int> (part * step)

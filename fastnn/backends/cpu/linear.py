@@ -2,8 +2,8 @@
 
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y. The transposes are BLAS flags, never copies; the bias is the GEMM's
-initial C (beta = 1). ``linear_relu`` applies the ReLU in place on the GEMM's output while it is
-in cache, and its mask to grad_y before the backward GEMMs.
+initial C (beta = 1). ``linear_relu`` applies the ReLU in place on the GEMM's output (one pass, no
+new array) and its mask to grad_y before the backward GEMMs.
 """
 import numpy as np
 

@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda
 
 from ..reference.pool import pool_output_size
-from ._core import empty, launch, unravel4, windows_holding
+from ._core import empty, launch, to_device, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -227,7 +227,7 @@ def max_unpool2d_indices_outside(indices, plane):
     """How many of ``indices`` lie outside [0, plane) (max_unpool2d's argument check): one launch
     and an 8-byte read-back, so that a bad index raises instead of writing outside y."""
     flat = contiguous(indices).reshape(indices.size)
-    counter = zeros((1,), np.int64)
+    counter = to_device(np.zeros(1, np.int64))   # a copy, not a launch: still 0 under count_launches(dry_run=True)
     if flat.size:
         launch(_count_outside, flat.size, flat, int(plane), counter, flat.size)
     return int(counter.copy_to_host()[0])

@@ -1,15 +1,18 @@
 """Separable 2-D resampling on the device (same contract as ``reference/resample.py``): upsampling
 (nearest, bilinear) and adaptive average pooling as y = A_h x A_wᵀ per (n, c) plane.
 
-Two launches of the tiled GEMM (``linear.gemm``) each way, with the planes folded into the GEMM's
-columns by its split-column layout (no transposing copies):
+Two launches of the tiled GEMM (``linear.gemm``) each way (per chunk of planes small enough for the
+GEMM's grid), with the planes folded into the GEMM's columns by its split-column layout (no
+transposing copies):
     T (N C H, Wo)       = x (N C H, W) A_wᵀ                       plain row-major product
     y (Ho, N C · Wo)    = A_h (Ho, H) T (H, N C · Wo)             T read as (N C, H, Wo), p = Wo
 and backward grad_x = A_hᵀ grad_y A_w the same way. The small matrices are built on the host by the
-reference and copied to the device once per (size, mode, dtype): a cache, so a training step makes
-no transfer for them.
+reference and copied to the device once per (size, mode, scale, dtype): an LRU cache of 64, so a
+training step makes no transfer for them.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import numpy as np
 
@@ -20,14 +23,20 @@ from .linear import gemm, plain
 
 __all__ = ["interpolation_matrix", "adaptive_avg_matrix", "resample2d_forward", "resample2d_backward"]
 
-_MATRICES = {}      # (builder, arguments) -> device array
+_MATRICES = OrderedDict()       # (builder, arguments) -> device array, least recently used first
+_CACHED_MATRICES = 64           # bounded: random-scale augmentation would otherwise grow it forever
+# The GEMM's grid has one row of blocks per 64 rows of C, and a grid's y extent is at most 65535.
+_MAX_GEMM_ROWS = 65535 * 64
 
 
 def _on_device(builder, *args):
     key = (builder.__name__,) + tuple(np.dtype(a).str if isinstance(a, (type, np.dtype)) else a for a in args)
-    matrix = _MATRICES.get(key)
+    matrix = _MATRICES.pop(key, None)
     if matrix is None:
-        matrix = _MATRICES[key] = to_device(np.ascontiguousarray(builder(*args)))
+        matrix = to_device(np.ascontiguousarray(builder(*args)))
+        while len(_MATRICES) >= _CACHED_MATRICES:
+            _MATRICES.popitem(last=False)
+    _MATRICES[key] = matrix
     return matrix
 
 
@@ -51,17 +60,22 @@ def _separable(x, left, left_transposed, right, right_transposed):
     rows_out = left.shape[1] if left_transposed else left.shape[0]      # op(left) is (rows_out, h)
     cols_out = right.shape[1] if right_transposed else right.shape[0]   # op(right) is (cols_out, w)
     out = empty((n, c, rows_out, cols_out), x.dtype)
-    if not (planes and rows_out and cols_out):
+    if not (planes and rows_out and cols_out and h and w):
         return out
-    t = empty((planes * h, cols_out), x.dtype)
-    xa, px = plain(x.reshape(planes * h, w))
+    x3 = x.reshape(planes, h, w)
+    out3 = out.reshape(planes, rows_out, cols_out)
     ra, pr = plain(right)
-    # T = X op(right)ᵀ: op(right)ᵀ is right stored transposed unless right_transposed
-    gemm(xa, 0, px, ra, int(not right_transposed), pr, t.reshape(1, planes * h, cols_out), cols_out,
-         planes * h, cols_out, w)
     la, pl = plain(left)
-    gemm(la, int(left_transposed), pl, t.reshape(planes, h, cols_out), 0, cols_out,
-         out.reshape(planes, rows_out, cols_out), cols_out, rows_out, planes * cols_out, h)
+    chunk = max(1, _MAX_GEMM_ROWS // h)         # planes per pair of launches (the first GEMM has chunk h rows)
+    t = empty((min(chunk, planes) * h, cols_out), x.dtype)
+    for p0 in range(0, planes, chunk):
+        count = min(chunk, planes - p0)
+        tc = t[:count * h]
+        # T = X op(right)ᵀ: op(right)ᵀ is right stored transposed unless right_transposed
+        gemm(x3[p0:p0 + count].reshape(1, count * h, w), 0, w, ra, int(not right_transposed), pr,
+             tc.reshape(1, count * h, cols_out), cols_out, count * h, cols_out, w)
+        gemm(la, int(left_transposed), pl, tc.reshape(count, h, cols_out), 0, cols_out,
+             out3[p0:p0 + count], cols_out, rows_out, count * cols_out, h)
     return out
 
 
