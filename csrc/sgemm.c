@@ -276,35 +276,16 @@ static void block_product(int mc, int n, int kc, const float *a_panels, ptrdiff_
     }
 }
 
-/* fastnn_sgemm_packed for n <= NC columns. */
-static int packed_columns(int m, int n, int k, float alpha, const float *packed_a, int trans_b, const float *b,
-                          int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+/* C[:, :n] for n <= NC columns. op(A) comes packed (``packed_a``: all rows, full depth, from
+ * fastnn_sgemm_pack_a) or is packed here from (trans_a, a, lda), MC rows at a time. */
+static int product_columns(int trans_a, const float *a, int lda, const float *packed_a, int trans_b,
+                           const float *b, int ldb, int m, int n, int k, float alpha, float beta, float *c, int ldc,
+                           const float *row_bias, int relu)
 {
     int k_blocks, kc_max;
     depth_blocks(k, &k_blocks, &kc_max);
-    float *b_panels = packing_buffer((size_t)((n + NR - 1) / NR) * NR * kc_max + 16);
-    if (!b_panels)
-        return -1;
-    for (int kb = 0; kb < k_blocks; ++kb) {
-        const int k0 = kb * kc_max, kc = min_int(kc_max, k - k0), last = kb == k_blocks - 1;
-        if (kc > 0)
-            pack_b(trans_b, b, ldb, n, k0, kc, b_panels);
-        /* the first block applies beta, later ones accumulate; the last adds the bias and the ReLU */
-        block_product(m, n, kc, packed_a + (ptrdiff_t)k0 * MR, (ptrdiff_t)k * MR, b_panels, alpha,
-                      kb == 0 ? beta : 1.0f, c, ldc, last ? row_bias : NULL, relu && last);
-    }
-    return 0;
-}
-
-/* fastnn_sgemm for n <= NC columns. */
-static int sgemm_columns(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-                         const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
-{
-    int k_blocks, kc_max;
-    depth_blocks(k, &k_blocks, &kc_max);
-    const int mc_max = min_int(m, MC);
     const size_t b_size = (size_t)((n + NR - 1) / NR) * NR * kc_max;
-    const size_t a_size = (size_t)((mc_max + MR - 1) / MR) * MR * kc_max;
+    const size_t a_size = packed_a ? 0 : (size_t)((min_int(m, MC) + MR - 1) / MR) * MR * kc_max;
     float *b_panels = packing_buffer(b_size + a_size + 16);
     if (!b_panels)
         return -1;
@@ -315,9 +296,16 @@ static int sgemm_columns(int trans_a, int trans_b, int m, int n, int k, float al
             pack_b(trans_b, b, ldb, n, k0, kc, b_panels);
         for (int i0 = 0; i0 < m; i0 += MC) {
             const int mc = min_int(MC, m - i0);
-            if (kc > 0)
-                pack_a(trans_a, a, lda, i0, mc, k0, kc, a_panels, (ptrdiff_t)kc * MR);
-            block_product(mc, n, kc, a_panels, (ptrdiff_t)kc * MR, b_panels, alpha, kb == 0 ? beta : 1.0f,
+            const float *panels = a_panels;
+            ptrdiff_t stride = (ptrdiff_t)kc * MR;
+            if (packed_a) {        /* MC is a multiple of MR: row i0 starts panel i0 / MR */
+                stride = (ptrdiff_t)k * MR;
+                panels = packed_a + (ptrdiff_t)(i0 / MR) * stride + (ptrdiff_t)k0 * MR;
+            } else if (kc > 0) {
+                pack_a(trans_a, a, lda, i0, mc, k0, kc, a_panels, stride);
+            }
+            /* the first block applies beta, later ones accumulate; the last adds the bias and the ReLU */
+            block_product(mc, n, kc, panels, stride, b_panels, alpha, kb == 0 ? beta : 1.0f,
                           c + (ptrdiff_t)i0 * ldc, ldc, last && row_bias ? row_bias + i0 : NULL, relu && last);
         }
     }
@@ -330,38 +318,35 @@ static int too_large(int m, int n)
     return m > INT_MAX - MC || n > INT_MAX - NC;
 }
 
-int fastnn_sgemm_packed(int m, int n, int k, float alpha, const float *packed_a, int trans_b, const float *b,
-                        int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+/* The product in blocks of NC columns: op(B)[:, j0:] and C[:, j0:]. Only the first block can fail
+ * (it asks for the largest buffer), so a -1 always means that C is untouched: callers redo it with BLAS. */
+static int product(int trans_a, const float *a, int lda, const float *packed_a, int trans_b, const float *b,
+                   int ldb, int m, int n, int k, float alpha, float beta, float *c, int ldc, const float *row_bias,
+                   int relu)
 {
     if (m <= 0 || n <= 0)
         return 0;
     if (too_large(m, n))
         return -1;
-    /* Blocks of columns: op(B)[:, j0:] and C[:, j0:]. Only the first block can fail (it asks for
-     * the largest buffer), so a -1 always means that C is untouched: callers redo it with BLAS. */
     for (int j0 = 0; j0 < n; j0 += NC) {
         const float *bj = trans_b ? b + (ptrdiff_t)j0 * ldb : b + j0;
-        if (packed_columns(m, min_int(NC, n - j0), k, alpha, packed_a, trans_b, bj, ldb, beta, c + j0, ldc,
-                           row_bias, relu) != 0)
+        if (product_columns(trans_a, a, lda, packed_a, trans_b, bj, ldb, m, min_int(NC, n - j0), k, alpha, beta,
+                            c + j0, ldc, row_bias, relu) != 0)
             return -1;
     }
     return 0;
 }
 
+int fastnn_sgemm_packed(int m, int n, int k, float alpha, const float *packed_a, int trans_b, const float *b,
+                        int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
+{
+    return product(0, NULL, 0, packed_a, trans_b, b, ldb, m, n, k, alpha, beta, c, ldc, row_bias, relu);
+}
+
 int fastnn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc, const float *row_bias, int relu)
 {
-    if (m <= 0 || n <= 0)
-        return 0;
-    if (too_large(m, n))
-        return -1;
-    for (int j0 = 0; j0 < n; j0 += NC) {
-        const float *bj = trans_b ? b + (ptrdiff_t)j0 * ldb : b + j0;
-        if (sgemm_columns(trans_a, trans_b, m, min_int(NC, n - j0), k, alpha, a, lda, bj, ldb, beta, c + j0, ldc,
-                          row_bias, relu) != 0)
-            return -1;
-    }
-    return 0;
+    return product(trans_a, a, lda, NULL, trans_b, b, ldb, m, n, k, alpha, beta, c, ldc, row_bias, relu);
 }
 
 #else   /* no AVX-512 kernel in this build: callers use BLAS */

@@ -99,19 +99,7 @@ def linear(input, weight, bias=None) -> Tensor:
     Shape: input (*, in_features), weight (out_features, in_features), bias (out_features,),
     output (*, out_features).
     """
-    x, w, b = _linear_arguments("linear", input, weight, bias)
-    out_f, in_f = w.shape
-    lead = x.shape[:-1]
-    x2 = x.data.reshape(-1, in_f)
-    k = kernels_for(x, w, b)
-    y = k.linear_forward(x2, w.data, None if b is None else b.data)
-
-    def backward(grad_y):
-        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        gx, gw, gb = k.linear_backward(grad_y.reshape(-1, out_f), x2, w.data, needs)
-        return (None if gx is None else gx.reshape(x.shape)), gw, gb
-
-    return _result(y.reshape(lead + (out_f,)), "linear", (x, w, b), backward)
+    return _linear(input, weight, bias, relu=False)
 
 
 def linear_relu(input, weight, bias=None) -> Tensor:
@@ -119,19 +107,26 @@ def linear_relu(input, weight, bias=None) -> Tensor:
     pair; not part of PyTorch's API): the same values and gradients as the two ops, with one
     autograd node and no separate activation pass over memory. Errors name ``linear``, the op the
     user called (through nn.Linear)."""
+    return _linear(input, weight, bias, relu=True)
+
+
+def _linear(input, weight, bias, relu):
+    """linear, or linear_relu when ``relu`` (kernels ``linear_relu_*``, whose backward also takes y)."""
     x, w, b = _linear_arguments("linear", input, weight, bias)
     out_f, in_f = w.shape
     lead = x.shape[:-1]
     x2 = x.data.reshape(-1, in_f)
     k = kernels_for(x, w, b)
-    y = k.linear_relu_forward(x2, w.data, None if b is None else b.data)
+    y = (k.linear_relu_forward if relu else k.linear_forward)(x2, w.data, None if b is None else b.data)
 
     def backward(grad_y):
         needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        gx, gw, gb = k.linear_relu_backward(grad_y.reshape(-1, out_f), y, x2, w.data, needs)
+        grad_y = grad_y.reshape(-1, out_f)
+        gx, gw, gb = (k.linear_relu_backward(grad_y, y, x2, w.data, needs) if relu
+                      else k.linear_backward(grad_y, x2, w.data, needs))
         return (None if gx is None else gx.reshape(x.shape)), gw, gb
 
-    return _result(y.reshape(lead + (out_f,)), "linear_relu", (x, w, b), backward)
+    return _result(y.reshape(lead + (out_f,)), "linear_relu" if relu else "linear", (x, w, b), backward)
 
 
 def _linear_arguments(op, input, weight, bias):

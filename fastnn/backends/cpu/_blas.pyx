@@ -46,6 +46,21 @@ def own_sgemm_enabled():
     return bool(fastnn_sgemm_enabled())
 
 
+cdef (Py_ssize_t, Py_ssize_t, Py_ssize_t) _product_shape(
+        str op, Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t c0, Py_ssize_t c1,
+        bint trans_a, bint trans_b) except *:
+    """(m, n, k) of out (m x n) = op(a) op(b) for a (a0, a1), b (b0, b1), out (c0, c1); a
+    ValueError naming ``op`` unless the shapes agree."""
+    cdef Py_ssize_t m = a1 if trans_a else a0
+    cdef Py_ssize_t k = a0 if trans_a else a1
+    cdef Py_ssize_t k_b = b1 if trans_b else b0
+    cdef Py_ssize_t n = b0 if trans_b else b1
+    if k != k_b or c0 != m or c1 != n:
+        raise ValueError(f"{op}: op(a) is ({m}, {k}) and op(b) is ({k_b}, {n}); out must be ({m}, {n}), "
+                         f"got ({c0}, {c1})")
+    return m, n, k
+
+
 cdef Py_ssize_t _leading_dimension(name, const float[:, :] m) except -1:
     """Elements between rows of ``m``, whose rows must each be contiguous."""
     cdef Py_ssize_t size = sizeof(float)
@@ -66,13 +81,9 @@ def own_sgemm(const float[:, :] a not None, const float[:, :] b not None, float[
     Rows of a, b and out may be strided (views of wider arrays); releases the GIL."""
     if not fastnn_sgemm_available():
         raise RuntimeError("own_sgemm: this CPU or build has no AVX-512 sgemm kernel")
-    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
-    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
-    cdef Py_ssize_t k_b = b.shape[1] if trans_b else b.shape[0]
-    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
-    if k != k_b or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"own_sgemm: op(a) is ({m}, {k}) and op(b) is ({k_b}, {n}); out must be ({m}, {n}), "
-                         f"got ({out.shape[0]}, {out.shape[1]})")
+    cdef Py_ssize_t m, n, k
+    m, n, k = _product_shape("own_sgemm", a.shape[0], a.shape[1], b.shape[0], b.shape[1], out.shape[0],
+                             out.shape[1], trans_a, trans_b)
     if bias is not None and bias.shape[0] != m:
         raise ValueError(f"own_sgemm: bias must have shape ({m},), got ({bias.shape[0]},)")
     cdef Py_ssize_t lda = _leading_dimension("a", a)
@@ -157,14 +168,10 @@ def gemm(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] ou
 
     a, b, out: C-contiguous 2-D arrays of one dtype (float32 or float64); out is written in place.
     """
-    cdef Py_ssize_t m = a.shape[1] if trans_a else a.shape[0]
-    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
-    cdef Py_ssize_t k_b = b.shape[1] if trans_b else b.shape[0]
-    cdef Py_ssize_t n = b.shape[0] if trans_b else b.shape[1]
+    cdef Py_ssize_t m, n, k
     cdef Py_ssize_t i, j
-    if k != k_b or out.shape[0] != m or out.shape[1] != n:
-        raise ValueError(f"gemm: op(a) is ({m}, {k}) and op(b) is ({k_b}, {n}); out must be ({m}, {n}), "
-                         f"got ({out.shape[0]}, {out.shape[1]})")
+    m, n, k = _product_shape("gemm", a.shape[0], a.shape[1], b.shape[0], b.shape[1], out.shape[0], out.shape[1],
+                             trans_a, trans_b)
     if max(a.shape[0], a.shape[1], b.shape[0], b.shape[1]) > INT_MAX:
         raise ValueError("gemm: a dimension exceeds the 32-bit BLAS integer range")
     if m == 0 or n == 0:

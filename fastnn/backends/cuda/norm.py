@@ -43,6 +43,20 @@ def _block_sum(buf, tid, value):
     return total
 
 
+@cuda.jit(device=True)
+def _segment_stats(x, base, length, buf, tid):
+    """(mean, Σ (x - mean)²) of x[base:base + length], two passes, reduced over the block."""
+    acc = 0.0
+    for j in range(tid, length, REDUCE_THREADS):
+        acc += x[base + j]
+    mu = _block_sum(buf, tid, acc) / length
+    acc = 0.0
+    for j in range(tid, length, REDUCE_THREADS):
+        d = x[base + j] - mu
+        acc += d * d
+    return mu, _block_sum(buf, tid, acc)
+
+
 @cuda.jit
 def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, eps, n_img, c, hw):
     buf = cuda.shared.array(REDUCE_THREADS, float64)
@@ -92,17 +106,9 @@ def _instance_running_stats(x, running_mean, running_var, momentum, n_img, c, hw
         mean_sum = 0.0
         var_sum = 0.0
         for s in range(n_img):
-            base = (s * c + ch) * hw
-            acc = 0.0
-            for j in range(tid, hw, REDUCE_THREADS):
-                acc += x[base + j]
-            mu = _block_sum(buf, tid, acc) / hw
-            acc = 0.0
-            for j in range(tid, hw, REDUCE_THREADS):
-                d = x[base + j] - mu
-                acc += d * d
+            mu, squares = _segment_stats(x, (s * c + ch) * hw, hw, buf, tid)
             mean_sum += mu
-            var_sum += _block_sum(buf, tid, acc) / max(hw - 1, 1)
+            var_sum += squares / max(hw - 1, 1)
         if tid == 0:
             running_mean[ch] = running_mean[ch] * (1 - momentum) + momentum * (mean_sum / n_img)
             running_var[ch] = running_var[ch] * (1 - momentum) + momentum * (var_sum / n_img)
@@ -145,15 +151,8 @@ def _standardize_rows(x, x_hat, invstd, eps, m, k):
     tid = cuda.threadIdx.x
     for row in range(cuda.blockIdx.x, m, cuda.gridDim.x):
         base = row * k
-        acc = 0.0
-        for j in range(tid, k, REDUCE_THREADS):
-            acc += x[base + j]
-        mu = _block_sum(buf, tid, acc) / k
-        acc = 0.0
-        for j in range(tid, k, REDUCE_THREADS):
-            d = x[base + j] - mu
-            acc += d * d
-        inv = 1 / math.sqrt(_block_sum(buf, tid, acc) / k + eps)
+        mu, squares = _segment_stats(x, base, k, buf, tid)
+        inv = 1 / math.sqrt(squares / k + eps)
         for j in range(tid, k, REDUCE_THREADS):
             x_hat[base + j] = (x[base + j] - mu) * inv
         if tid == 0:
