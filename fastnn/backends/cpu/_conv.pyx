@@ -171,3 +171,106 @@ def conv2d_backward_images(const floating[:, :, :, ::1] x not None, const floati
                                        out_channels, groups, threads, &workspace[0], grad_x_ptr,
                                        grad_w_ptr, grad_w_partial_ptr, grad_b_ptr, grad_b_partial_ptr,
                                        dgemm)
+
+
+# ---- direct convolution (csrc/direct_conv.c): float32, stride 1, dilation 1, one group ----
+
+cdef extern from "direct_conv.h" nogil:
+    int fastnn_direct_conv_available()
+    int DIRECT_CONV_MAX_TAPS
+    Py_ssize_t direct_conv_workspace_size(const conv_geometry *g, Py_ssize_t out_channels, int threads)
+    void direct_conv2d_forward_f32(const float *x, const float *weight, const float *bias,
+                                   const conv_geometry *g, Py_ssize_t out_channels, int relu, int threads,
+                                   float *workspace, float *y)
+    void direct_conv2d_backward_f32(const float *x, const float *weight, const float *grad_y,
+                                    const float *relu_y, const conv_geometry *g, Py_ssize_t out_channels,
+                                    int threads, float *workspace, float *grad_x, float *grad_w,
+                                    float *grad_b, double *grad_b_partial)
+
+
+DIRECT_MAX_TAPS = DIRECT_CONV_MAX_TAPS
+
+
+def direct_available():
+    """True if this CPU runs the direct convolution of csrc/direct_conv.c (AVX-512F)."""
+    return bool(fastnn_direct_conv_available())
+
+
+cdef conv_geometry _direct_checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_shape, padding,
+                                   int threads, Py_ssize_t workspace_size) except *:
+    """The geometry of a direct convolution; raises unless it is one the kernel takes."""
+    if not fastnn_direct_conv_available():
+        raise RuntimeError("conv2d (direct): this CPU has no AVX-512F; use the im2col kernels")
+    cdef conv_geometry g = conv_geometry_of(x_shape, (weight_shape[2], weight_shape[3]), (1, 1), padding, (1, 1))
+    if min(g.batch, g.channels, weight_shape[0]) < 1:
+        raise ValueError(f"conv2d (direct): x {_shape4(x_shape)} and weight {_shape4(weight_shape)} "
+                         "must be non-empty")
+    if weight_shape[1] != g.channels:
+        raise ValueError(f"conv2d (direct): weight {_shape4(weight_shape)} must have {g.channels} input "
+                         "channels (one group)")
+    if g.kernel_h * g.kernel_w > DIRECT_CONV_MAX_TAPS:
+        raise ValueError(f"conv2d (direct): kernel {(g.kernel_h, g.kernel_w)} has more than "
+                         f"{DIRECT_CONV_MAX_TAPS} taps")
+    if threads < 1:
+        raise ValueError(f"conv2d (direct): threads must be >= 1, got {threads}")
+    cdef Py_ssize_t expected = direct_conv_workspace_size(&g, weight_shape[0], threads)
+    if workspace_size != expected:
+        raise ValueError(f"conv2d (direct): workspace must hold {expected} elements, got {workspace_size}")
+    return g
+
+
+def direct_workspace_size(x_shape, Py_ssize_t out_channels, kernel_size, padding, int threads):
+    """float32 elements of the workspace that the direct kernels need for x of shape ``x_shape``."""
+    cdef Py_ssize_t shape[4]
+    shape[0], shape[1], shape[2], shape[3] = x_shape
+    cdef conv_geometry g = conv_geometry_of(shape, kernel_size, (1, 1), padding, (1, 1))
+    return direct_conv_workspace_size(&g, out_channels, threads)
+
+
+def conv2d_direct_forward(const float[:, :, :, ::1] x not None, const float[:, :, :, ::1] weight not None,
+                          const float[::1] bias, padding, float[::1] workspace not None,
+                          float[:, :, :, ::1] y not None, int threads, bint relu=False):
+    """y = conv2d(x, weight) + bias (stride 1, dilation 1, one group), max(y, 0) if relu; bias may be None."""
+    cdef conv_geometry g = _direct_checked(x.shape, weight.shape, padding, threads, workspace.shape[0])
+    cdef Py_ssize_t out_channels = weight.shape[0]
+    _expect("y", _shape4(y.shape), (g.batch, out_channels, g.out_h, g.out_w))
+    cdef const float *bias_ptr = NULL
+    if bias is not None:
+        _expect("bias", (bias.shape[0],), (out_channels,))
+        bias_ptr = &bias[0]
+    with nogil:
+        direct_conv2d_forward_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bias_ptr, &g, out_channels, relu,
+                                  threads, &workspace[0], &y[0, 0, 0, 0])
+
+
+def conv2d_direct_backward(const float[:, :, :, ::1] x not None, const float[:, :, :, ::1] weight not None,
+                           const float[:, :, :, ::1] grad_y not None, padding, float[::1] workspace not None,
+                           float[:, :, :, ::1] grad_x, float[:, :, :, ::1] grad_w, float[::1] grad_b,
+                           double[::1] grad_b_partial, int threads, const float[:, :, :, ::1] relu_y=None):
+    """Overwrite grad_x, grad_w and grad_b (each may be None) with the gradients of the direct
+    conv2d at grad_y; grad_b_partial is per-thread scratch (threads * O). relu_y as in
+    conv2d_backward_images."""
+    cdef conv_geometry g = _direct_checked(x.shape, weight.shape, padding, threads, workspace.shape[0])
+    cdef Py_ssize_t out_channels = weight.shape[0]
+    _expect("grad_y", _shape4(grad_y.shape), (g.batch, out_channels, g.out_h, g.out_w))
+    if grad_x is not None:
+        _expect("grad_x", _shape4(grad_x.shape), _shape4(x.shape))
+    if grad_w is not None:
+        _expect("grad_w", _shape4(grad_w.shape), _shape4(weight.shape))
+    if grad_b is not None:
+        _expect("grad_b", (grad_b.shape[0],), (out_channels,))
+        if grad_b_partial is None:
+            raise ValueError("conv2d (direct): grad_b needs grad_b_partial")
+        _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * out_channels,))
+    cdef const float *relu_y_ptr = NULL
+    if relu_y is not None:
+        _expect("relu_y", _shape4(relu_y.shape), _shape4(grad_y.shape))
+        relu_y_ptr = &relu_y[0, 0, 0, 0]
+    cdef float *grad_x_ptr = &grad_x[0, 0, 0, 0] if grad_x is not None else NULL
+    cdef float *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
+    cdef float *grad_b_ptr = &grad_b[0] if grad_b is not None else NULL
+    cdef double *grad_b_partial_ptr = &grad_b_partial[0] if grad_b is not None else NULL
+    with nogil:
+        direct_conv2d_backward_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], relu_y_ptr, &g,
+                                   out_channels, threads, &workspace[0], grad_x_ptr, grad_w_ptr, grad_b_ptr,
+                                   grad_b_partial_ptr)

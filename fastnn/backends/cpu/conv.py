@@ -1,4 +1,5 @@
-"""Compiled 2-D convolution: C im2col/col2im (OpenMP) + BLAS GEMMs, in two schedules.
+"""Compiled 2-D convolution: C im2col/col2im (OpenMP) + BLAS GEMMs in two schedules, and a direct
+kernel for layers with few output channels.
 
 Both mirror ``reference/conv.py`` (y = W · im2col(x) + b; grad_W = grad_y cols^T,
 grad_cols = W^T grad_y, grad_x = col2im(grad_cols)).
@@ -17,6 +18,14 @@ by ``_blas.gemm``; the column matrix is laid out (C kH kW, N Ho Wo), so per grou
     grad weight  gW_g (O/G, K)    = gY_g (O/G, N P) · cols_g^T           (cols saved by forward)
     grad input   gcols_g (K, N P) = W_g^T · gY_g                         then col2im -> grad_x
 with K = C/G kH kW and P = Ho Wo; gY is grad_y moved to (O, N P) by the same pass that sums grad_b.
+
+**Direct** (csrc/direct_conv.h; float32, stride 1, dilation 1, one group, at most
+``DIRECT_MAX_OUT_CHANNELS`` output channels, an AVX-512 CPU): no column matrix at all; each thread
+pads its image and runs the convolution's sums with the output pixels (or channels) in vector lanes.
+LeNet's convolutions (6 and 16 output channels) are small enough that im2col + GEMM spends its
+time packing. Its backward runs direct too when there are at least
+``DIRECT_BACKWARD_MIN_OUT_CHANNELS`` output channels (the weight gradient is vectorised over them),
+else per image.
 """
 import threading
 import weakref
@@ -83,6 +92,35 @@ _buffers = _BufferPool()
 PER_IMAGE_MIN_IMAGES_PER_THREAD = 2
 
 
+# Measured with bench/bench_conv.py (direct against per image, batch 64): the direct forward wins on
+# LeNet's 1 -> 6 and 6 -> 16 layers and ties on tfconvnet's 1 -> 32; its backward wins on the 6 -> 16
+# layer and loses on 1 -> 6 (6 of 16 lanes busy in the weight gradient).
+DIRECT_MAX_OUT_CHANNELS = 16
+DIRECT_BACKWARD_MIN_OUT_CHANNELS = 12
+_direct = {"enabled": _conv.direct_available()}
+
+
+def direct_available():
+    """True if this CPU runs the direct convolution kernels (AVX-512F)."""
+    return _conv.direct_available()
+
+
+def set_direct_enabled(on):
+    """Use the direct kernels where they apply (default where available) or never; returns the
+    previous setting. For benchmarks and tests: both schedules compute the same convolution."""
+    previous = _direct["enabled"]
+    _direct["enabled"] = bool(on) and _conv.direct_available()
+    return previous
+
+
+def _direct_suits(x, weight, stride, dilation, groups):
+    """True if the direct kernels take this convolution (x and weight contiguous, same dtype)."""
+    o, _, kh, kw = weight.shape
+    return (_direct["enabled"] and x.dtype == np.float32 and groups == 1 and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and o <= DIRECT_MAX_OUT_CHANNELS and kh * kw <= _conv.DIRECT_MAX_TAPS
+            and x.size > 0 and weight.size > 0)
+
+
 def _per_image_threads(x, weight):
     """Threads for the per-image schedule of this convolution, or 0 to use the batched one."""
     threads = _openmp.get_num_threads()
@@ -129,7 +167,7 @@ def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
     """max(conv2d(x), 0) for a Conv2d followed by a ReLU (nn.Sequential fuses the pair): in the
     per-image schedule the ReLU is part of the epilogue, otherwise relu_forward runs after."""
     y, saved = _conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)
-    if saved[0] != "images":
+    if saved[0] not in _RELU_FUSED:
         y = relu_forward(y)
     return y, saved
 
@@ -139,12 +177,17 @@ def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):
     schedule the mask is applied image by image inside the kernel."""
     if saved[0] == "images":
         return _backward_images(grad_y, saved[1:], needs_input_grad, relu_y=y)
+    if saved[0] == "direct":
+        return _backward_direct(grad_y, saved[1:], needs_input_grad, relu_y=y)
     return conv2d_backward(relu_backward(grad_y, y), saved, needs_input_grad)
 
 
+_RELU_FUSED = ("images", "direct")     # schedules whose forward applies the ReLU itself
+
+
 def _conv2d(x, weight, bias, stride, padding, dilation, groups, relu):
-    """conv2d_forward; with ``relu`` the per-image schedule applies the ReLU in its epilogue
-    (saved[0] == "images" says that it did)."""
+    """conv2d_forward; with ``relu`` the per-image and direct schedules apply the ReLU in their
+    epilogue (saved[0] in _RELU_FUSED says that it did)."""
     if np.dtype(x.dtype) not in _COMPILED_DTYPES:
         return _reference.conv2d_forward(x, weight, bias, stride, padding, dilation, groups)
     x = np.ascontiguousarray(x)
@@ -154,6 +197,12 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups, relu):
     n, c = x.shape[:2]
     o, cg, kh, kw = weight.shape
     ho, wo = _output_hw(x.shape, (kh, kw), stride, padding, dilation)
+    if _direct_suits(x, weight, stride, dilation, groups):
+        threads = _openmp.get_num_threads()
+        workspace = _buffers.empty(_conv.direct_workspace_size(x.shape, o, (kh, kw), tuple(padding), threads), dtype)
+        y = np.empty((n, o, ho, wo), dtype)
+        _conv.conv2d_direct_forward(x, weight, bias, tuple(padding), workspace, y, threads, relu)
+        return y, ("direct", x, weight, stride, padding, dilation, groups, bias is not None)
     threads = _per_image_threads(x, weight)
     if threads:
         workspace = _buffers.empty(_conv.workspace_size(x.shape, o, (kh, kw), stride, padding, dilation, threads),
@@ -183,7 +232,32 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
         return _backward_images(grad_y, saved[1:], needs_input_grad)
     if saved[0] == "batched":
         return _backward_batched(grad_y, saved[1:], needs_input_grad)
+    if saved[0] == "direct":
+        return _backward_direct(grad_y, saved[1:], needs_input_grad)
     return _reference.conv2d_backward(grad_y, saved, needs_input_grad)
+
+
+def _backward_direct(grad_y, saved, needs_input_grad, relu_y=None):
+    """The backward of a direct forward (saved as by the per-image one): direct where the weight
+    gradient fills its vector lanes (``DIRECT_BACKWARD_MIN_OUT_CHANNELS``), else per image."""
+    x, weight, stride, padding, dilation, groups, has_bias = saved
+    o = weight.shape[0]
+    if o < DIRECT_BACKWARD_MIN_OUT_CHANNELS or not _direct["enabled"]:
+        return _backward_images(grad_y, saved, needs_input_grad, relu_y)
+    grad_y = np.ascontiguousarray(grad_y, np.float32)
+    threads = _openmp.get_num_threads()
+    grad_x = np.empty(x.shape, np.float32) if needs_input_grad[0] else None
+    grad_w = np.empty(weight.shape, np.float32) if needs_input_grad[1] else None
+    grad_b = np.empty(o, np.float32) if has_bias and needs_input_grad[2] else None
+    if grad_x is None and grad_w is None and grad_b is None:
+        return None, None, None
+    workspace = _buffers.empty(_conv.direct_workspace_size(x.shape, o, weight.shape[2:], tuple(padding), threads),
+                               np.float32)
+    grad_b_partial = None if grad_b is None else np.empty(threads * o, np.float64)
+    _conv.conv2d_direct_backward(x, weight, grad_y, tuple(padding), workspace, grad_x, grad_w, grad_b,
+                                 grad_b_partial, threads,
+                                 None if relu_y is None else np.ascontiguousarray(relu_y, np.float32))
+    return grad_x, grad_w, grad_b
 
 
 def _backward_images(grad_y, saved, needs_input_grad, relu_y=None):
