@@ -323,7 +323,7 @@ static inline void input_grad_tile(const int halves, const float *gy, ptrdiff_t 
                 for (int h = 0; h < halves; ++h) {
                     const __mmask16 m = h ? m1 : m0;
                     const __m512 sum = _mm512_add_ps(_mm512_add_ps(s[0][h], s[1][h]), _mm512_add_ps(s[2][h], s[3][h]));
-                    _mm512_mask_storeu_ps(dst + 16 * h, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + 16 * h), sum));
+                    _mm512_storeu_ps(dst + 16 * h, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * h), sum)); (void)m;
                 }
             }
 }
@@ -406,7 +406,7 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
     const ptrdiff_t plane = g->out_h * g->out_w, scratch = direct_conv_thread_size(g, out_channels);
     const ptrdiff_t padded = direct_round16(padded_size(g)), weight_size = out_channels * k;
     const ptrdiff_t padded_channels = direct_round16(out_channels), taps = g->kernel_h * g->kernel_w;
-    const ptrdiff_t transposed_offset = 2 * padded + direct_round16(out_channels * plane);
+    const ptrdiff_t transposed_offset = 2 * padded + 32 + direct_round16(out_channels * plane);
     const ptrdiff_t part_offset = transposed_offset + plane * padded_channels;
     ptrdiff_t tap_offsets[DIRECT_CONV_MAX_TAPS];
     for (ptrdiff_t t = 0; t < taps; ++t)
@@ -419,7 +419,7 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
     #pragma omp parallel num_threads(threads)
     {
         const int thread = omp_get_thread_num(), team = omp_get_num_threads();
-        float *xp = scratches + (ptrdiff_t)thread * scratch, *gxp = xp + padded, *masked = gxp + padded;
+        float *xp = scratches + (ptrdiff_t)thread * scratch, *gxp = xp + padded, *masked = gxp + padded + 32;
         float *transposed = xp + transposed_offset, *part = xp + part_offset;
         double *my_grad_b = grad_b ? grad_b_partial + thread * out_channels : NULL;
         if (grad_w) {

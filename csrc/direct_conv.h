@@ -50,7 +50,7 @@ static inline ptrdiff_t direct_conv_thread_size(const conv_geometry *g, ptrdiff_
 {
     const ptrdiff_t padded = g->channels * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w);
     const ptrdiff_t plane = g->out_h * g->out_w, padded_channels = direct_round16(out_channels);
-    return 2 * direct_round16(padded) + direct_round16(out_channels * plane) + plane * padded_channels
+    return 2 * direct_round16(padded) + 32 + direct_round16(out_channels * plane) + plane * padded_channels
         + padded_channels * g->channels * g->kernel_h * g->kernel_w;
 }
 
