@@ -28,7 +28,8 @@ def extension(name, c_sources=()):
 
 EXTENSIONS = [
     extension("_im2col", ["csrc/im2col.c"]),
-    extension("_conv", ["csrc/conv.c", "csrc/direct_conv.c", "csrc/im2col.c", "csrc/sgemm.c"]),
+    extension("_conv", ["csrc/conv.c", "csrc/direct_conv.c", "csrc/winograd_conv.c", "csrc/im2col.c",
+                          "csrc/sgemm.c"]),
     extension("_pool", ["csrc/pool.c"]),
     extension("_blas", ["csrc/sgemm.c"]),
     extension("_openmp"),

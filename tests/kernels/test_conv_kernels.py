@@ -26,8 +26,9 @@ ALL = (True, True, True)
 def schedule(request, monkeypatch):
     """The compiled conv in one schedule for every batch size: per image, on two OpenMP threads
     (so that the per-thread partial sums are added), or batched; yields its name, which the
-    forward records as saved[0]. The direct kernels, which would take some of these float32
-    layers, are off here: tests/kernels/test_direct_conv_kernels.py has theirs."""
+    forward records as saved[0]. The direct and Winograd kernels, which would take some of these
+    float32 layers, are off here: tests/kernels/test_direct_conv_kernels.py and
+    test_winograd_conv_kernels.py have theirs."""
     with fastnn.use_backend("cpu"):          # loads the backend: BLAS limited to one thread
         if request.param == "images":
             fastnn.set_num_threads(2)
@@ -35,6 +36,7 @@ def schedule(request, monkeypatch):
                 fastnn.set_num_threads(1)
         monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 0 if request.param == "images" else 10**9)
         monkeypatch.setitem(cpu_conv._direct, "enabled", False)
+        monkeypatch.setitem(cpu_conv._winograd, "enabled", False)
         yield request.param
 
 

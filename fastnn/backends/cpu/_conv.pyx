@@ -274,3 +274,135 @@ def conv2d_direct_backward(const float[:, :, :, ::1] x not None, const float[:, 
         direct_conv2d_backward_f32(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_y[0, 0, 0, 0], relu_y_ptr, &g,
                                    out_channels, threads, &workspace[0], grad_x_ptr, grad_w_ptr, grad_b_ptr,
                                    grad_b_partial_ptr)
+
+
+# ---- Winograd F(2x2, 5x5) (csrc/winograd_conv.c): float32 5x5, stride 1, dilation 1, one group ----
+
+cdef extern from "winograd_conv.h" nogil:
+    ctypedef struct winograd_shape:
+        Py_ssize_t batch, in_channels, in_h, in_w, pad_h, pad_w, out_channels, out_h, out_w
+    int fastnn_winograd_available()
+    Py_ssize_t winograd_weights_size(const winograd_shape *s)
+    Py_ssize_t winograd_forward_thread_size(const winograd_shape *s)
+    Py_ssize_t winograd_weight_grad_thread_size(const winograd_shape *s)
+    int winograd_conv2d_forward_f32(const float *inp, const float *mask, const float *weight, int flip,
+                                    const float *bias, int relu, const winograd_shape *s, int threads,
+                                    float *workspace, float *out)
+    int winograd_conv2d_weight_grad_f32(const float *x, const float *grad_y, const float *relu_y,
+                                        const winograd_shape *s, int threads, float *workspace, float *grad_w,
+                                        float *grad_b, double *grad_b_partial)
+
+
+def winograd_available():
+    """True if this CPU runs the Winograd convolution of csrc/winograd_conv.c (AVX-512F)."""
+    return bool(fastnn_winograd_available())
+
+
+cdef winograd_shape _winograd_shape(x_shape, Py_ssize_t out_channels, padding) except *:
+    """The forward's shape; ValueError unless a 5x5 kernel fits x with this padding (0 to 4)."""
+    cdef winograd_shape s
+    s.batch, s.in_channels, s.in_h, s.in_w = x_shape
+    s.pad_h, s.pad_w = padding
+    s.out_channels = out_channels
+    if not (0 <= s.pad_h <= 4 and 0 <= s.pad_w <= 4):
+        raise ValueError(f"conv2d (winograd): padding must be 0 to 4 on each side, got {padding}")
+    s.out_h, s.out_w = s.in_h + 2 * s.pad_h - 4, s.in_w + 2 * s.pad_w - 4
+    if min(s.batch, s.in_channels, s.out_channels, s.out_h, s.out_w) < 1:
+        raise ValueError(f"conv2d (winograd): x {tuple(x_shape)} with {out_channels} output channels and padding "
+                         f"{padding} must give a non-empty output")
+    if max(s.in_channels, s.out_channels) > 1 << 20:
+        raise ValueError("conv2d (winograd): too many channels for the GEMM's 32-bit sizes")
+    return s
+
+
+cdef winograd_shape _winograd_input_grad_shape(const winograd_shape *s):
+    """grad_x as a forward: grad_y in, padding 4 - p, channels swapped."""
+    cdef winograd_shape t
+    t.batch, t.in_channels, t.in_h, t.in_w = s.batch, s.out_channels, s.out_h, s.out_w
+    t.pad_h, t.pad_w = 4 - s.pad_h, 4 - s.pad_w
+    t.out_channels, t.out_h, t.out_w = s.in_channels, s.in_h, s.in_w
+    return t
+
+
+cdef Py_ssize_t _winograd_workspace(const winograd_shape *s, int threads):
+    cdef winograd_shape t = _winograd_input_grad_shape(s)
+    cdef Py_ssize_t per_thread = max(winograd_forward_thread_size(s), winograd_forward_thread_size(&t),
+                                     winograd_weight_grad_thread_size(s))
+    return winograd_weights_size(s) + threads * per_thread
+
+
+def winograd_workspace_size(x_shape, Py_ssize_t out_channels, padding, int threads):
+    """float32 elements of the workspace that the Winograd forward and backward need."""
+    cdef winograd_shape s = _winograd_shape(x_shape, out_channels, padding)
+    return _winograd_workspace(&s, threads)
+
+
+cdef winograd_shape _winograd_checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_shape, padding,
+                                      int threads, Py_ssize_t workspace_size) except *:
+    if not fastnn_winograd_available():
+        raise RuntimeError("conv2d (winograd): this CPU has no AVX-512F; use the im2col kernels")
+    if weight_shape[1] != x_shape[1] or weight_shape[2] != 5 or weight_shape[3] != 5:
+        raise ValueError(f"conv2d (winograd): weight {_shape4(weight_shape)} must be (O, {x_shape[1]}, 5, 5)")
+    if threads < 1:
+        raise ValueError(f"conv2d (winograd): threads must be >= 1, got {threads}")
+    cdef winograd_shape s = _winograd_shape(_shape4(x_shape), weight_shape[0], padding)
+    cdef Py_ssize_t expected = _winograd_workspace(&s, threads)
+    if workspace_size != expected:
+        raise ValueError(f"conv2d (winograd): workspace must hold {expected} elements, got {workspace_size}")
+    return s
+
+
+def conv2d_winograd_forward(const float[:, :, :, ::1] x not None, const float[:, :, :, ::1] weight not None,
+                            const float[::1] bias, padding, float[::1] workspace not None,
+                            float[:, :, :, ::1] y not None, int threads, bint relu=False):
+    """y = conv2d(x, weight) + bias for a 5x5 kernel, stride 1; max(y, 0) if relu; bias may be None."""
+    cdef winograd_shape s = _winograd_checked(x.shape, weight.shape, padding, threads, workspace.shape[0])
+    _expect("y", _shape4(y.shape), (s.batch, s.out_channels, s.out_h, s.out_w))
+    cdef const float *bias_ptr = NULL
+    if bias is not None:
+        _expect("bias", (bias.shape[0],), (s.out_channels,))
+        bias_ptr = &bias[0]
+    cdef int status
+    with nogil:
+        status = winograd_conv2d_forward_f32(&x[0, 0, 0, 0], NULL, &weight[0, 0, 0, 0], 0, bias_ptr, relu, &s,
+                                             threads, &workspace[0], &y[0, 0, 0, 0])
+    if status != 0:
+        raise MemoryError("conv2d (winograd): fastnn's sgemm could not allocate its packing buffers")
+
+
+def conv2d_winograd_backward(const float[:, :, :, ::1] x not None, const float[:, :, :, ::1] weight not None,
+                             const float[:, :, :, ::1] grad_y not None, padding, float[::1] workspace not None,
+                             float[:, :, :, ::1] grad_x, float[:, :, :, ::1] grad_w, float[::1] grad_b,
+                             double[::1] grad_b_partial, int threads, const float[:, :, :, ::1] relu_y=None):
+    """Overwrite grad_x, grad_w and grad_b (each may be None) with the gradients of the Winograd
+    conv2d at grad_y; grad_b_partial is per-thread scratch (threads * O). relu_y as in
+    conv2d_backward_images."""
+    cdef winograd_shape s = _winograd_checked(x.shape, weight.shape, padding, threads, workspace.shape[0])
+    cdef winograd_shape t = _winograd_input_grad_shape(&s)
+    _expect("grad_y", _shape4(grad_y.shape), (s.batch, s.out_channels, s.out_h, s.out_w))
+    if grad_x is not None:
+        _expect("grad_x", _shape4(grad_x.shape), _shape4(x.shape))
+    if grad_w is not None:
+        _expect("grad_w", _shape4(grad_w.shape), _shape4(weight.shape))
+    if grad_b is not None:
+        _expect("grad_b", (grad_b.shape[0],), (s.out_channels,))
+        if grad_b_partial is None:
+            raise ValueError("conv2d (winograd): grad_b needs grad_b_partial")
+        _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * s.out_channels,))
+    cdef const float *relu_y_ptr = NULL
+    if relu_y is not None:
+        _expect("relu_y", _shape4(relu_y.shape), _shape4(grad_y.shape))
+        relu_y_ptr = &relu_y[0, 0, 0, 0]
+    cdef float *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
+    cdef float *grad_b_ptr = &grad_b[0] if grad_b is not None else NULL
+    cdef double *grad_b_partial_ptr = &grad_b_partial[0] if grad_b is not None else NULL
+    cdef int status = 0
+    with nogil:
+        if grad_x is not None:
+            status = winograd_conv2d_forward_f32(&grad_y[0, 0, 0, 0], relu_y_ptr, &weight[0, 0, 0, 0], 1, NULL, 0,
+                                                 &t, threads, &workspace[0], &grad_x[0, 0, 0, 0])
+        if status == 0 and (grad_w_ptr != NULL or grad_b_ptr != NULL):
+            status = winograd_conv2d_weight_grad_f32(&x[0, 0, 0, 0], &grad_y[0, 0, 0, 0], relu_y_ptr, &s, threads,
+                                                     &workspace[0], grad_w_ptr, grad_b_ptr, grad_b_partial_ptr)
+    if status != 0:
+        raise MemoryError("conv2d (winograd): fastnn's sgemm could not allocate its packing buffers")
