@@ -31,31 +31,36 @@ int fastnn_winograd_available(void)
 }
 
 /* U[xi][c][o] = (G W[o, c] G^T)[xi] in (in, out) = (cpad, opad) blocks, zero past the channels; W as
- * given ((out, in, 5, 5)) or, with flip, W'[o][c] = W[c][o] rotated by 180 degrees. */
+ * given ((out, in, 5, 5)) or, with flip, W'[o][c] = W[c][o] rotated by 180 degrees. Shared among
+ * the threads of the enclosing parallel region (an orphaned omp for; ends with its barrier). */
 static void transform_weights(const float *weight, int flip, const winograd_shape *s, float *u)
 {
     const ptrdiff_t cpad = winograd_round16(s->in_channels), opad = winograd_round16(s->out_channels);
-    memset(u, 0, (size_t)(WINOGRAD_POSITIONS * cpad * opad) * sizeof(float));
-    for (ptrdiff_t o = 0; o < s->out_channels; ++o)
-        for (ptrdiff_t c = 0; c < s->in_channels; ++c) {
-            double w[R_][R_], gw[N_][R_];
-            for (int i = 0; i < R_; ++i)
-                for (int j = 0; j < R_; ++j)
-                    w[i][j] = flip ? weight[((c * s->out_channels + o) * R_ + (R_ - 1 - i)) * R_ + (R_ - 1 - j)]
-                                   : weight[((o * s->in_channels + c) * R_ + i) * R_ + j];
-            for (int a = 0; a < N_; ++a)
-                for (int j = 0; j < R_; ++j) {
-                    double sum = 0;
-                    for (int i = 0; i < R_; ++i) sum += G_[a][i] * w[i][j];
-                    gw[a][j] = sum;
-                }
-            for (int a = 0; a < N_; ++a)
-                for (int b = 0; b < N_; ++b) {
-                    double sum = 0;
-                    for (int j = 0; j < R_; ++j) sum += gw[a][j] * G_[b][j];
-                    u[((a * N_ + b) * cpad + c) * opad + o] = (float)sum;
-                }
+    #pragma omp for schedule(static)
+    for (ptrdiff_t cell = 0; cell < cpad * opad; ++cell) {
+        const ptrdiff_t c = cell / opad, o = cell % opad;
+        if (c >= s->in_channels || o >= s->out_channels) {
+            for (int xi = 0; xi < WINOGRAD_POSITIONS; ++xi) u[xi * cpad * opad + cell] = 0.0f;
+            continue;
         }
+        double w[R_][R_], gw[N_][R_];
+        for (int i = 0; i < R_; ++i)
+            for (int j = 0; j < R_; ++j)
+                w[i][j] = flip ? weight[((c * s->out_channels + o) * R_ + (R_ - 1 - i)) * R_ + (R_ - 1 - j)]
+                               : weight[((o * s->in_channels + c) * R_ + i) * R_ + j];
+        for (int a = 0; a < N_; ++a)
+            for (int j = 0; j < R_; ++j) {
+                double sum = 0;
+                for (int i = 0; i < R_; ++i) sum += G_[a][i] * w[i][j];
+                gw[a][j] = sum;
+            }
+        for (int a = 0; a < N_; ++a)
+            for (int b = 0; b < N_; ++b) {
+                double sum = 0;
+                for (int j = 0; j < R_; ++j) sum += gw[a][j] * G_[b][j];
+                u[(a * N_ + b) * cpad * opad + cell] = (float)sum;
+            }
+    }
 }
 
 /* grad_w[o][c] = G^T dU[., c, o] G: the adjoint of transform_weights (no flip). */
@@ -240,6 +245,20 @@ static void grad_output_transform(const float *hwc, ptrdiff_t th, ptrdiff_t tw, 
         }
 }
 
+/* sums[o] += sum over the pixels of hwc (pixels, opad) of channel o, 16 channels to a vector:
+ * float sums per image (one per lane, pixels in order), added to the double totals. */
+__attribute__((target("avx512f")))
+static void channel_sums(const float *hwc, ptrdiff_t pixels, ptrdiff_t opad, ptrdiff_t channels, double *sums)
+{
+    for (ptrdiff_t ob = 0; ob < opad; ob += 16) {
+        __m512 acc = _mm512_setzero_ps();
+        for (ptrdiff_t p = 0; p < pixels; ++p) acc = _mm512_add_ps(acc, _mm512_loadu_ps(hwc + p * opad + ob));
+        float lanes[16];
+        _mm512_storeu_ps(lanes, acc);
+        for (ptrdiff_t o = ob; o < ob + 16 && o < channels; ++o) sums[o] += lanes[o - ob];
+    }
+}
+
 #endif  /* FASTNN_HAVE_AVX512_KERNEL */
 
 int winograd_conv2d_forward_f32(const float *in, const float *mask, const float *weight, int flip,
@@ -253,26 +272,30 @@ int winograd_conv2d_forward_f32(const float *in, const float *mask, const float 
     const ptrdiff_t image_in = s->in_channels * s->in_h * s->in_w, image_out = s->out_channels * s->out_h * s->out_w;
     const ptrdiff_t scratch = winograd_forward_thread_size(s), hwc_size = (2 * th + 4) * (2 * tw + 4) * cpad;
     float *u = workspace;
-    transform_weights(weight, flip, s, u);
     int failed = 0;
 
-    #pragma omp parallel for num_threads(threads) schedule(static) reduction(|:failed)
-    for (ptrdiff_t gi = 0; gi < groups; ++gi) {
+    #pragma omp parallel num_threads(threads) reduction(|:failed)
+    {
+        transform_weights(weight, flip, s, u);      /* ends with a barrier */
         float *hwc = workspace + winograd_weights_size(s) + (ptrdiff_t)omp_get_thread_num() * scratch;
         float *v = hwc + hwc_size, *m = v + WINOGRAD_POSITIONS * rows * cpad;
-        const ptrdiff_t n0 = gi * group, n1 = n0 + group < s->batch ? n0 + group : s->batch;
-        const int used = (int)((n1 - n0) * tiles);
-        for (ptrdiff_t n = n0; n < n1; ++n) {
-            to_hwc(in + n * image_in, mask ? mask + n * image_in : NULL, s->in_channels, s->in_h, s->in_w,
-                   s->pad_h, s->pad_w, 2 * th + 4, 2 * tw + 4, cpad, hwc);
-            input_transform(hwc, th, tw, cpad, v, rows, (n - n0) * tiles);
+
+        #pragma omp for schedule(static)
+        for (ptrdiff_t gi = 0; gi < groups; ++gi) {
+            const ptrdiff_t n0 = gi * group, n1 = n0 + group < s->batch ? n0 + group : s->batch;
+            const int used = (int)((n1 - n0) * tiles);
+            for (ptrdiff_t n = n0; n < n1; ++n) {
+                to_hwc(in + n * image_in, mask ? mask + n * image_in : NULL, s->in_channels, s->in_h, s->in_w,
+                       s->pad_h, s->pad_w, 2 * th + 4, 2 * tw + 4, cpad, hwc);
+                input_transform(hwc, th, tw, cpad, v, rows, (n - n0) * tiles);
+            }
+            for (int xi = 0; xi < WINOGRAD_POSITIONS; ++xi)
+                failed |= fastnn_sgemm(0, 0, used, (int)opad, (int)cpad, 1.0f, v + xi * rows * cpad, (int)cpad,
+                                       u + xi * cpad * opad, (int)opad, 0.0f, m + xi * rows * opad, (int)opad,
+                                       NULL, 0) != 0;
+            for (ptrdiff_t n = n0; n < n1; ++n)
+                output_transform(m, rows, (n - n0) * tiles, s, bias, relu, out + n * image_out);
         }
-        for (int xi = 0; xi < WINOGRAD_POSITIONS; ++xi)
-            failed |= fastnn_sgemm(0, 0, used, (int)opad, (int)cpad, 1.0f, v + xi * rows * cpad, (int)cpad,
-                                   u + xi * cpad * opad, (int)opad, 0.0f, m + xi * rows * opad, (int)opad,
-                                   NULL, 0) != 0;
-        for (ptrdiff_t n = n0; n < n1; ++n)
-            output_transform(m, rows, (n - n0) * tiles, s, bias, relu, out + n * image_out);
     }
     return failed ? -1 : 0;
 #else
@@ -313,19 +336,14 @@ int winograd_conv2d_weight_grad_f32(const float *x, const float *grad_y, const f
             for (ptrdiff_t n = n0; n < n1; ++n) {
                 const float *gy = grad_y + n * s->out_channels * plane;
                 const float *keep = relu_y ? relu_y + n * s->out_channels * plane : NULL;
+                to_hwc(gy, keep, s->out_channels, s->out_h, s->out_w, 0, 0, 2 * th, 2 * tw, opad, hwc_grad);
                 if (my_grad_b)
-                    for (ptrdiff_t o = 0; o < s->out_channels; ++o) {
-                        double sum = 0;
-                        for (ptrdiff_t p = 0; p < plane; ++p)
-                            sum += keep ? (keep[o * plane + p] > 0 ? gy[o * plane + p] : 0.0f) : gy[o * plane + p];
-                        my_grad_b[o] += sum;
-                    }
+                    channel_sums(hwc_grad, 4 * th * tw, opad, s->out_channels, my_grad_b);
                 if (!grad_w)
                     continue;
                 to_hwc(x + n * image_in, NULL, s->in_channels, s->in_h, s->in_w, s->pad_h, s->pad_w,
                        2 * th + 4, 2 * tw + 4, cpad, hwc);
                 input_transform(hwc, th, tw, cpad, v, rows, (n - n0) * tiles);
-                to_hwc(gy, keep, s->out_channels, s->out_h, s->out_w, 0, 0, 2 * th, 2 * tw, opad, hwc_grad);
                 grad_output_transform(hwc_grad, th, tw, opad, dm, rows, (n - n0) * tiles);
             }
             if (grad_w)
