@@ -1,14 +1,19 @@
-"""Convolution, compiled (cpu, in both schedules) vs reference, on the conv layers of tfconvnet at batch 64.
+"""Convolution, compiled (cpu, in each schedule) vs reference, on the conv layers of tfconvnet and
+LeNet-5 at batch 64.
 
     pytest bench/bench_conv.py --benchmark-group-by=param:layer --benchmark-columns=median,iqr,rounds
 
-``cpu`` is the per-image schedule (what a batch of 64 gets), ``cpu-batched`` the whole-batch GEMM
-schedule that small batches get (fastnn/backends/cpu/conv.py); the comparison is the measurement
-behind ``PER_IMAGE_MIN_IMAGES_PER_THREAD``. ``cpu-blas`` is the per-image schedule with its GEMMs
-on SciPy's OpenBLAS instead of fastnn's AVX-512 sgemm (``own_sgemm``; the same where the CPU has
-no AVX-512).
+``cpu`` is what the backend picks for a batch of 64 (fastnn/backends/cpu/conv.py): Winograd for
+tfconvnet's conv2, direct for LeNet's two layers, per image for tfconvnet's conv1. ``cpu-im2col``
+is the per-image im2col schedule with Winograd and the direct kernels off (the baseline behind
+``DIRECT_*`` and ``WINOGRAD_MIN_CHANNELS``), ``cpu-batched`` the whole-batch GEMM schedule that
+small batches get (the measurement behind ``PER_IMAGE_MIN_IMAGES_PER_THREAD``), ``cpu-blas`` the
+per-image schedule with its GEMMs on SciPy's OpenBLAS instead of fastnn's AVX-512 sgemm
+(``own_sgemm``; the same where the CPU has no AVX-512).
 
-Forward is one GEMM of 2 N O Ho Wo (C/G) kH kW flops; backward is two (grad weight, grad input).
+GFLOP/s count the direct convolution's work, whatever the schedule does: forward one GEMM of
+2 N O Ho Wo (C/G) kH kW flops, backward two (grad weight, grad input). Winograd does 2.8x fewer
+multiply-adds, so its figure can pass the machine's peak.
 ``test_sgemm_baseline`` times the forward GEMM's shape alone (NumPy's float32 matmul, and the
 cython_blas sgemm the compiled kernels call): the yardstick for the compiled forward.
 """
@@ -22,20 +27,29 @@ from fastnn.backends.cpu import conv as cpu_conv
 from fastnn.backends.cpu import own_sgemm
 
 BATCH = 64
-LAYERS = {  # tfconvnet: conv 1->32 5x5 same on 28x28, conv 32->64 5x5 same on 14x14
-    "conv1": dict(x=(BATCH, 1, 28, 28), weight=(32, 1, 5, 5)),
-    "conv2": dict(x=(BATCH, 32, 14, 14), weight=(64, 32, 5, 5)),
+LAYERS = {  # 5x5 kernels, stride 1; tfconvnet "same" padding, LeNet-5's conv2 none
+    "conv1": dict(x=(BATCH, 1, 28, 28), weight=(32, 1, 5, 5), padding=(2, 2)),
+    "conv2": dict(x=(BATCH, 32, 14, 14), weight=(64, 32, 5, 5), padding=(2, 2)),
+    "lenet-conv1": dict(x=(BATCH, 1, 28, 28), weight=(6, 1, 5, 5), padding=(2, 2)),
+    "lenet-conv2": dict(x=(BATCH, 6, 14, 14), weight=(16, 6, 5, 5), padding=(0, 0)),
 }
-ARGS = ((1, 1), (2, 2), (1, 1), 1)   # stride, padding, dilation, groups
-BACKENDS = {"cpu": cpu, "cpu-blas": cpu, "cpu-batched": cpu, "reference": ref}
+BACKENDS = {"cpu": cpu, "cpu-im2col": cpu, "cpu-blas": cpu, "cpu-batched": cpu, "reference": ref}
+
+
+def _args(layer):
+    return (1, 1), LAYERS[layer]["padding"], (1, 1), 1   # stride, padding, dilation, groups
 
 
 @pytest.fixture(autouse=True)
 def _schedule(request, monkeypatch):
-    """cpu-batched: the batched schedule for every batch size; cpu-blas: BLAS for every GEMM."""
+    """cpu-batched: the batched schedule for every batch size; cpu-blas: BLAS for every GEMM; all
+    but cpu: no Winograd or direct kernels."""
     backend = request.node.callspec.params.get("backend")
     if backend == "cpu-batched":
         monkeypatch.setattr(cpu_conv, "PER_IMAGE_MIN_IMAGES_PER_THREAD", 10**9)
+    if backend != "cpu":
+        monkeypatch.setitem(cpu_conv._direct, "enabled", False)
+        monkeypatch.setitem(cpu_conv._winograd, "enabled", False)
     previous = own_sgemm.set_enabled(backend != "cpu-blas")
     yield
     own_sgemm.set_enabled(previous)
@@ -44,7 +58,8 @@ def _schedule(request, monkeypatch):
 def _gemm_flops(layer):
     n, _, h, w = LAYERS[layer]["x"]
     o, cg, kh, kw = LAYERS[layer]["weight"]
-    return 2 * n * o * h * w * cg * kh * kw    # same padding, stride 1: Ho Wo = H W
+    ph, pw = LAYERS[layer]["padding"]
+    return 2 * n * o * (h + 2 * ph - kh + 1) * (w + 2 * pw - kw + 1) * cg * kh * kw
 
 
 def _inputs(rng, layer):
@@ -58,7 +73,7 @@ def _inputs(rng, layer):
 @pytest.mark.parametrize("layer", LAYERS)
 def test_conv2d_forward(benchmark, rng, layer, backend):
     x, w, b = _inputs(rng, layer)
-    benchmark(lambda: BACKENDS[backend].conv2d_forward(x, w, b, *ARGS)[0])
+    benchmark(lambda: BACKENDS[backend].conv2d_forward(x, w, b, *_args(layer))[0])
     record_gflops(benchmark, _gemm_flops(layer))
 
 
@@ -67,7 +82,7 @@ def test_conv2d_forward(benchmark, rng, layer, backend):
 def test_conv2d_backward(benchmark, rng, layer, backend):
     kernels = BACKENDS[backend]
     x, w, b = _inputs(rng, layer)
-    y, saved = kernels.conv2d_forward(x, w, b, *ARGS)
+    y, saved = kernels.conv2d_forward(x, w, b, *_args(layer))
     grad_y = rng.standard_normal(y.shape).astype(np.float32)
     benchmark(lambda: kernels.conv2d_backward(grad_y, saved, (True, True, True)))
     record_gflops(benchmark, 2 * _gemm_flops(layer))
@@ -78,10 +93,11 @@ def test_conv2d_backward(benchmark, rng, layer, backend):
 def test_conv2d_forward_backward(benchmark, rng, layer, backend):
     kernels = BACKENDS[backend]
     x, w, b = _inputs(rng, layer)
-    grad_y = rng.standard_normal((x.shape[0], w.shape[0]) + x.shape[2:]).astype(np.float32)
+    y, _ = kernels.conv2d_forward(x, w, b, *_args(layer))
+    grad_y = rng.standard_normal(y.shape).astype(np.float32)
 
     def step():
-        _, saved = kernels.conv2d_forward(x, w, b, *ARGS)
+        _, saved = kernels.conv2d_forward(x, w, b, *_args(layer))
         return kernels.conv2d_backward(grad_y, saved, (True, True, True))
 
     benchmark(step)
@@ -95,9 +111,11 @@ def test_sgemm_baseline(benchmark, rng, layer, blas):
     (SciPy's OpenBLAS, the library the compiled kernels call)."""
     n, _, h, w = LAYERS[layer]["x"]
     o, cg, kh, kw = LAYERS[layer]["weight"]
+    ph, pw = LAYERS[layer]["padding"]
+    pixels = n * (h + 2 * ph - kh + 1) * (w + 2 * pw - kw + 1)
     a = rng.standard_normal((o, cg * kh * kw)).astype(np.float32)
-    b = rng.standard_normal((cg * kh * kw, n * h * w)).astype(np.float32)
-    out = np.empty((o, n * h * w), np.float32)
+    b = rng.standard_normal((cg * kh * kw, pixels)).astype(np.float32)
+    out = np.empty((o, pixels), np.float32)
     if blas == "numpy":
         benchmark(lambda: np.matmul(a, b, out=out))
     else:

@@ -20,6 +20,8 @@
 #define FORWARD_CHANNELS 8      /* output channels per forward tile (x 1 or 2 vectors of pixels) */
 #define FORWARD_PIXELS 14       /* pixels per forward tile vectorised over 16 output channels     */
 #define GRAD_W_TAPS 25          /* kernel taps (i, j) of one weight-gradient tile (x 16 channels) */
+#define PIXEL_GRAD_W_CHANNELS 4 /* output channels x ...                                          */
+#define PIXEL_GRAD_W_COLUMNS 6  /* ... kernel columns of one weight-gradient tile (x 16 pixels)   */
 
 int fastnn_direct_conv_available(void)
 {
@@ -281,6 +283,61 @@ static void weight_grad_image(const float *xp, const float *gyt, const conv_geom
             }
 }
 
+/* grad_W partial sums of one image for few output channels, vectorised over 16 pixels of a row:
+ * for each input channel c, kernel row i, 4 output channels and 6 kernel columns, 24
+ * accumulators sweep every row chunk of the image (each gy vector serves 6 taps, each shifted x
+ * vector 4 channels),
+ *     acc[o][j] += gy[o, oh, ow0 + lane] * xp[c, oh + i, ow0 + j + lane]
+ * and are added into the partials part[o][c][i][j][16] (the lanes are summed at the end). */
+__attribute__((target("avx512f"), noinline))
+static void weight_grad_image_pixels(const float *xp, const float *gy, const conv_geometry *g,
+                                     ptrdiff_t out_channels, float *part)
+{
+    const ptrdiff_t xp_row = g->width + 2 * g->pad_w, xp_plane = (g->height + 2 * g->pad_h) * xp_row;
+    const ptrdiff_t plane = g->out_h * g->out_w, kw = g->kernel_w;
+    for (ptrdiff_t c = 0; c < g->channels; ++c)
+        for (ptrdiff_t i = 0; i < g->kernel_h; ++i)
+            for (ptrdiff_t o0 = 0; o0 < out_channels; o0 += PIXEL_GRAD_W_CHANNELS)
+                for (ptrdiff_t j0 = 0; j0 < kw; j0 += PIXEL_GRAD_W_COLUMNS) {
+                    const int on = (int)(out_channels - o0 < PIXEL_GRAD_W_CHANNELS ? out_channels - o0
+                                                                                   : PIXEL_GRAD_W_CHANNELS);
+                    const int jn = (int)(kw - j0 < PIXEL_GRAD_W_COLUMNS ? kw - j0 : PIXEL_GRAD_W_COLUMNS);
+                    __m512 acc[PIXEL_GRAD_W_CHANNELS][PIXEL_GRAD_W_COLUMNS];
+#pragma GCC unroll 4
+                    for (int o = 0; o < PIXEL_GRAD_W_CHANNELS; ++o)
+#pragma GCC unroll 6
+                        for (int j = 0; j < PIXEL_GRAD_W_COLUMNS; ++j) acc[o][j] = _mm512_setzero_ps();
+                    for (ptrdiff_t oh = 0; oh < g->out_h; ++oh) {
+                        const float *x_row = xp + c * xp_plane + (oh + i) * xp_row + j0;
+                        const float *g_row = gy + o0 * plane + oh * g->out_w;
+                        for (ptrdiff_t ow0 = 0; ow0 < g->out_w; ow0 += 16) {
+                            const __mmask16 m = lanes_mask(g->out_w - ow0);
+                            __m512 gv[PIXEL_GRAD_W_CHANNELS];
+#pragma GCC unroll 4
+                            for (int o = 0; o < PIXEL_GRAD_W_CHANNELS; ++o)
+                                gv[o] = o < on ? _mm512_maskz_loadu_ps(m, g_row + o * plane + ow0) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+                            for (int j = 0; j < PIXEL_GRAD_W_COLUMNS; ++j) {
+                                if (j >= jn)
+                                    break;
+                                const __m512 xv = _mm512_maskz_loadu_ps(m, x_row + ow0 + j);
+#pragma GCC unroll 4
+                                for (int o = 0; o < PIXEL_GRAD_W_CHANNELS; ++o)
+                                    acc[o][j] = _mm512_fmadd_ps(gv[o], xv, acc[o][j]);
+                            }
+                        }
+                    }
+#pragma GCC unroll 4
+                    for (int o = 0; o < PIXEL_GRAD_W_CHANNELS; ++o)
+#pragma GCC unroll 6
+                        for (int j = 0; j < PIXEL_GRAD_W_COLUMNS; ++j)
+                            if (o < on && j < jn) {
+                                float *dst = part + ((((o0 + o) * g->channels + c) * g->kernel_h + i) * kw + j0 + j) * 16;
+                                _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), acc[o][j]));
+                            }
+                }
+}
+
 /* One input-gradient tile: grad_y of ``count`` <= 16 / halves output channels (from o0) on one row
  * chunk held in registers; for every tap (c, i, j) the sum over those channels of W gy is added
  * into gxp at (c, oh + i, ow0 + j). w points at the packed [c][i][j][16] block plus the lane of
@@ -408,6 +465,7 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
     const ptrdiff_t padded_channels = direct_round16(out_channels), taps = g->kernel_h * g->kernel_w;
     const ptrdiff_t transposed_offset = 2 * padded + 32 + direct_round16(out_channels * plane);
     const ptrdiff_t part_offset = transposed_offset + plane * padded_channels;
+    const int by_channels = direct_conv_weight_grad_by_channels(g, out_channels);
     ptrdiff_t tap_offsets[DIRECT_CONV_MAX_TAPS];
     for (ptrdiff_t t = 0; t < taps; ++t)
         tap_offsets[t] = (t / g->kernel_w) * (g->width + 2 * g->pad_w) + t % g->kernel_w;
@@ -423,8 +481,9 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
         float *transposed = xp + transposed_offset, *part = xp + part_offset;
         double *my_grad_b = grad_b ? grad_b_partial + thread * out_channels : NULL;
         if (grad_w) {
-            memset(part, 0, (size_t)(padded_channels * k) * sizeof(float));
-            memset(transposed, 0, (size_t)(plane * padded_channels) * sizeof(float));  /* channels past O stay 0 */
+            memset(part, 0, (size_t)direct_conv_weight_grad_partial_size(g, out_channels) * sizeof(float));
+            if (by_channels)   /* channels past O stay 0 */
+                memset(transposed, 0, (size_t)(plane * padded_channels) * sizeof(float));
         }
         if (my_grad_b) memset(my_grad_b, 0, (size_t)out_channels * sizeof(double));
 
@@ -444,9 +503,13 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
                     my_grad_b[o] += row_sum_f32(gy + o * plane, plane);
             if (grad_w) {
                 pad_image(x + n * image, g, xp);
-                for (ptrdiff_t o = 0; o < out_channels; ++o)
-                    for (ptrdiff_t p = 0; p < plane; ++p) transposed[p * padded_channels + o] = gy[o * plane + p];
-                weight_grad_image(xp, transposed, g, out_channels, tap_offsets, part);
+                if (by_channels) {
+                    for (ptrdiff_t o = 0; o < out_channels; ++o)
+                        for (ptrdiff_t p = 0; p < plane; ++p) transposed[p * padded_channels + o] = gy[o * plane + p];
+                    weight_grad_image(xp, transposed, g, out_channels, tap_offsets, part);
+                } else {
+                    weight_grad_image_pixels(xp, gy, g, out_channels, part);
+                }
             }
             if (grad_x) {
                 input_grad_image(gy, packed, g, out_channels, gxp);
@@ -457,9 +520,16 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
         if (grad_w) {
             #pragma omp for schedule(static)
             for (ptrdiff_t e = 0; e < weight_size; ++e) {
-                const ptrdiff_t o = e / k, at = ((o / 16) * k + e % k) * 16 + o % 16;
                 float sum = 0;
-                for (int t = 0; t < team; ++t) sum += scratches[(ptrdiff_t)t * scratch + part_offset + at];
+                if (by_channels) {      /* lane o % 16 of (block, c, tap) */
+                    const ptrdiff_t o = e / k, at = ((o / 16) * k + e % k) * 16 + o % 16;
+                    for (int t = 0; t < team; ++t) sum += scratches[(ptrdiff_t)t * scratch + part_offset + at];
+                } else {                /* the 16 lanes of (o, c, tap) */
+                    for (int t = 0; t < team; ++t) {
+                        const float *lanes = scratches + (ptrdiff_t)t * scratch + part_offset + e * 16;
+                        for (int lane = 0; lane < 16; ++lane) sum += lanes[lane];
+                    }
+                }
                 grad_w[e] = sum;
             }
         }

@@ -14,9 +14,9 @@
  * channel). Here an output row is a vector of 16 (or 32) pixels: each tap loads one shifted
  * row of xp and does an FMA into the accumulators of 8 output channels, which never leave
  * registers; the W of 8 output channels at one tap are 8 consecutive floats (the weights are
- * packed once per call). The weight gradient is vectorised over 16 output channels instead
- * (grad_y transposed per image): one accumulator per tap, 25 taps at a time, sweeps every pixel,
- * then goes into 16-lane partial sums per thread. The input gradient holds grad_y of 16 (8)
+ * packed once per call). The weight gradient keeps one accumulator per tap, 25 taps at a time,
+ * vectorised over 16 output channels (grad_y transposed per image) or, for few output channels,
+ * over 16 pixels of a row; the accumulators go into 16-lane partial sums per thread. The input gradient holds grad_y of 16 (8)
  * output channels in registers and scatters sum_o W gy into gxp, one tap at a time.
  *
  * Images are spread over OpenMP threads as in conv.h; per-thread partial sums are added in
@@ -44,14 +44,31 @@ static inline ptrdiff_t direct_conv_packed_size(const conv_geometry *g, ptrdiff_
     return direct_round16(out_channels) * g->channels * g->kernel_h * g->kernel_w;
 }
 
-/* Floats of one thread's scratch: xp, gxp, one image of masked grad_y (O, Ho Wo), the same
- * transposed (Ho Wo, O rounded up to 16), and the 16-lane partial sums of grad_W. */
+/* Whether the weight gradient runs vectorised over 16 output channels (1) or over 16 pixels of a
+ * row (0): whichever fills more lanes (LeNet's 6 -> 16 layer: channels; its 1 -> 6 layer: pixels). */
+static inline int direct_conv_weight_grad_by_channels(const conv_geometry *g, ptrdiff_t out_channels)
+{
+    return (double)out_channels / (double)direct_round16(out_channels)
+        >= (double)g->out_w / (double)direct_round16(g->out_w);
+}
+
+/* Floats of the weight gradient's per-thread partial sums: 16 lanes per (channel block, c, tap),
+ * or per (o, c, tap) when vectorised over pixels. */
+static inline ptrdiff_t direct_conv_weight_grad_partial_size(const conv_geometry *g, ptrdiff_t out_channels)
+{
+    const ptrdiff_t k = g->channels * g->kernel_h * g->kernel_w;
+    return (direct_conv_weight_grad_by_channels(g, out_channels) ? direct_round16(out_channels) : 16 * out_channels) * k;
+}
+
+/* Floats of one thread's scratch: xp, gxp (with 32 floats of slack for unmasked vector stores),
+ * one image of masked grad_y (O, Ho Wo), the same transposed (Ho Wo, O rounded up to 16), and the
+ * partial sums of grad_W. */
 static inline ptrdiff_t direct_conv_thread_size(const conv_geometry *g, ptrdiff_t out_channels)
 {
     const ptrdiff_t padded = g->channels * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w);
     const ptrdiff_t plane = g->out_h * g->out_w, padded_channels = direct_round16(out_channels);
     return 2 * direct_round16(padded) + 32 + direct_round16(out_channels * plane) + plane * padded_channels
-        + padded_channels * g->channels * g->kernel_h * g->kernel_w;
+        + direct_conv_weight_grad_partial_size(g, out_channels);
 }
 
 static inline ptrdiff_t direct_conv_workspace_size(const conv_geometry *g, ptrdiff_t out_channels,

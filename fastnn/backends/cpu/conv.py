@@ -21,11 +21,9 @@ with K = C/G kH kW and P = Ho Wo; gY is grad_y moved to (O, N P) by the same pas
 
 **Direct** (csrc/direct_conv.h; float32, stride 1, dilation 1, one group, at most
 ``DIRECT_MAX_OUT_CHANNELS`` output channels, an AVX-512 CPU): no column matrix at all; each thread
-pads its image and runs the convolution's sums with the output pixels (or channels) in vector lanes.
-LeNet's convolutions (6 and 16 output channels) are small enough that im2col + GEMM spends its
-time packing. Its backward runs direct too when there are at least
-``DIRECT_BACKWARD_MIN_OUT_CHANNELS`` output channels (the weight gradient is vectorised over them),
-else per image.
+pads its image and runs the convolution's sums with the output pixels (or channels) in vector lanes,
+forward and backward. LeNet's convolutions (6 and 16 output channels) are small enough that
+im2col + GEMM spends its time packing.
 
 **Winograd** (csrc/winograd_conv.h; float32 5x5 kernels, stride 1, dilation 1, one group, padding
 <= 4, at least ``WINOGRAD_MIN_CHANNELS`` input and output channels, ``PER_IMAGE_MIN_IMAGES_PER_THREAD``
@@ -100,11 +98,9 @@ _buffers = _BufferPool()
 PER_IMAGE_MIN_IMAGES_PER_THREAD = 2
 
 
-# Measured with bench/bench_conv.py (direct against per image, batch 64): the direct forward wins on
-# LeNet's 1 -> 6 and 6 -> 16 layers and ties on tfconvnet's 1 -> 32; its backward wins on the 6 -> 16
-# layer and loses on 1 -> 6 (6 of 16 lanes busy in the weight gradient).
+# Measured with bench/bench_conv.py (direct against per image, batch 64): the direct kernels win on
+# LeNet's 1 -> 6 and 6 -> 16 layers and tie on tfconvnet's 1 -> 32 (forward) or lose (backward).
 DIRECT_MAX_OUT_CHANNELS = 16
-DIRECT_BACKWARD_MIN_OUT_CHANNELS = 12
 _direct = {"enabled": _conv.direct_available()}
 
 
@@ -299,11 +295,11 @@ def _backward_winograd(grad_y, saved, needs_input_grad, relu_y=None):
 
 
 def _backward_direct(grad_y, saved, needs_input_grad, relu_y=None):
-    """The backward of a direct forward (saved as by the per-image one): direct where the weight
-    gradient fills its vector lanes (``DIRECT_BACKWARD_MIN_OUT_CHANNELS``), else per image."""
+    """The backward of a direct forward (saved as by the per-image one); per image if the direct
+    kernels were switched off in between."""
     x, weight, stride, padding, dilation, groups, has_bias = saved
     o = weight.shape[0]
-    if o < DIRECT_BACKWARD_MIN_OUT_CHANNELS or not _direct["enabled"]:
+    if not _direct["enabled"]:
         return _backward_images(grad_y, saved, needs_input_grad, relu_y)
     grad_y = np.ascontiguousarray(grad_y, np.float32)
     threads = _openmp.get_num_threads()
