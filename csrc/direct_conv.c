@@ -379,8 +379,11 @@ static inline void input_grad_tile(const int halves, const float *gy, ptrdiff_t 
 #pragma GCC unroll 2
                 for (int h = 0; h < halves; ++h) {
                     const __mmask16 m = h ? m1 : m0;
-                    const __m512 sum = _mm512_add_ps(_mm512_add_ps(s[0][h], s[1][h]), _mm512_add_ps(s[2][h], s[3][h]));
-                    _mm512_storeu_ps(dst + 16 * h, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * h), sum)); (void)m;
+                    /* the lanes past the row are zeroed: there gy is 0, but W gy is NaN for an
+                     * infinite W, and the unmasked store would add it to the next row */
+                    const __m512 sum = _mm512_maskz_mov_ps(m, _mm512_add_ps(_mm512_add_ps(s[0][h], s[1][h]),
+                                                                            _mm512_add_ps(s[2][h], s[3][h])));
+                    _mm512_storeu_ps(dst + 16 * h, _mm512_add_ps(_mm512_loadu_ps(dst + 16 * h), sum));
                 }
             }
 }

@@ -22,7 +22,9 @@
  *
  * Requirements (checked by the Cython binding): stride 1, dilation 1, one group, a 5 x 5 kernel,
  * padding <= 4, fastnn_sgemm_available(). Rounding: the transforms scale by up to 5 and 1/24, so
- * results differ from im2col's by a few float32 ulps of the largest term (tests/kernels).
+ * results differ from im2col's by a few float32 ulps of the largest term (tests/kernels). An
+ * infinite input or weight gives NaN where im2col gives +-Inf (the transforms subtract it from
+ * itself).
  */
 #ifndef FASTNN_WINOGRAD_CONV_H
 #define FASTNN_WINOGRAD_CONV_H
@@ -42,7 +44,8 @@ static inline ptrdiff_t winograd_round16(ptrdiff_t n) { return (n + 15) / 16 * 1
 static inline ptrdiff_t winograd_tiles(const winograd_shape *s) { return ((s->out_h + 1) / 2) * ((s->out_w + 1) / 2); }
 static inline ptrdiff_t winograd_group(const winograd_shape *s)
 {
-    const ptrdiff_t per_group = WINOGRAD_TILES_PER_GROUP / winograd_tiles(s);
+    const ptrdiff_t tiles = winograd_tiles(s);
+    const ptrdiff_t per_group = tiles < 1 ? 1 : WINOGRAD_TILES_PER_GROUP / tiles;
     return per_group < 1 ? 1 : per_group;
 }
 

@@ -172,3 +172,16 @@ def test_direct_conv_backward_rejects_gradients_of_the_wrong_shape():
         _conv.conv2d_direct_backward(x, w, grad_y[:1], (1, 1), workspace, None, None, None, None, 2)
     with pytest.raises(ValueError, match="grad_b needs grad_b_partial"):
         _conv.conv2d_direct_backward(x, w, grad_y, (1, 1), workspace, None, None, np.zeros(3, np.float32), None, 2)
+
+
+def test_an_infinite_weight_does_not_spill_into_other_rows_of_the_input_gradient():
+    # the input gradient's unmasked stores cover lanes past the row, where gy is 0: Inf * 0 = NaN
+    # must not be added there (it would land in the next row or channel)
+    x, w = np.ones((1, 2, 3, 3), np.float32), np.full((1, 2, 3, 3), 0.5, np.float32)
+    w[0, 0, 2, 2] = np.inf
+    grad_y = np.ones((1, 1, 1, 1), np.float32)
+    _, (grad_x, _, _) = _direct(x, w, None, (0, 0), 1, False, grad_y)
+    _, saved = ref.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+    expected = ref.conv2d_backward(grad_y, saved, ALL)[0]
+    np.testing.assert_array_equal(grad_x, expected)
+    assert np.isfinite(grad_x[0, 1]).all()

@@ -205,3 +205,17 @@ def test_winograd_conv_backward_rejects_gradients_of_the_wrong_shape():
         _conv.conv2d_winograd_backward(x, w, grad_y[:, :2].copy(), (2, 2), workspace, None, None, None, None, 2)
     with pytest.raises(ValueError, match="relu_y must have shape"):
         _conv.conv2d_winograd_backward(x, w, grad_y, (2, 2), workspace, None, None, None, None, 2, grad_y[:1])
+
+
+def test_winograd_binding_rejects_an_empty_input_that_padding_would_make_a_non_empty_output():
+    # in_h = 0 with padding 4 gives a 4-row output, but the input gradient (a forward onto x) has no
+    # tiles: the binding must say so, never divide by zero in C
+    with pytest.raises(ValueError, match="non-empty"):
+        _conv.winograd_workspace_size((1, 16, 0, 4), 16, (4, 4), 1)
+
+
+def test_cpu_backend_leaves_an_empty_input_to_the_other_schedules(two_threads):
+    x, w = np.zeros((4, 16, 0, 4), np.float32), np.ones((16, 16, 5, 5), np.float32)
+    y, saved = cpu.conv2d_forward(x, w, None, (1, 1), (4, 4), (1, 1), 1)
+    assert saved[0] != "winograd"
+    np.testing.assert_array_equal(y, ref.conv2d_forward(x, w, None, (1, 1), (4, 4), (1, 1), 1)[0])

@@ -282,6 +282,7 @@ cdef extern from "winograd_conv.h" nogil:
     ctypedef struct winograd_shape:
         Py_ssize_t batch, in_channels, in_h, in_w, pad_h, pad_w, out_channels, out_h, out_w
     int fastnn_winograd_available()
+    Py_ssize_t winograd_tiles(const winograd_shape *s)
     Py_ssize_t winograd_weights_size(const winograd_shape *s)
     Py_ssize_t winograd_forward_thread_size(const winograd_shape *s)
     Py_ssize_t winograd_weight_grad_thread_size(const winograd_shape *s)
@@ -298,6 +299,15 @@ def winograd_available():
     return bool(fastnn_winograd_available())
 
 
+cdef winograd_shape _winograd_input_grad_shape(const winograd_shape *s):
+    """grad_x as a forward: grad_y in, padding 4 - p, channels swapped."""
+    cdef winograd_shape t
+    t.batch, t.in_channels, t.in_h, t.in_w = s.batch, s.out_channels, s.out_h, s.out_w
+    t.pad_h, t.pad_w = 4 - s.pad_h, 4 - s.pad_w
+    t.out_channels, t.out_h, t.out_w = s.in_channels, s.in_h, s.in_w
+    return t
+
+
 cdef winograd_shape _winograd_shape(x_shape, Py_ssize_t out_channels, padding) except *:
     """The forward's shape; ValueError unless a 5x5 kernel fits x with this padding (0 to 4)."""
     cdef winograd_shape s
@@ -307,21 +317,13 @@ cdef winograd_shape _winograd_shape(x_shape, Py_ssize_t out_channels, padding) e
     if not (0 <= s.pad_h <= 4 and 0 <= s.pad_w <= 4):
         raise ValueError(f"conv2d (winograd): padding must be 0 to 4 on each side, got {padding}")
     s.out_h, s.out_w = s.in_h + 2 * s.pad_h - 4, s.in_w + 2 * s.pad_w - 4
-    if min(s.batch, s.in_channels, s.out_channels, s.out_h, s.out_w) < 1:
-        raise ValueError(f"conv2d (winograd): x {tuple(x_shape)} with {out_channels} output channels and padding "
-                         f"{padding} must give a non-empty output")
-    if max(s.in_channels, s.out_channels) > 1 << 20:
-        raise ValueError("conv2d (winograd): too many channels for the GEMM's 32-bit sizes")
+    if min(s.batch, s.in_channels, s.in_h, s.in_w, s.out_channels, s.out_h, s.out_w) < 1:
+        raise ValueError(f"conv2d (winograd): x {tuple(x_shape)} must be non-empty and, with {out_channels} output "
+                         f"channels and padding {padding}, give a non-empty output")
+    cdef winograd_shape t = _winograd_input_grad_shape(&s)
+    if max(s.in_channels, s.out_channels) > 1 << 20 or max(winograd_tiles(&s), winograd_tiles(&t)) > INT_MAX - 256:
+        raise ValueError("conv2d (winograd): too many channels or tiles for the GEMM's 32-bit sizes")
     return s
-
-
-cdef winograd_shape _winograd_input_grad_shape(const winograd_shape *s):
-    """grad_x as a forward: grad_y in, padding 4 - p, channels swapped."""
-    cdef winograd_shape t
-    t.batch, t.in_channels, t.in_h, t.in_w = s.batch, s.out_channels, s.out_h, s.out_w
-    t.pad_h, t.pad_w = 4 - s.pad_h, 4 - s.pad_w
-    t.out_channels, t.out_h, t.out_w = s.in_channels, s.in_h, s.in_w
-    return t
 
 
 cdef Py_ssize_t _winograd_workspace(const winograd_shape *s, int threads):

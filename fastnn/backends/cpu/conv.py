@@ -31,7 +31,8 @@ images per thread, fastnn's sgemm on): F(2x2, 5x5), 36 GEMMs over 6x6-transforme
 one over the column matrix, 2.8x fewer multiply-adds; grad_x is the same forward on grad_y with the
 kernel flipped, grad_W a sum of GEMMs in the transformed domain. tfconvnet's 32 -> 64 layer.
 Its results differ from im2col's by a few float32 ulps of the largest term (the transforms
-scale by up to 5 and 1/24); ``set_winograd_enabled(False)`` gives the im2col schedules back.
+scale by up to 5 and 1/24), and an infinite input or weight gives NaN where im2col gives +-Inf;
+``set_winograd_enabled(False)`` gives the im2col schedules back.
 """
 import threading
 import weakref
@@ -145,7 +146,7 @@ def _winograd_suits(x, weight, stride, padding, dilation, groups):
     return (_winograd["enabled"] and _conv.own_sgemm_enabled() and x.dtype == np.float32 and groups == 1
             and (kh, kw) == (5, 5) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and all(0 <= p <= 4 for p in padding) and min(o, c) >= WINOGRAD_MIN_CHANNELS
-            and x.shape[0] >= PER_IMAGE_MIN_IMAGES_PER_THREAD * _openmp.get_num_threads())
+            and x.size > 0 and x.shape[0] >= PER_IMAGE_MIN_IMAGES_PER_THREAD * _openmp.get_num_threads())
 
 
 def _per_image_threads(x, weight):
