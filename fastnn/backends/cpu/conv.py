@@ -126,8 +126,8 @@ def _direct_suits(x, weight, stride, dilation, groups):
             and x.size > 0 and weight.size > 0)
 
 
-# tfconvnet's conv2 at batch 64 (bench/bench_conv.py): forward 4.1 against 7.9 ms, backward 9.6 against
-# 15.2 ms per image schedule. Few channels leave the transforms without GEMM work to save.
+# tfconvnet's conv2 at batch 64 (bench/bench_conv.py, medians): forward 4.3 against 8.0 ms, backward 9.3 against
+# 16.1 ms in the per-image schedule. Few channels leave the transforms without GEMM work to save.
 WINOGRAD_MIN_CHANNELS = 16
 _winograd = {"enabled": _conv.winograd_available()}
 
