@@ -256,6 +256,12 @@ def cmd_info(args):
         print("float32 GEMM: " + ("fastnn's AVX-512 sgemm for products of at least 32x64x64, OpenBLAS below"
                                   if own_sgemm.enabled() else "OpenBLAS (this CPU has no AVX-512)"
                                   if not own_sgemm.available() else "OpenBLAS (fastnn's sgemm switched off)"))
+        from .backends.cpu import conv as cpu_conv
+        kinds = ([f"direct (stride 1, <= {cpu_conv.DIRECT_MAX_OUT_CHANNELS} output channels)"]
+                 if cpu_conv._direct["enabled"] else [])
+        kinds += ([f"Winograd F(2x2, 5x5) (5x5, >= {cpu_conv.WINOGRAD_MIN_CHANNELS} channels)"]
+                  if cpu_conv._winograd["enabled"] and own_sgemm.enabled() else [])
+        print("float32 convolution: " + ", ".join(kinds + ["im2col + GEMM otherwise"]))
     numba = sys.modules.get("numba")
     if numba is not None:
         print(f"numba {numba.__version__}")

@@ -39,7 +39,7 @@ def test_python_m_fastnn_info():
     proc = _run("info")
     assert proc.returncode == 0, proc.stderr
     assert f"fastnn {fastnn.__version__}" in proc.stdout
-    for word in ("backends available", "compiled modules", "threads"):
+    for word in ("backends available", "compiled modules", "float32 GEMM", "float32 convolution", "threads"):
         assert word in proc.stdout
 
 
