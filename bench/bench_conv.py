@@ -5,8 +5,8 @@ LeNet-5 at batch 64.
 
 ``cpu`` is what the backend picks for a batch of 64 (fastnn/backends/cpu/conv.py): Winograd for
 tfconvnet's conv2, direct for LeNet's two layers, per image for tfconvnet's conv1. ``cpu-im2col``
-is the per-image im2col schedule with Winograd and the direct kernels off (the baseline behind
-``DIRECT_*`` and ``WINOGRAD_MIN_CHANNELS``), ``cpu-batched`` the whole-batch GEMM schedule that
+is the per-image im2col schedule with Winograd and the direct kernels off (what those layers ran
+before), ``cpu-batched`` the whole-batch GEMM schedule that
 small batches get (the measurement behind ``PER_IMAGE_MIN_IMAGES_PER_THREAD``), ``cpu-blas`` the
 per-image schedule with its GEMMs on SciPy's OpenBLAS instead of fastnn's AVX-512 sgemm
 (``own_sgemm``; the same where the CPU has no AVX-512).

@@ -245,16 +245,24 @@ static void grad_output_transform(const float *hwc, ptrdiff_t th, ptrdiff_t tw, 
         }
 }
 
-/* sums[o] += sum over the pixels of hwc (pixels, opad) of channel o, 16 channels to a vector:
- * float sums per image (one per lane, pixels in order), added to the double totals. */
+/* sums[o] += sum over the pixels of hwc (rows x cols, opad) of channel o, 16 channels to a vector:
+ * float sums per row (pixels in order), added to per-lane double totals, then to sums. */
 __attribute__((target("avx512f")))
-static void channel_sums(const float *hwc, ptrdiff_t pixels, ptrdiff_t opad, ptrdiff_t channels, double *sums)
+static void channel_sums(const float *hwc, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t opad, ptrdiff_t channels,
+                         double *sums)
 {
     for (ptrdiff_t ob = 0; ob < opad; ob += 16) {
-        __m512 acc = _mm512_setzero_ps();
-        for (ptrdiff_t p = 0; p < pixels; ++p) acc = _mm512_add_ps(acc, _mm512_loadu_ps(hwc + p * opad + ob));
-        float lanes[16];
-        _mm512_storeu_ps(lanes, acc);
+        __m512d low = _mm512_setzero_pd(), high = _mm512_setzero_pd();
+        for (ptrdiff_t r = 0; r < rows; ++r) {
+            __m512 acc = _mm512_setzero_ps();
+            for (ptrdiff_t p = r * cols; p < (r + 1) * cols; ++p)
+                acc = _mm512_add_ps(acc, _mm512_loadu_ps(hwc + p * opad + ob));
+            low = _mm512_add_pd(low, _mm512_cvtps_pd(_mm512_castps512_ps256(acc)));
+            high = _mm512_add_pd(high, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1))));
+        }
+        double lanes[16];
+        _mm512_storeu_pd(lanes, low);
+        _mm512_storeu_pd(lanes + 8, high);
         for (ptrdiff_t o = ob; o < ob + 16 && o < channels; ++o) sums[o] += lanes[o - ob];
     }
 }
@@ -338,7 +346,7 @@ int winograd_conv2d_weight_grad_f32(const float *x, const float *grad_y, const f
                 const float *keep = relu_y ? relu_y + n * s->out_channels * plane : NULL;
                 to_hwc(gy, keep, s->out_channels, s->out_h, s->out_w, 0, 0, 2 * th, 2 * tw, opad, hwc_grad);
                 if (my_grad_b)
-                    channel_sums(hwc_grad, 4 * th * tw, opad, s->out_channels, my_grad_b);
+                    channel_sums(hwc_grad, 2 * th, 2 * tw, opad, s->out_channels, my_grad_b);
                 if (!grad_w)
                     continue;
                 to_hwc(x + n * image_in, NULL, s->in_channels, s->in_h, s->in_w, s->pad_h, s->pad_w,

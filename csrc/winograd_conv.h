@@ -16,15 +16,15 @@
  *     grad_W = G^T dU G,   dU[xi] (C, O) = sum over tiles V[xi]^T (C, tiles) dM[xi] (tiles, O),
  *              dM_t = A grad_y_t A^T                           (the adjoint of the output transform)
  * The transforms run 16 channels to a vector on images copied to (H, W, C) layout; tiles of a
- * group of images form the GEMMs' rows (WINOGRAD_TILES_PER_GROUP, so that V and M stay in L2),
+ * group of images form the GEMMs' rows (WINOGRAD_TILES_PER_GROUP, so that V and M stay near L2),
  * groups are spread over OpenMP threads, and the per-thread dU are added in thread order (the
  * same bits on every run at a fixed thread count).
  *
  * Requirements (checked by the Cython binding): stride 1, dilation 1, one group, a 5 x 5 kernel,
  * padding <= 4, fastnn_sgemm_available(). Rounding: the transforms scale by up to 5 and 1/24, so
- * results differ from im2col's by a few float32 ulps of the largest term (tests/kernels). An
- * infinite input or weight gives NaN where im2col gives +-Inf (the transforms subtract it from
- * itself).
+ * the error is about 10x im2col's (~4e-6 of max|y| on tfconvnet's layer; tests/kernels). An input
+ * or weight beyond ~1e36 overflows the transforms, and an infinite one gives NaN where im2col gives
+ * +-Inf (the transforms subtract it from itself).
  */
 #ifndef FASTNN_WINOGRAD_CONV_H
 #define FASTNN_WINOGRAD_CONV_H

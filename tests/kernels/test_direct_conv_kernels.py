@@ -92,7 +92,7 @@ def two_threads():
 @pytest.mark.parametrize("x_shape, w_shape, padding", [
     ((8, 1, 28, 28), (6, 1, 5, 5), (2, 2)),     # LeNet-5 conv1: weight gradient over pixels
     ((8, 6, 14, 14), (16, 6, 5, 5), (0, 0)),    # LeNet-5 conv2: weight gradient over channels
-    ((3, 4, 9, 11), (13, 4, 3, 3), (1, 1)),
+    ((3, 4, 9, 11), (13, 4, 5, 5), (2, 2)),
 ])
 @pytest.mark.parametrize("relu", [False, True])
 def test_cpu_backend_runs_small_float32_convolutions_direct(two_threads, x_shape, w_shape, padding, relu):
@@ -118,6 +118,9 @@ def test_cpu_backend_runs_small_float32_convolutions_direct(two_threads, x_shape
     ((4, 6, 14, 14), (16, 6, 5, 5), ((1, 1), (0, 0), (2, 2), 1), np.float32),   # dilated
     ((4, 6, 14, 14), (16, 3, 5, 5), ((1, 1), (0, 0), (1, 1), 2), np.float32),   # grouped
     ((4, 6, 14, 14), (32, 6, 5, 5), ((1, 1), (0, 0), (1, 1), 1), np.float32),   # more than 16 outputs
+    ((4, 6, 14, 14), (16, 6, 3, 3), ((1, 1), (1, 1), (1, 1), 1), np.float32),   # 3x3: measured slower
+    ((4, 6, 14, 14), (16, 6, 1, 1), ((1, 1), (0, 0), (1, 1), 1), np.float32),   # 1x1: measured slower
+    ((1, 16, 14, 14), (16, 16, 5, 5), ((1, 1), (2, 2), (1, 1), 1), np.float32),  # 400 deep
 ])
 def test_cpu_backend_leaves_other_convolutions_to_im2col(x_shape, w_shape, args, dtype):
     rng = np.random.default_rng(3)
@@ -125,6 +128,55 @@ def test_cpu_backend_leaves_other_convolutions_to_im2col(x_shape, w_shape, args,
     y, saved = cpu.conv2d_forward(x, w, None, *args)
     assert saved[0] in ("images", "batched")
     assert_close(y, ref.conv2d_forward(x, w, None, *args)[0], dtype)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding", [
+    ((2, 2, 12, 41), (3, 2, 5, 5), (2, 2)),     # forward: 41-pixel rows, a 32-pixel tile and a 9-pixel one
+    ((2, 1, 30, 34), (9, 1, 5, 5), (1, 1)),     # forward: 32-pixel tiles, a second block of channels
+    ((2, 2, 12, 40), (3, 2, 3, 7), (1, 3)),     # weight gradient over pixels: a second block of 6 columns
+    ((2, 3, 11, 12), (16, 3, 6, 6), (0, 0)),    # weight gradient over channels: 36 taps (25 + 11)
+])
+@pytest.mark.parametrize("needs", [ALL, (False, True, True), (True, False, False), (False, False, True)])
+def test_direct_conv_on_pinned_tile_layouts_and_partial_gradients(x_shape, w_shape, padding, needs):
+    rng = np.random.default_rng(sum(x_shape) + sum(needs))
+    x, w, b = rand(rng, x_shape, np.float32), rand(rng, w_shape, np.float32), rand(rng, w_shape[:1], np.float32)
+    args = ((1, 1), padding, (1, 1), 1)
+    z_ref, saved_ref = ref.conv2d_forward(x, w, b, *args)
+    grad_y = rand(rng, z_ref.shape, np.float32)
+    threads = 2
+    workspace = np.full(_conv.direct_workspace_size(x.shape, w.shape[0], w.shape[2:], padding, threads), np.nan,
+                        np.float32)
+    y = np.full(z_ref.shape, np.nan, np.float32)
+    _conv.conv2d_direct_forward(x, w, b, padding, workspace, y, threads, False)
+    assert_close(y, z_ref, np.float32)
+    grads = [np.full(a.shape, np.nan, np.float32) if need else None for need, a in zip(needs, (x, w, b))]
+    _conv.conv2d_direct_backward(x, w, grad_y, padding, workspace, *grads,
+                                 np.empty(threads * w.shape[0]) if needs[2] else None, threads)
+    for need, g, g_ref in zip(needs, grads, ref.conv2d_backward(grad_y, saved_ref, ALL)):
+        if need:
+            assert_close(g, g_ref, np.float32)
+        else:
+            assert g is None
+
+
+def test_a_direct_forward_keeps_its_backward_when_the_kernels_are_switched_off(two_threads):
+    rng = np.random.default_rng(7)
+    x, w = rand(rng, (8, 6, 14, 14), np.float32), rand(rng, (16, 6, 5, 5), np.float32)
+    y, saved = cpu.conv2d_relu_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+    assert saved[0] == "direct"
+    grad_y = rand(rng, y.shape, np.float32)
+    previous = cpu_conv.set_direct_enabled(False)
+    try:
+        grads = cpu.conv2d_relu_backward(grad_y, y, saved, ALL)
+    finally:
+        cpu_conv.set_direct_enabled(previous)
+    z_ref, saved_ref = ref.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+    for g, g_ref in zip(grads, ref.conv2d_backward(ref.relu_backward(grad_y, ref.relu_forward(z_ref)), saved_ref,
+                                                   ALL)):
+        if g_ref is None:
+            assert g is None
+        else:
+            assert_close(g, g_ref, np.float32)
 
 
 def test_switching_the_direct_kernels_off_gives_the_im2col_schedules():

@@ -1,6 +1,7 @@
-"""Cython bindings of csrc/conv.c: convolution one image per OpenMP thread at a time, each image
-one single-threaded GEMM over a column matrix that stays in cache: fastnn's packed AVX-512 sgemm
-(csrc/sgemm.c) for float32 where the CPU has AVX-512, else BLAS (``scipy.linalg.cython_blas``). Outputs and workspaces are allocated by the caller (fastnn/backends/cpu/conv.py); every
+"""Cython bindings of the per-image convolution (csrc/conv.c: one image per OpenMP thread at a time,
+each image one single-threaded GEMM over a column matrix that stays in cache: fastnn's packed AVX-512
+sgemm (csrc/sgemm.c) for float32 where the CPU has AVX-512, else BLAS (``scipy.linalg.cython_blas``)),
+of the direct convolution (csrc/direct_conv.c) and of the Winograd one (csrc/winograd_conv.c). Outputs and workspaces are allocated by the caller (fastnn/backends/cpu/conv.py); every
 shape is checked here, so a wrong call raises instead of writing out of bounds. The GIL is
 released while C runs."""
 from cython cimport floating
@@ -67,7 +68,7 @@ cdef tuple _shape4(const Py_ssize_t *shape):
 
 cdef void _expect(name, tuple shape, tuple expected) except *:
     if shape != expected:
-        raise ValueError(f"conv2d (per image): {name} must have shape {expected}, got {shape}")
+        raise ValueError(f"conv2d (compiled kernel): {name} must have shape {expected}, got {shape}")
 
 
 cdef conv_geometry _checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_shape, Py_ssize_t groups,

@@ -1,7 +1,7 @@
-"""Compiled 2-D convolution: C im2col/col2im (OpenMP) + BLAS GEMMs in two schedules, and a direct
-kernel for layers with few output channels.
+"""Compiled 2-D convolution in four schedules: C im2col/col2im (OpenMP) + GEMMs per image or batched,
+a direct kernel for small 5x5 layers, and Winograd for 5x5 layers with many channels.
 
-Both mirror ``reference/conv.py`` (y = W · im2col(x) + b; grad_W = grad_y cols^T,
+The im2col schedules mirror ``reference/conv.py`` (y = W · im2col(x) + b; grad_W = grad_y cols^T,
 grad_cols = W^T grad_y, grad_x = col2im(grad_cols)).
 
 **Per image** (csrc/conv.h; mini-batches of at least ``PER_IMAGE_MIN_IMAGES_PER_THREAD`` images
@@ -20,7 +20,8 @@ by ``_blas.gemm``; the column matrix is laid out (C kH kW, N Ho Wo), so per grou
 with K = C/G kH kW and P = Ho Wo; gY is grad_y moved to (O, N P) by the same pass that sums grad_b.
 
 **Direct** (csrc/direct_conv.h; float32, stride 1, dilation 1, one group, at most
-``DIRECT_MAX_OUT_CHANNELS`` output channels, an AVX-512 CPU): no column matrix at all; each thread
+``DIRECT_MAX_OUT_CHANNELS`` output channels, kernels of ``DIRECT_MIN_TAPS`` to 64 taps, at most
+``DIRECT_MAX_DEPTH`` input channels x taps, an AVX-512 CPU): no column matrix at all; each thread
 pads its image and runs the convolution's sums with the output pixels (or channels) in vector lanes,
 forward and backward. LeNet's convolutions (6 and 16 output channels) are small enough that
 im2col + GEMM spends its time packing.
@@ -30,9 +31,11 @@ im2col + GEMM spends its time packing.
 images per thread, fastnn's sgemm on): F(2x2, 5x5), 36 GEMMs over 6x6-transformed tiles instead of
 one over the column matrix, 2.8x fewer multiply-adds; grad_x is the same forward on grad_y with the
 kernel flipped, grad_W a sum of GEMMs in the transformed domain. tfconvnet's 32 -> 64 layer.
-Its results differ from im2col's by a few float32 ulps of the largest term (the transforms
-scale by up to 5 and 1/24), and an infinite input or weight gives NaN where im2col gives +-Inf;
-``set_winograd_enabled(False)`` gives the im2col schedules back.
+Its rounding error is about 10x im2col's (the transforms scale by up to 5 and 1/24: ~4e-6 of
+max|y| on tfconvnet's layer), and an input or weight beyond ~1e36 (or infinite) overflows the
+transforms into NaN/Inf where im2col stays finite (or gives +-Inf);
+``set_winograd_enabled(False)`` gives the im2col schedules back. Winograd is tried before direct.
+A backward always runs in its forward's schedule, whatever the switches say by then.
 """
 import threading
 import weakref
@@ -100,8 +103,11 @@ PER_IMAGE_MIN_IMAGES_PER_THREAD = 2
 
 
 # Measured with bench/bench_conv.py (direct against per image, batch 64): the direct kernels win on
-# LeNet's 1 -> 6 and 6 -> 16 layers and tie on tfconvnet's 1 -> 32 (forward) or lose (backward).
+# LeNet's two 5x5 layers (1 -> 6, 6 -> 16). A review measured them slower on a 3x3 1 -> 16 stem (backward
+# 0.58 against 0.41 ms), a 1x1 8 -> 3 head and a 1x1 128 -> 16 layer, hence the limits on taps and depth.
 DIRECT_MAX_OUT_CHANNELS = 16
+DIRECT_MIN_TAPS = 25
+DIRECT_MAX_DEPTH = 256
 _direct = {"enabled": _conv.direct_available()}
 
 
@@ -120,10 +126,16 @@ def set_direct_enabled(on):
 
 def _direct_suits(x, weight, stride, dilation, groups):
     """True if the direct kernels take this convolution (x and weight contiguous, same dtype)."""
-    o, _, kh, kw = weight.shape
+    o, c, kh, kw = weight.shape
     return (_direct["enabled"] and x.dtype == np.float32 and groups == 1 and tuple(stride) == (1, 1)
-            and tuple(dilation) == (1, 1) and o <= DIRECT_MAX_OUT_CHANNELS and kh * kw <= _conv.DIRECT_MAX_TAPS
+            and tuple(dilation) == (1, 1) and o <= DIRECT_MAX_OUT_CHANNELS
+            and DIRECT_MIN_TAPS <= kh * kw <= _conv.DIRECT_MAX_TAPS and c * kh * kw <= DIRECT_MAX_DEPTH
             and x.size > 0 and weight.size > 0)
+
+
+def _direct_threads(x):
+    """Threads for the direct kernels: no more than images (each thread's scratch holds one)."""
+    return max(1, min(_openmp.get_num_threads(), x.shape[0]))
 
 
 # tfconvnet's conv2 at batch 64 (bench/bench_conv.py, medians): forward 4.3 against 8.0 ms, backward 9.3 against
@@ -193,7 +205,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 
 def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
     """max(conv2d(x), 0) for a Conv2d followed by a ReLU (nn.Sequential fuses the pair): in the
-    per-image schedule the ReLU is part of the epilogue, otherwise relu_forward runs after."""
+    per-image, direct and Winograd schedules the ReLU is part of the epilogue (``_RELU_FUSED``),
+    in the batched one relu_forward runs after."""
     y, saved = _conv2d(x, weight, bias, stride, padding, dilation, groups, relu=True)
     if saved[0] not in _RELU_FUSED:
         y = relu_forward(y)
@@ -201,8 +214,8 @@ def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
 
 
 def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):
-    """conv2d_backward at grad_y ⊙ 1[y > 0], y the output of conv2d_relu_forward; in the per-image
-    schedule the mask is applied image by image inside the kernel."""
+    """conv2d_backward at grad_y ⊙ 1[y > 0], y the output of conv2d_relu_forward; in the per-image,
+    direct and Winograd schedules the mask is applied inside the kernel."""
     if saved[0] == "images":
         return _backward_images(grad_y, saved[1:], needs_input_grad, relu_y=y)
     if saved[0] == "direct":
@@ -227,18 +240,21 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups, relu):
     n, c = x.shape[:2]
     o, cg, kh, kw = weight.shape
     ho, wo = _output_hw(x.shape, (kh, kw), stride, padding, dilation)
-    if _direct_suits(x, weight, stride, dilation, groups):
-        threads = _openmp.get_num_threads()
-        workspace = _buffers.empty(_conv.direct_workspace_size(x.shape, o, (kh, kw), tuple(padding), threads), dtype)
-        y = np.empty((n, o, ho, wo), dtype)
-        _conv.conv2d_direct_forward(x, weight, bias, tuple(padding), workspace, y, threads, relu)
-        return y, ("direct", x, weight, stride, padding, dilation, groups, bias is not None)
     if _winograd_suits(x, weight, stride, padding, dilation, groups):
         threads = _openmp.get_num_threads()
         workspace = _buffers.empty(_conv.winograd_workspace_size(x.shape, o, tuple(padding), threads), dtype)
         y = np.empty((n, o, ho, wo), dtype)
-        _conv.conv2d_winograd_forward(x, weight, bias, tuple(padding), workspace, y, threads, relu)
-        return y, ("winograd", x, weight, stride, padding, dilation, groups, bias is not None)
+        try:
+            _conv.conv2d_winograd_forward(x, weight, bias, tuple(padding), workspace, y, threads, relu)
+            return y, ("winograd", x, weight, stride, padding, dilation, groups, bias is not None)
+        except MemoryError:   # the sgemm's packing buffers: the im2col schedules use BLAS instead
+            pass
+    if _direct_suits(x, weight, stride, dilation, groups):
+        threads = _direct_threads(x)
+        workspace = _buffers.empty(_conv.direct_workspace_size(x.shape, o, (kh, kw), tuple(padding), threads), dtype)
+        y = np.empty((n, o, ho, wo), dtype)
+        _conv.conv2d_direct_forward(x, weight, bias, tuple(padding), workspace, y, threads, relu)
+        return y, ("direct", x, weight, stride, padding, dilation, groups, bias is not None)
     threads = _per_image_threads(x, weight)
     if threads:
         workspace = _buffers.empty(_conv.workspace_size(x.shape, o, (kh, kw), stride, padding, dilation, threads),
@@ -289,21 +305,21 @@ def _backward_winograd(grad_y, saved, needs_input_grad, relu_y=None):
         return None, None, None
     workspace = _buffers.empty(_conv.winograd_workspace_size(x.shape, o, tuple(padding), threads), np.float32)
     grad_b_partial = None if grad_b is None else np.empty(threads * o, np.float64)
-    _conv.conv2d_winograd_backward(x, weight, grad_y, tuple(padding), workspace, grad_x, grad_w, grad_b,
-                                   grad_b_partial, threads,
-                                   None if relu_y is None else np.ascontiguousarray(relu_y, np.float32))
+    try:
+        _conv.conv2d_winograd_backward(x, weight, grad_y, tuple(padding), workspace, grad_x, grad_w, grad_b,
+                                       grad_b_partial, threads,
+                                       None if relu_y is None else np.ascontiguousarray(relu_y, np.float32))
+    except MemoryError:   # the sgemm's packing buffers: the same gradients per image, on BLAS
+        return _backward_images(grad_y, saved, needs_input_grad, relu_y)
     return grad_x, grad_w, grad_b
 
 
 def _backward_direct(grad_y, saved, needs_input_grad, relu_y=None):
-    """The backward of a direct forward (saved as by the per-image one); per image if the direct
-    kernels were switched off in between."""
+    """The backward of a direct forward (which saved as the per-image one does)."""
     x, weight, stride, padding, dilation, groups, has_bias = saved
     o = weight.shape[0]
-    if not _direct["enabled"]:
-        return _backward_images(grad_y, saved, needs_input_grad, relu_y)
     grad_y = np.ascontiguousarray(grad_y, np.float32)
-    threads = _openmp.get_num_threads()
+    threads = _direct_threads(x)
     grad_x = np.empty(x.shape, np.float32) if needs_input_grad[0] else None
     grad_w = np.empty(weight.shape, np.float32) if needs_input_grad[1] else None
     grad_b = np.empty(o, np.float32) if has_bias and needs_input_grad[2] else None
