@@ -257,7 +257,7 @@ def cmd_info(args):
                                   if own_sgemm.enabled() else "OpenBLAS (this CPU has no AVX-512)"
                                   if not own_sgemm.available() else "OpenBLAS (fastnn's sgemm switched off)"))
         from .backends.cpu import conv as cpu_conv
-        kinds = ([f"direct (stride 1, <= {cpu_conv.DIRECT_MAX_OUT_CHANNELS} output channels)"]
+        kinds = ([f"direct (stride 1, <= {cpu_conv.DIRECT_MAX_OUT_CHANNELS} output channels, 5x5-sized kernels)"]
                  if cpu_conv._direct["enabled"] else [])
         kinds += ([f"Winograd F(2x2, 5x5) (5x5, >= {cpu_conv.WINOGRAD_MIN_CHANNELS} channels)"]
                   if cpu_conv._winograd["enabled"] and own_sgemm.enabled() else [])
