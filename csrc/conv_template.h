@@ -213,14 +213,8 @@ void SUFFIXED(conv2d_backward_images)(const SCALAR *x, const SCALAR *weight, con
                 grad_w[e] = sum;
             }
         }
-        if (grad_b) {
-            #pragma omp for schedule(static)
-            for (ptrdiff_t o = 0; o < out_channels; ++o) {
-                double sum = 0;
-                for (int t = 0; t < team; ++t) sum += grad_b_partial[t * out_channels + o];
-                grad_b[o] = (SCALAR)sum;
-            }
-        }
+        if (grad_b)
+            SUFFIXED(sum_thread_partials)(grad_b_partial, team, out_channels, grad_b);
     }
     free(packed_wt);
 }

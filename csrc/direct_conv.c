@@ -536,14 +536,8 @@ void direct_conv2d_backward_f32(const float *x, const float *weight, const float
                 grad_w[e] = sum;
             }
         }
-        if (grad_b) {
-            #pragma omp for schedule(static)
-            for (ptrdiff_t o = 0; o < out_channels; ++o) {
-                double sum = 0;
-                for (int t = 0; t < team; ++t) sum += grad_b_partial[t * out_channels + o];
-                grad_b[o] = (float)sum;
-            }
-        }
+        if (grad_b)
+            sum_thread_partials_f32(grad_b_partial, team, out_channels, grad_b);
     }
 #else
     (void)x; (void)weight; (void)grad_y; (void)relu_y; (void)g; (void)out_channels; (void)threads;

@@ -5,6 +5,12 @@
 #include "sgemm.h"
 #include "winograd_conv.h"
 
+#define SCALAR float
+#define SUFFIXED(name) name##_f32
+#include "row_sum_template.h"
+#undef SCALAR
+#undef SUFFIXED
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTNN_HAVE_AVX512_KERNEL 1
 #include <immintrin.h>
@@ -370,14 +376,8 @@ int winograd_conv2d_weight_grad_f32(const float *x, const float *grad_y, const f
             }   /* implicit barrier */
             untransform_weight_grad(du_total, s, grad_w);
         }
-        if (grad_b) {
-            #pragma omp for schedule(static)
-            for (ptrdiff_t o = 0; o < s->out_channels; ++o) {
-                double sum = 0;
-                for (int t = 0; t < team; ++t) sum += grad_b_partial[(ptrdiff_t)t * s->out_channels + o];
-                grad_b[o] = (float)sum;
-            }
-        }
+        if (grad_b)
+            sum_thread_partials_f32(grad_b_partial, team, s->out_channels, grad_b);
     }
     return failed ? -1 : 0;
 #else

@@ -71,6 +71,25 @@ cdef void _expect(name, tuple shape, tuple expected) except *:
         raise ValueError(f"conv2d (compiled kernel): {name} must have shape {expected}, got {shape}")
 
 
+cdef void _check_gradients(kernel, tuple expected_grad_y, tuple x_shape, tuple weight_shape, grad_y, grad_x,
+                           grad_w, grad_b, grad_b_partial, relu_y, int threads) except *:
+    """The shapes of a backward binding's gradient arguments (memoryviews, or None where not given):
+    grad_y as expected, grad_x / grad_w as x / weight, grad_b (O,) with its per-thread scratch
+    (threads O), relu_y as grad_y."""
+    _expect("grad_y", tuple(grad_y.shape), expected_grad_y)
+    if grad_x is not None:
+        _expect("grad_x", tuple(grad_x.shape), x_shape)
+    if grad_w is not None:
+        _expect("grad_w", tuple(grad_w.shape), weight_shape)
+    if grad_b is not None:
+        _expect("grad_b", tuple(grad_b.shape), (weight_shape[0],))
+        if grad_b_partial is None:
+            raise ValueError(f"conv2d ({kernel}): grad_b needs grad_b_partial")
+        _expect("grad_b_partial", tuple(grad_b_partial.shape), (threads * weight_shape[0],))
+    if relu_y is not None:
+        _expect("relu_y", tuple(relu_y.shape), expected_grad_y)
+
+
 cdef conv_geometry _checked(const Py_ssize_t *x_shape, const Py_ssize_t *weight_shape, Py_ssize_t groups,
                             kernel_size, stride, padding, dilation, int threads,
                             Py_ssize_t workspace_size) except *:
@@ -138,23 +157,15 @@ def conv2d_backward_images(const floating[:, :, :, ::1] x not None, const floati
     cdef conv_geometry g = _checked(x.shape, weight.shape, groups, kernel_size, stride, padding,
                                     dilation, threads, workspace.shape[0])
     cdef Py_ssize_t out_channels = weight.shape[0]
-    _expect("grad_y", _shape4(grad_y.shape), (g.batch, out_channels, g.out_h, g.out_w))
-    if grad_x is not None:
-        _expect("grad_x", _shape4(grad_x.shape), _shape4(x.shape))
+    _check_gradients("per image", (g.batch, out_channels, g.out_h, g.out_w), _shape4(x.shape), _shape4(weight.shape),
+                     grad_y, grad_x, grad_w, grad_b, grad_b_partial, relu_y, threads)
     if grad_w is not None:
-        _expect("grad_w", _shape4(grad_w.shape), _shape4(weight.shape))
         if grad_w_partial is None:
             raise ValueError("conv2d (per image): grad_w needs grad_w_partial")
         _expect("grad_w_partial", (grad_w_partial.shape[0],), (threads * weight.shape[0] * weight.shape[1]
                                                                * weight.shape[2] * weight.shape[3],))
-    if grad_b is not None:
-        _expect("grad_b", (grad_b.shape[0],), (out_channels,))
-        if grad_b_partial is None:
-            raise ValueError("conv2d (per image): grad_b needs grad_b_partial")
-        _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * out_channels,))
     cdef const floating *relu_y_ptr = NULL
     if relu_y is not None:
-        _expect("relu_y", _shape4(relu_y.shape), _shape4(grad_y.shape))
         relu_y_ptr = &relu_y[0, 0, 0, 0]
     cdef floating *grad_x_ptr = &grad_x[0, 0, 0, 0] if grad_x is not None else NULL
     cdef floating *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
@@ -253,19 +264,10 @@ def conv2d_direct_backward(const float[:, :, :, ::1] x not None, const float[:, 
     conv2d_backward_images."""
     cdef conv_geometry g = _direct_checked(x.shape, weight.shape, padding, threads, workspace.shape[0])
     cdef Py_ssize_t out_channels = weight.shape[0]
-    _expect("grad_y", _shape4(grad_y.shape), (g.batch, out_channels, g.out_h, g.out_w))
-    if grad_x is not None:
-        _expect("grad_x", _shape4(grad_x.shape), _shape4(x.shape))
-    if grad_w is not None:
-        _expect("grad_w", _shape4(grad_w.shape), _shape4(weight.shape))
-    if grad_b is not None:
-        _expect("grad_b", (grad_b.shape[0],), (out_channels,))
-        if grad_b_partial is None:
-            raise ValueError("conv2d (direct): grad_b needs grad_b_partial")
-        _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * out_channels,))
+    _check_gradients("direct", (g.batch, out_channels, g.out_h, g.out_w), _shape4(x.shape), _shape4(weight.shape),
+                     grad_y, grad_x, grad_w, grad_b, grad_b_partial, relu_y, threads)
     cdef const float *relu_y_ptr = NULL
     if relu_y is not None:
-        _expect("relu_y", _shape4(relu_y.shape), _shape4(grad_y.shape))
         relu_y_ptr = &relu_y[0, 0, 0, 0]
     cdef float *grad_x_ptr = &grad_x[0, 0, 0, 0] if grad_x is not None else NULL
     cdef float *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
@@ -382,19 +384,10 @@ def conv2d_winograd_backward(const float[:, :, :, ::1] x not None, const float[:
     conv2d_backward_images."""
     cdef winograd_shape s = _winograd_checked(x.shape, weight.shape, padding, threads, workspace.shape[0])
     cdef winograd_shape t = _winograd_input_grad_shape(&s)
-    _expect("grad_y", _shape4(grad_y.shape), (s.batch, s.out_channels, s.out_h, s.out_w))
-    if grad_x is not None:
-        _expect("grad_x", _shape4(grad_x.shape), _shape4(x.shape))
-    if grad_w is not None:
-        _expect("grad_w", _shape4(grad_w.shape), _shape4(weight.shape))
-    if grad_b is not None:
-        _expect("grad_b", (grad_b.shape[0],), (s.out_channels,))
-        if grad_b_partial is None:
-            raise ValueError("conv2d (winograd): grad_b needs grad_b_partial")
-        _expect("grad_b_partial", (grad_b_partial.shape[0],), (threads * s.out_channels,))
+    _check_gradients("winograd", (s.batch, s.out_channels, s.out_h, s.out_w), _shape4(x.shape), _shape4(weight.shape),
+                     grad_y, grad_x, grad_w, grad_b, grad_b_partial, relu_y, threads)
     cdef const float *relu_y_ptr = NULL
     if relu_y is not None:
-        _expect("relu_y", _shape4(relu_y.shape), _shape4(grad_y.shape))
         relu_y_ptr = &relu_y[0, 0, 0, 0]
     cdef float *grad_w_ptr = &grad_w[0, 0, 0, 0] if grad_w is not None else NULL
     cdef float *grad_b_ptr = &grad_b[0] if grad_b is not None else NULL
