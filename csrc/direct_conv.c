@@ -10,12 +10,7 @@
 #undef SCALAR
 #undef SUFFIXED
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTNN_HAVE_AVX512_KERNEL 1
-#include <immintrin.h>
-#else
-#define FASTNN_HAVE_AVX512_KERNEL 0
-#endif
+#include "avx512.h"
 
 #define FORWARD_CHANNELS 8      /* output channels per forward tile (x 1 or 2 vectors of pixels) */
 #define FORWARD_PIXELS 14       /* pixels per forward tile vectorised over 16 output channels     */
@@ -25,12 +20,7 @@
 
 int fastnn_direct_conv_available(void)
 {
-#if FASTNN_HAVE_AVX512_KERNEL
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
-#else
-    return 0;
-#endif
+    return fastnn_cpu_runs_avx512();
 }
 
 /* The padded copy of one image (C, H, W) -> (C, H + 2 pH, W + 2 pW), zeros around. */

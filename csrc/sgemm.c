@@ -7,12 +7,7 @@
 
 #include "sgemm.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTNN_HAVE_AVX512_KERNEL 1
-#include <immintrin.h>
-#else
-#define FASTNN_HAVE_AVX512_KERNEL 0
-#endif
+#include "avx512.h"
 
 #define MR 8        /* rows of C per micro-tile (broadcast from the A panel) */
 #define NR 32       /* columns of C per micro-tile (two zmm vectors of the B panel) */
@@ -218,8 +213,7 @@ static void pack_b(int trans, const float *b, int ldb, int n, int k0, int kc, fl
 
 int fastnn_sgemm_available(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
+    return fastnn_cpu_runs_avx512();
 }
 
 static int enabled = -1;     /* -1: not decided yet (the CPU is asked on first use) */

@@ -11,12 +11,7 @@
 #undef SCALAR
 #undef SUFFIXED
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTNN_HAVE_AVX512_KERNEL 1
-#include <immintrin.h>
-#else
-#define FASTNN_HAVE_AVX512_KERNEL 0
-#endif
+#include "avx512.h"
 
 #define N_ 6   /* transformed tile side */
 #define R_ 5   /* kernel side */
