@@ -35,6 +35,12 @@ def dtype(request):
     return request.param
 
 
+@pytest.fixture
+def two_threads():
+    """Run the test on two threads (the guard below restores the count afterwards)."""
+    fastnn.set_num_threads(2)
+
+
 @pytest.fixture(autouse=True)
 def _restore_fastnn_global_state():
     backend_before = fastnn.backend.get_backend()

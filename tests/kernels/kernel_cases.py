@@ -21,6 +21,23 @@ def assert_close(actual, expected, dtype=None, scale=10.0):
     np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * magnitude)
 
 
+def assert_gradients_close(needs, grads, grads_ref, close=None):
+    """Each gradient asked for (needs[i]) matches its reference by ``close`` (assert_close by
+    default); the others are None."""
+    for need, g, g_ref in zip(needs, grads, grads_ref):
+        if need:
+            (close or assert_close)(g, g_ref)
+        else:
+            assert g is None
+
+
+def assert_same_bits(first, second):
+    """Two (y, gradients) results of the same call hold the same bits (None where not asked for)."""
+    np.testing.assert_array_equal(first[0], second[0])
+    for a, c in zip(first[1], second[1]):
+        np.testing.assert_array_equal(a, c)
+
+
 def rand(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_cases import assert_close, rand
+from kernel_cases import assert_close, assert_gradients_close, assert_same_bits, rand
 
-import fastnn
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
 from fastnn.backends.cpu import _conv
@@ -76,17 +75,7 @@ def test_direct_conv_gives_the_same_bits_on_every_run():
     grad_y = rand(rng, (7, 16, 10, 10), np.float32)
     first = _direct(x, w, b, (0, 0), 2, True, grad_y)
     second = _direct(x, w, b, (0, 0), 2, True, grad_y)
-    np.testing.assert_array_equal(first[0], second[0])
-    for a, c in zip(first[1], second[1]):
-        np.testing.assert_array_equal(a, c)
-
-
-@pytest.fixture
-def two_threads():
-    before = fastnn.get_num_threads()
-    fastnn.set_num_threads(2)
-    yield
-    fastnn.set_num_threads(before)
+    assert_same_bits(first, second)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding", [
@@ -152,11 +141,8 @@ def test_direct_conv_on_pinned_tile_layouts_and_partial_gradients(x_shape, w_sha
     grads = [np.full(a.shape, np.nan, np.float32) if need else None for need, a in zip(needs, (x, w, b))]
     _conv.conv2d_direct_backward(x, w, grad_y, padding, workspace, *grads,
                                  np.empty(threads * w.shape[0]) if needs[2] else None, threads)
-    for need, g, g_ref in zip(needs, grads, ref.conv2d_backward(grad_y, saved_ref, ALL)):
-        if need:
-            assert_close(g, g_ref, np.float32)
-        else:
-            assert g is None
+    assert_gradients_close(needs, grads, ref.conv2d_backward(grad_y, saved_ref, ALL),
+                           lambda g, g_ref: assert_close(g, g_ref, np.float32))
 
 
 def test_a_direct_forward_keeps_its_backward_when_the_kernels_are_switched_off(two_threads):

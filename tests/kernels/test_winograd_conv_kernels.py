@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_cases import rand
+from kernel_cases import assert_gradients_close, assert_same_bits, rand
 
-import fastnn
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
 from fastnn.backends.cpu import _conv, own_sgemm
@@ -112,11 +111,7 @@ def test_winograd_conv_on_pinned_layouts_and_partial_gradients(x_shape, w_shape,
     grads = [np.full(a.shape, np.nan, np.float32) if need else None for need, a in zip(needs, (x, w, b))]
     _conv.conv2d_winograd_backward(x, w, grad_y, padding, workspace, *grads,
                                    np.empty(threads * w.shape[0]) if needs[2] else None, threads, y)
-    for need, g, g_ref in zip(needs, grads, grads_ref):
-        if need:
-            assert_winograd_close(g, g_ref)
-        else:
-            assert g is None
+    assert_gradients_close(needs, grads, grads_ref, assert_winograd_close)
 
 
 def test_winograd_conv_gives_the_same_bits_on_every_run():
@@ -125,9 +120,7 @@ def test_winograd_conv_gives_the_same_bits_on_every_run():
     grad_y = rand(rng, (9, 24, 11, 13), np.float32)
     first = _winograd(x, w, b, (2, 2), 2, True, grad_y)
     second = _winograd(x, w, b, (2, 2), 2, True, grad_y)
-    np.testing.assert_array_equal(first[0], second[0])
-    for a, c in zip(first[1], second[1]):
-        np.testing.assert_array_equal(a, c)
+    assert_same_bits(first, second)
 
 
 def test_winograd_conv_matches_pytorch():
@@ -142,14 +135,6 @@ def test_winograd_conv_matches_pytorch():
     assert_winograd_close(y, ty.detach().numpy())
     for g, t in zip(grads, (tx, tw, tb)):
         assert_winograd_close(g, t.grad.numpy())
-
-
-@pytest.fixture
-def two_threads():
-    before = fastnn.get_num_threads()
-    fastnn.set_num_threads(2)
-    yield
-    fastnn.set_num_threads(before)
 
 
 @pytest.mark.parametrize("relu", [False, True])
