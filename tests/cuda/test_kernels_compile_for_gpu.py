@@ -1,0 +1,156 @@
+"""Every cuda kernel compiles for a real GPU with the argument types the backend passes it.
+
+The simulator runs a kernel as Python: it never types or compiles it, so a kernel that Numba
+cannot compile in nopython mode (a float64 creeping into a float32 kernel, a tuple where an array
+is expected, an unsupported NumPy call) passes every simulated test and fails on the first GPU
+launch. Here a simulated run of every op and every zoo model's training step records the
+argument types of each launch, and ``compile_for_gpu.py`` compiles each (kernel, types) pair to
+PTX for an H100 with numba-cuda's NVVM in a process without the simulator: no driver or GPU needed.
+Needs the ``cuda`` extra (numba-cuda with the CUDA 12 compiler wheels), which scripts/test.sh installs.
+"""
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba import types, typeof
+
+import fastnn
+import fastnn.device
+import fastnn.functional as F
+from fastnn import course_models, models, nn, optim
+
+if fastnn.device.cuda_unavailable_reason():
+    pytest.skip(f"the cuda device is not usable: {fastnn.device.cuda_unavailable_reason()}", allow_module_level=True)
+import fastnn.backends.cuda as cu  # noqa: E402
+from fastnn.backends.cuda import _core  # noqa: E402
+
+if not _core.SIMULATOR:
+    pytest.skip("on a GPU every launch compiles its kernel for real", allow_module_level=True)
+
+BACKEND_MODULES = ["conv", "elementwise", "linear", "loss", "norm", "optim", "pool", "resample"]
+COMPILER = Path(__file__).with_name("compile_for_gpu.py")
+
+
+def _kernels():
+    """{id(kernel): (module, name, dtype)} for every kernel of the backend (not device functions)."""
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+    found = {}
+    for short in BACKEND_MODULES:
+        module = importlib.import_module(f"fastnn.backends.cuda.{short}")
+        for name, value in vars(module).items():
+            if isinstance(value, FakeCUDAKernel) and not value._device and value.__module__ == module.__name__:
+                found[id(value)] = (module.__name__, name, None)
+    linear = importlib.import_module("fastnn.backends.cuda.linear")
+    for dtype in ("float32", "float64"):       # the GEMM is made per dtype by linear._kernel
+        found[id(linear._kernel(dtype))] = (linear.__name__, "_kernel", dtype)
+    return found
+
+
+def _numba_type(value):
+    """The type Numba's CUDA dispatcher gives an argument (a device array is typed by its layout)."""
+    if hasattr(value, "_ary"):
+        host = value._ary
+        layout = "C" if host.flags.c_contiguous else "F" if host.flags.f_contiguous else "A"
+        return types.Array(typeof(host.dtype.type(0)), host.ndim, layout)
+    if isinstance(value, tuple):
+        return types.BaseTuple.from_types([_numba_type(v) for v in value])
+    return typeof(value)
+
+
+def _train_step(model, x, target, optimizer):
+    loss = nn.CrossEntropyLoss()(model(x), target)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def _exercise_every_op():
+    """Training steps of the zoo (every optimizer) and the ops that are not on their path."""
+    fastnn.manual_seed(0)
+    rng = np.random.default_rng(0)
+    image = fastnn.tensor(rng.standard_normal((2, 1, 28, 28)).astype(np.float32), device="cuda")
+    labels = fastnn.tensor(np.array([1, 3]), device="cuda")
+    optimizers = [lambda p: optim.SGD(p, lr=0.1), lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
+                  lambda p: optim.Adam(p, lr=1e-3), lambda p: optim.RMSprop(p, lr=1e-3, momentum=0.9, centered=True)]
+    for name in models.MODELS:
+        for make_optimizer in optimizers:
+            model = models.get_model(name).to("cuda")
+            _train_step(model, image, labels, make_optimizer(model.parameters()))
+    for upsampling in ("nearest", "bilinear", "unpool"):
+        unet = course_models.tiny_unet(upsampling=upsampling).to("cuda")
+        masks = fastnn.tensor(rng.integers(0, 3, (2, 8, 8)), device="cuda")
+        _train_step(unet, image[:, :, :8, :8], masks, optim.Adam(unet.parameters()))
+
+    for dtype in (np.float32, np.float64):
+        x = fastnn.tensor(rng.standard_normal((2, 4, 6, 6)).astype(dtype), requires_grad=True, device="cuda")
+        t = fastnn.tensor(rng.random((2, 4, 6, 6)).astype(dtype), requires_grad=True, device="cuda")
+        outs = [F.l1_loss(x, t), F.mse_loss(x, t, reduction="sum"), F.l1_loss(x, t, reduction="none").sum(),
+                F.binary_cross_entropy_with_logits(x, t, pos_weight=np.ones((6,), dtype)),
+                F.nll_loss(F.log_softmax(x, dim=1), fastnn.tensor(rng.integers(0, 4, (2, 6, 6)), device="cuda")),
+                F.softmax(x, dim=1).sum(), F.layer_norm(x, (6, 6)).sum(), F.group_norm(x, 2).sum(),
+                F.instance_norm(x).sum(), F.avg_pool2d(x, 2).sum(), F.adaptive_avg_pool2d(x, 1).sum(),
+                F.interpolate(x, scale_factor=2, mode="bilinear").sum(), F.dropout(x, 0.5).sum(),
+                (x * t + x / (t + 1) - t.exp() + x.relu().sigmoid().tanh()).mean(), (x.reshape(8, 36) @ t.reshape(36, 8)).sum()]
+        pooled, indices = F.max_pool2d(x, 2, return_indices=True)
+        outs.append(F.max_unpool2d(pooled, indices, 2).sum())
+        sum(outs).backward()
+        norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=True).to("cuda")
+        norm(x)
+
+    # backend entry points the public ops reach only in corner cases
+    param, grad = cu.to_device(np.ones(5, np.float32)), cu.to_device(np.ones(5, np.float32))
+    cu.sgd_step(param, grad, None, 0.1, 0.9, 0.0, 0.0, False)        # a momentum buffer started late
+    cu.count_correct(cu.to_device(np.ones((2, 3), np.float32)), cu.to_device(np.array([0, 2])),
+                     cu.to_device(np.zeros(1, np.int64)))          # fit()'s accuracy, counted on the device
+    cu.max_pool2d_backward(cu.to_device(np.ones((1, 1, 2, 2), np.float32)),   # indices from elsewhere: a scatter
+                           cu.to_device(np.array([[[[0, 3], [9, 15]]]])), (1, 1, 4, 4))
+
+
+@pytest.fixture(scope="module")
+def recorded_signatures():
+    """{(module, kernel, dtype): {argument types}} of every launch of ``_exercise_every_op``."""
+    kernels, recorded = _kernels(), {}
+    check = _core._check_args
+
+    def record(kernel, args):
+        check(kernel, args)
+        recorded.setdefault(kernels[id(kernel)], set()).add(tuple(_numba_type(a) for a in args))
+
+    _core._check_args = record
+    try:
+        with cu.count_launches(dry_run=True):      # types do not depend on values: skip the slow simulation
+            _exercise_every_op()
+    finally:
+        _core._check_args = check
+    return kernels, recorded
+
+
+def test_every_kernel_is_launched_by_the_recorded_run(recorded_signatures):
+    kernels, recorded = recorded_signatures
+    missed = sorted(set(kernels.values()) - set(recorded) - {("fastnn.backends.cuda.linear", "_kernel", "float64")})
+    assert not missed, f"kernels no op of _exercise_every_op launches (extend it): {missed}"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
+                    reason="needs the cuda extra (numba-cuda and NVIDIA's compiler wheels): pip install -e '.[cuda]'")
+def test_every_kernel_compiles_to_ptx_for_the_types_it_is_launched_with(recorded_signatures, tmp_path):
+    _, recorded = recorded_signatures
+    path = tmp_path / "signatures.pkl"
+    path.write_bytes(pickle.dumps(recorded))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING"] = "1"
+    here = str(Path(fastnn.__file__).resolve().parent.parent)          # the fastnn this test imported
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    run = subprocess.run([sys.executable, str(COMPILER), str(path)], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert not result["failures"], "\n".join(" ".join(f) for f in result["failures"])
+    assert result["compiled"] == sum(len(s) for s in recorded.values())
