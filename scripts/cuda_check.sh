@@ -23,6 +23,14 @@ from fastnn.backends.cuda import training_step_launches
 for m in ('mlp', 'lenet5', 'tfconvnet', 'bnconvnet'):
     print(f'{m:>10}: {training_step_launches(m, 64)} launches per step')"
 
+echo "== the caching allocator: tfconvnet steps with it off, then on (batch 64 and 256)"
+for batch in 64 256; do
+    FASTNN_CUDA_CACHING_ALLOCATOR=0 NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
+        --model tfconvnet --batch $batch --device cuda --min-time 3
+    NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn --model tfconvnet --batch $batch \
+        --device cuda --min-time 3
+done
+
 echo "== 2 epochs of tfconvnet on Fashion-MNIST, on the GPU"
 NUMBA_ENABLE_CUDASIM=0 fastnn train --model tfconvnet --dataset fashion-mnist --epochs 2 --batch-size 64 \
     --device cuda --no-progress ${FASHION_DIR:+--data-dir "$FASHION_DIR"}

@@ -6,6 +6,7 @@ NOT fall back to the reference kernels: an op without a cuda kernel raises NotIm
 naming the op, instead of copying to the host behind the user's back.
 
 Launch accounting: ``launch_count()``, ``reset_launch_count()`` and ``count_launches()``.
+Memory: a caching allocator (``memory.py``); ``memory_stats()`` and ``empty_cache()``.
 """
 from ._core import (SIMULATOR, array_interface, count_launches, empty, from_interface, launch_count, pointer,  # noqa: F401
                     reset_launch_count, to_device, to_host)
@@ -13,6 +14,7 @@ from .conv import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .memory import empty_cache, memory_stats  # noqa: F401
 from .norm import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403

@@ -12,6 +12,8 @@ import contextlib
 import numpy as np
 from numba import config, cuda
 
+from .memory import cached_device_array
+
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 # The simulator runs each GPU thread as a Python thread: launch few threads there, and let the
 # grid-stride loops of the kernels cover the elements. On a GPU: 256-thread blocks.
@@ -28,6 +30,15 @@ if SIMULATOR:
     _DeviceArray.shape = property(lambda self: tuple(self._ary.shape))
 else:
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
+
+
+def kernel(function):
+    """``@cuda.jit`` for every kernel of the backend: compiled on its first launch for the argument
+    types it gets (float32 for training; float64 where a user asks for it), and cached on disk
+    (``cache=True``, in ``__pycache__`` or Numba's cache directory), so a new process loads the
+    compiled kernels instead of compiling them again. Types are not pinned by explicit signatures:
+    the fused optimiser kernels take a tuple of as many arrays as the group has parameters."""
+    return cuda.jit(cache=True)(function)
 
 
 @cuda.jit(device=True)
@@ -105,16 +116,24 @@ def launch_grid(kernel, grid, block, *args):
 # -- allocation and views ------------------------------------------------------------------------
 
 def empty(shape, dtype):
+    """An uninitialised C-contiguous device array, from the caching allocator (``memory.py``)."""
     shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
     if SIMULATOR:  # poison fresh memory, so that a kernel reading what nobody wrote fails every time
         return cuda.to_device(np.full(shape, np.nan if dtype.kind == "f" else np.iinfo(dtype).min, dtype))
-    return cuda.device_array(shape, dtype)
+    array = cached_device_array(shape, dtype)
+    return array if array is not None else cuda.device_array(shape, dtype)
 
 
 def to_device(host):
     """A device copy of the host array ``host`` (0-d arrays stay 0-d)."""
     host = np.asarray(host)
-    return cuda.to_device(host if host.flags.c_contiguous else np.copy(host, order="C"))
+    host = host if host.flags.c_contiguous else np.copy(host, order="C")
+    if not SIMULATOR:
+        array = cached_device_array(host.shape, host.dtype)
+        if array is not None:
+            array.copy_to_device(host)
+            return array
+    return cuda.to_device(host)
 
 
 def to_host(array):

@@ -14,7 +14,7 @@ import numpy as np
 from numba import cuda
 
 from ..reference.conv import conv_output_size
-from ._core import empty, launch, unravel4
+from ._core import empty, kernel, launch, unravel4
 from .elementwise import contiguous, relu_backward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, gemm
 
@@ -22,7 +22,7 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu
            "conv2d_relu_backward"]
 
 
-@cuda.jit
+@kernel
 def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
     """cols[(c, i, j), (n, oh, ow)] = x[n, c, oh sH - pH + i dH, ow sW - pW + j dW] (0 in the padding);
     batch_major: cols stored (N, K, P) (the kernel contract) instead of (1, K, N P)."""
@@ -53,7 +53,7 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total)
             cols[0, row, n * p_count + p] = v
 
 
-@cuda.jit
+@kernel
 def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
     """grad_x[n, c, ih, iw] = Σ over the taps (i, j) whose window position reads (ih, iw)."""
     ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]

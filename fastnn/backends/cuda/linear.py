@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ._core import SIMULATOR, empty, launch_grid
+from ._core import SIMULATOR, empty, kernel, launch_grid
 from .elementwise import contiguous, relu_backward, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul", "gemm"]
@@ -35,7 +35,7 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 
 
 def _make_gemm(dtype):
-    @cuda.jit
+    @kernel
     def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k):
         a_tile = cuda.shared.array((BK, BM), dtype)
         b_tile = cuda.shared.array((BK, BN), dtype)

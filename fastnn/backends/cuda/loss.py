@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._core import SIMULATOR, empty, launch, launch_grid
+from ._core import SIMULATOR, empty, kernel, launch, launch_grid
 from .elementwise import binary, broadcast_to, contiguous, scale_by, sum as _sum
 
 __all__ = ["softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
@@ -57,7 +57,7 @@ def _sum_into_first(buf, acc, scale, loss):
         loss[0] = total * scale
 
 
-@cuda.jit
+@kernel
 def _softmax(x, y, log, outer, c, inner, total):
     """Along the middle axis of x viewed (outer, C, inner): one thread per (outer, inner) line."""
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
@@ -79,7 +79,7 @@ def _softmax(x, y, log, outer, c, inner, total):
                 y[base + j * inner] = math.exp(x[base + j * inner] - m) / s
 
 
-@cuda.jit
+@kernel
 def _softmax_backward(g, y, out, log, c, inner, total):
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         o = t // inner
@@ -99,7 +99,7 @@ def _softmax_backward(g, y, out, log, c, inner, total):
                 out[k] = y[k] * (g[k] - s)
 
 
-@cuda.jit
+@kernel
 def _cross_entropy(x, target, grad, loss, rows, c, inner, smoothing, scale, per_item):
     """One block: per item (n, d) of logits (N, C, inner): lse, loss, grad = softmax - q;
     loss[0] = scale Σ items (or loss[item] per item when per_item)."""
@@ -145,7 +145,7 @@ def _softplus(z):
 L1, BCE = 0, 1
 
 
-@cuda.jit
+@kernel
 def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
     """Per item i: L1 (diff[i] = x - t, |diff|) or BCE with logits (weight w[i]). per_item: loss[i];
     else (one block) loss[0] = scale Σ items."""
@@ -168,7 +168,7 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
         _sum_into_first(buf, acc, scale, loss)
 
 
-@cuda.jit
+@kernel
 def _l1_backward(diff, g, factor, per_item, out, n):
     """out = sign(diff) * (g[i] per item, else g[0]) * factor."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -178,7 +178,7 @@ def _l1_backward(diff, g, factor, per_item, out, n):
         out[i] = s * gi * factor
 
 
-@cuda.jit
+@kernel
 def _bce_backward(x, t, w, has_w, g, factor, per_item, grad_x, grad_t, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         v = x[i]
@@ -191,7 +191,7 @@ def _bce_backward(x, t, w, has_w, g, factor, per_item, grad_x, grad_t, n):
         grad_t[i] = (wi * _softplus(-v) - _softplus(v)) * s
 
 
-@cuda.jit
+@kernel
 def _nll(logp, target, loss, scale, per_item, c, inner, rows):
     """loss_item = -logp[n, target, d] (NaN for a target outside [0, C)); reduced as _pointwise_loss."""
     buf = cuda.shared.array(CE_THREADS, float64)
@@ -209,7 +209,7 @@ def _nll(logp, target, loss, scale, per_item, c, inner, rows):
         _sum_into_first(buf, acc, scale, loss)
 
 
-@cuda.jit
+@kernel
 def _nll_backward(g, target, factor, per_item, grad, c, inner, total):
     """grad[n, j, d] = -g (per item, or g[0]) * factor where j == target[n, d], else 0."""
     for k in range(cuda.grid(1), total, cuda.gridsize(1)):

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._core import SIMULATOR, empty, launch, launch_grid
+from ._core import SIMULATOR, empty, kernel, launch, launch_grid
 from .elementwise import REDUCE_THREADS, contiguous, relu_backward
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
@@ -57,7 +57,7 @@ def _segment_stats(x, base, length, buf, tid):
     return mu, _block_sum(buf, tid, acc)
 
 
-@cuda.jit
+@kernel
 def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, eps, n_img, c, hw):
     buf = cuda.shared.array(REDUCE_THREADS, float64)
     tid = cuda.threadIdx.x
@@ -81,7 +81,7 @@ def _stats(x, mean, invstd, running_mean, running_var, has_running, momentum, ep
                 running_var[ch] = running_var[ch] * (1 - momentum) + momentum * unbiased
 
 
-@cuda.jit
+@kernel
 def _normalize(x, mean, invstd, weight, bias, has_affine, has_bias, relu, x_hat, y, c, hw, total):
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         ch = (t // hw) % c
@@ -96,7 +96,7 @@ def _normalize(x, mean, invstd, weight, bias, has_affine, has_bias, relu, x_hat,
         y[t] = v
 
 
-@cuda.jit
+@kernel
 def _instance_running_stats(x, running_mean, running_var, momentum, n_img, c, hw):
     """One block per channel: the batch mean of each plane's mean and unbiased variance (two
     passes over the plane), folded into the running statistics."""
@@ -114,7 +114,7 @@ def _instance_running_stats(x, running_mean, running_var, momentum, n_img, c, hw
             running_var[ch] = running_var[ch] * (1 - momentum) + momentum * (var_sum / n_img)
 
 
-@cuda.jit
+@kernel
 def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
     buf = cuda.shared.array(REDUCE_THREADS, float64)
     tid = cuda.threadIdx.x
@@ -133,7 +133,7 @@ def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
             grad_weight[ch] = sgx
 
 
-@cuda.jit
+@kernel
 def _grad_x(g, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, training, grad_x, c, hw, count, total):
     """grad_x = invstd w / n (n g - Σg - x_hat Σ(g x_hat)) (training) or g w invstd (eval)."""
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
@@ -145,7 +145,7 @@ def _grad_x(g, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, traini
             grad_x[t] = g[t] * w * invstd[ch]
 
 
-@cuda.jit
+@kernel
 def _standardize_rows(x, x_hat, invstd, eps, m, k):
     buf = cuda.shared.array(REDUCE_THREADS, float64)
     tid = cuda.threadIdx.x
@@ -159,7 +159,7 @@ def _standardize_rows(x, x_hat, invstd, eps, m, k):
             invstd[row] = inv
 
 
-@cuda.jit
+@kernel
 def _standardize_rows_backward(g, x_hat, invstd, grad_x, m, k):
     """grad_x = invstd / K (K g - Σg - x_hat Σ(g x_hat)) along each row."""
     buf = cuda.shared.array(REDUCE_THREADS, float64)

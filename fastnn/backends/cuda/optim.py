@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ._core import SIMULATOR, THREADS, empty, launch, launch_grid
+from ._core import SIMULATOR, THREADS, empty, kernel, launch, launch_grid
 from .elementwise import contiguous
 
 __all__ = ["sgd_step", "sgd_step_foreach", "adam_step", "rmsprop_step"]
@@ -34,13 +34,13 @@ def _sgd_update(param, grad, buf, i, lr, momentum, dampening, weight_decay, nest
     param[i] -= lr * d
 
 
-@cuda.jit
+@kernel
 def _sgd(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         _sgd_update(param, grad, buf, i, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
-@cuda.jit
+@kernel
 def _sgd_foreach(params, grads, bufs, lr, momentum, dampening, weight_decay, nesterov, first):
     step = cuda.gridDim.x * cuda.blockDim.x
     for j in range(cuda.blockIdx.y, len(params), cuda.gridDim.y):
@@ -51,7 +51,7 @@ def _sgd_foreach(params, grads, bufs, lr, momentum, dampening, weight_decay, nes
             _sgd_update(param, grad, buf, i, lr, momentum, dampening, weight_decay, nesterov, first)
 
 
-@cuda.jit
+@kernel
 def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, decoupled, step_size,
           bias_correction2_sqrt, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -69,7 +69,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
         param[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
 
 
-@cuda.jit
+@kernel
 def _rmsprop(param, grad, square_avg, buf, grad_avg, lr, alpha, eps, weight_decay, momentum, centered, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         g = grad[i]

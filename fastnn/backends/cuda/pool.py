@@ -17,14 +17,14 @@ import numpy as np
 from numba import cuda
 
 from ..reference.pool import pool_output_size
-from ._core import empty, launch, to_device, unravel4, windows_holding
+from ._core import empty, kernel, launch, to_device, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "max_unpool2d_forward", "max_unpool2d_backward", "max_unpool2d_indices_outside"]
 
 
-@cuda.jit
+@kernel
 def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, total):
     h, w = x.shape[2], x.shape[3]
     ch, ho, wo = x.shape[1], y.shape[2], y.shape[3]
@@ -50,7 +50,7 @@ def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, total):
         indices[n, c, oh, ow] = best_i
 
 
-@cuda.jit
+@kernel
 def _max_pool_backward(grad_y, indices, grad_x, total):
     """Scatter: grad_x[n, c].flat[indices] += grad_y (atomics: overlapping windows may collide)."""
     ch, w = grad_x.shape[1], grad_x.shape[3]
@@ -61,7 +61,7 @@ def _max_pool_backward(grad_y, indices, grad_x, total):
         cuda.atomic.add(grad_x, (n, c, flat // w, flat % w), grad_y[n, c, oh, ow])
 
 
-@cuda.jit
+@kernel
 def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, total):
     """grad_x[n, c, ih, iw] = Σ grad_y over the outputs whose window holds (ih, iw) and chose it."""
     ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
@@ -79,7 +79,7 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, t
         grad_x[n, c, ih, iw] = acc
 
 
-@cuda.jit
+@kernel
 def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
     ch, h, w = x.shape[1], x.shape[2], x.shape[3]
     ho, wo = y.shape[2], y.shape[3]
@@ -97,7 +97,7 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
         y[n, c, oh, ow] = acc * inv
 
 
-@cuda.jit
+@kernel
 def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
     ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
     ho, wo = grad_y.shape[2], grad_y.shape[3]
@@ -113,7 +113,7 @@ def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
         grad_x[n, c, ih, iw] = acc * inv
 
 
-@cuda.jit
+@kernel
 def _unpool_scatter(x, indices, y, total):
     """y[n, c].flat[indices[n, c, i, j]] = x[n, c, i, j]."""
     ch, h, w = x.shape[1], x.shape[2], x.shape[3]
@@ -124,7 +124,7 @@ def _unpool_scatter(x, indices, y, total):
         y[n, c, flat // wo, flat % wo] = x[n, c, i, j]
 
 
-@cuda.jit
+@kernel
 def _unpool_gather(grad_y, indices, grad_x, total):
     """grad_x[n, c, i, j] = grad_y[n, c].flat[indices[n, c, i, j]]."""
     ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
@@ -135,7 +135,7 @@ def _unpool_gather(grad_y, indices, grad_x, total):
         grad_x[n, c, i, j] = grad_y[n, c, flat // wo, flat % wo]
 
 
-@cuda.jit
+@kernel
 def _count_outside(indices, plane, counter, total):
     """counter[0] += #{t : indices[t] outside [0, plane)}."""
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):

@@ -1,0 +1,148 @@
+"""The cuda backend's caching allocator (``backends/cuda/memory.py``): blocks are reused by size
+class, given back when the last array or view using them dies, and an out-of-memory allocation
+empties the cache and retries. The bookkeeping is tested with fake blocks; the lending of blocks
+as device arrays with Numba's own pointer classes, in a process without the simulator (no GPU
+is touched: the fake blocks hold made-up addresses that nothing dereferences)."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fastnn
+from fastnn.backends.cuda import memory
+
+
+class OutOfMemory(Exception):
+    code = 2       # CUDA_ERROR_OUT_OF_MEMORY, as numba's CudaAPIError carries it
+
+
+def make_cache(fail_when=lambda size, live: False):
+    blocks = []
+
+    def allocate(size):
+        if fail_when(size, blocks):
+            raise OutOfMemory("out of memory")
+        blocks.append(object())
+        return blocks[-1]
+    return memory.BlockCache(allocate, memory._is_out_of_memory), blocks
+
+
+@pytest.mark.parametrize("nbytes, size", [(1, 512), (512, 512), (513, 1024), (1 << 20, 1 << 20),
+                                          ((1 << 20) + 1, (1 << 20) + (128 << 10)), (3 << 20, 3 << 20)])
+def test_requests_are_rounded_up_to_their_size_class(nbytes, size):
+    assert memory.size_class(nbytes) == size
+
+
+def test_a_block_given_back_serves_the_next_request_of_its_size_class():
+    cache, blocks = make_cache()
+    block, size = cache.take(1000)
+    assert size == 1024 and cache.stats() == {"in_use_bytes": 1024, "cached_bytes": 0, "reused": 0, "allocated": 1}
+    cache.give_back(block, size)
+    assert cache.stats()["cached_bytes"] == 1024 and cache.stats()["in_use_bytes"] == 0
+    again, _ = cache.take(600)                     # 600 bytes: the same 1024-byte class
+    assert again is block and len(blocks) == 1 and cache.reused == 1
+    other, other_size = cache.take(100)            # another class: a new block
+    assert other is not block and other_size == 512 and len(blocks) == 2
+
+
+def test_a_second_out_of_memory_after_emptying_the_cache_propagates():
+    cache, blocks = make_cache(fail_when=lambda size, live: size > 4096)
+    small, size = cache.take(100)
+    cache.give_back(small, size)
+    with pytest.raises(OutOfMemory):
+        cache.take(10_000)
+    assert cache.cached_bytes == 0 and cache.in_use_bytes == 0   # emptied before the retry
+
+
+def test_out_of_memory_with_an_empty_cache_propagates_at_once():
+    calls = []
+
+    def allocate(size):
+        calls.append(size)
+        raise OutOfMemory()
+    cache = memory.BlockCache(allocate, memory._is_out_of_memory)
+    with pytest.raises(OutOfMemory):
+        cache.take(10)
+    assert calls == [512]
+
+
+def test_a_retry_after_emptying_the_cache_succeeds_when_memory_was_freed():
+    freed = []
+
+    def allocate(size):
+        if size > 4096 and not freed:
+            raise OutOfMemory()
+        return object()
+    cache = memory.BlockCache(allocate, memory._is_out_of_memory)
+    block, size = cache.take(100)
+    cache.give_back(block, size)
+    empty = cache.empty
+    cache.empty = lambda: (freed.append(True), empty())
+    big, big_size = cache.take(10_000)
+    assert freed and big_size == 10_240 and cache.cached_bytes == 0 and cache.in_use_bytes == 10_240
+
+
+def test_other_allocation_errors_propagate_and_keep_the_cache():
+    cache = memory.BlockCache(lambda size: (_ for _ in ()).throw(ValueError("bad")), memory._is_out_of_memory)
+    cache._free[512] = [object()]
+    cache.cached_bytes = 512
+    with pytest.raises(ValueError):
+        cache.take(4096)
+    assert cache.cached_bytes == 512
+
+
+@pytest.mark.parametrize("error, oom", [(OutOfMemory(), True), (ValueError(), False),
+                                        (type("E", (Exception,), {"code": 1})(), False)])
+def test_out_of_memory_is_recognised_by_the_driver_error_code(error, oom):
+    assert memory._is_out_of_memory(error) is oom
+
+
+LIFECYCLE = textwrap.dedent('''
+    import ctypes
+    import numpy as np
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    from numba.cuda.cudadrv.driver import MemoryPointer
+    from fastnn.backends.cuda import memory
+
+    class Block:               # what numba.cuda.device_array(n, uint8) is to the cache: .gpu_data
+        def __init__(self, address, size):
+            self.gpu_data = MemoryPointer(None, ctypes.c_void_p(address), size)
+
+    addresses = iter(range(1 << 20, 1 << 30, 1 << 20))
+    cache = memory.DeviceArrayCache()
+    cache._allocate = lambda size: Block(next(addresses), size)
+
+    a = cache.device_array((4, 8), np.float32)
+    first = a.device_ctypes_pointer.value
+    assert a.shape == (4, 8) and a.strides == (32, 4) and a.dtype == np.float32 and a.is_c_contiguous()
+    assert cache.stats()["in_use_bytes"] == 512
+    # a view sharing the pointer (as _core.as_strided makes them) and a slice's pointer (as numba's
+    # __getitem__ makes it, which itself needs a context)
+    flat = DeviceNDArray((32,), (4,), np.float32, gpu_data=a.gpu_data)
+    tail = DeviceNDArray((24,), (4,), np.float32, gpu_data=flat.gpu_data.view(32))
+    del flat
+    assert tail.device_ctypes_pointer.value == first + 32
+    del a
+    assert cache.stats()["in_use_bytes"] == 512, "the block was given back while a view used it"
+    del tail
+    assert cache.stats() == {"in_use_bytes": 0, "cached_bytes": 512, "reused": 0, "allocated": 1}
+    b = cache.device_array((100,), np.int32)        # 400 bytes: the same 512-byte block again
+    assert b.device_ctypes_pointer.value == first and cache.stats()["reused"] == 1
+    c = cache.device_array((3, 5, 7), np.float64)   # another class: another block
+    assert c.device_ctypes_pointer.value != first and c.strides == (280, 56, 8)
+    del b, c
+    assert cache.stats()["in_use_bytes"] == 0 and len(cache._lent) == 0
+    print("ok")
+''')
+
+
+def test_lent_arrays_give_their_block_back_when_the_last_view_dies():
+    """Numba's real pointer and device-array classes (outside the simulator; no driver call)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    here = str(Path(fastnn.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    run = subprocess.run([sys.executable, "-c", LIFECYCLE], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
