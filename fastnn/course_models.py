@@ -128,8 +128,9 @@ class ChannelAttention(nn.Module):
     than their share ``1 / C``, the least important ones are switched (nearly) off. Multiplying by
     ``C`` keeps the average channel gain at 1, so the block starts close to the identity.
 
-    The weights of the last forward pass are kept in ``last_weights`` (a NumPy array (N, C)) for
-    plotting.
+    The weights of the last forward pass are kept for plotting: ``last_weights`` gives them as a
+    NumPy array (N, C). On the cuda device they stay on the GPU until read (copying them to the
+    host in every forward pass would make the host wait for the device there).
 
     Args:
         channels: number of channels C.
@@ -154,7 +155,12 @@ class ChannelAttention(nn.Module):
         hidden = max(1, channels // reduction)
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, channels)
-        self.last_weights = None
+        self._last_weights = None
+
+    @property
+    def last_weights(self):
+        """The softmax weights of the last forward pass, a NumPy array (N, C) (None before one)."""
+        return None if self._last_weights is None else np.array(self._last_weights.numpy(), copy=True)
 
     def forward(self, x):
         n, c = x.shape[0], x.shape[1]
@@ -164,7 +170,7 @@ class ChannelAttention(nn.Module):
         squeezed = F.adaptive_avg_pool2d(x, 1).reshape(n, c)
         scores = self.fc2(F.relu(self.fc1(squeezed)))
         weights = F.softmax(scores / self.temperature, dim=1)
-        self.last_weights = weights.detach().numpy().copy()
+        self._last_weights = weights.detach()
         return x * (weights * float(c)).reshape(n, c, 1, 1)
 
     def extra_repr(self):

@@ -385,8 +385,35 @@ def _cuda_operand(value, other):
     return Tensor(k.to_device(_to_array(value, name="operand")))
 
 
+def _is_python_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cuda_binary_with_scalar(op, t, scalar, scalar_first) -> Tensor:
+    """t (op) scalar or scalar (op) t for a floating-point cuda tensor: one launch each way, the
+    scalar passed to the kernel by value (copying it to the device would wait for the device)."""
+    k = _device.cuda_kernels()
+    kind = {"add": "add", "mul": "mul", "sub": "rsub" if scalar_first else "sub",
+            "div": "rdiv" if scalar_first else "div"}[op]
+    y = k.scalar_op(kind, t.data, scalar)
+
+    def backward(g):
+        if kind in ("add", "sub"):
+            return (g,)
+        if kind == "rsub":
+            return (k.unary("neg", g).reshape(g.shape),)
+        if kind in ("mul", "div"):
+            return (k.scalar_op(kind, g, scalar),)
+        return (k.unary("neg", k.binary("div", k.binary("mul", g, y), t.data)).reshape(g.shape),)  # s / t
+
+    return _result(y, op, (t,), backward)
+
+
 def _cuda_binary(op, a, b) -> Tensor:
     k = _device.cuda_kernels()
+    for tensor, scalar, scalar_first in ((a, b, False), (b, a, True)):
+        if isinstance(tensor, Tensor) and _is_python_number(scalar) and tensor.dtype.kind == "f":
+            return _cuda_binary_with_scalar(op, tensor, scalar, scalar_first)
     ta = _cuda_operand(a, b)
     tb = _cuda_operand(b, ta)
     try:

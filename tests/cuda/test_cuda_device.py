@@ -1,5 +1,7 @@
 """The cuda device through the public API: tensors and modules moving, autograd on the device,
 training steps matching the CPU, mixed-device and no-GPU errors, launch counts per step."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -412,3 +414,74 @@ def test_nll_loss_on_cuda_matches_the_cpu(reduction):
         results.append((out.numpy(), x.grad.numpy()))
     for on_cuda, on_cpu in zip(results[1], results[0]):
         np.testing.assert_allclose(on_cuda, on_cpu, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("expression", [lambda x: x + 2.5, lambda x: 2.5 + x, lambda x: x - 2.5, lambda x: 2.5 - x,
+                                        lambda x: x * 3, lambda x: 3 * x, lambda x: x / 3.0, lambda x: 3.0 / x,
+                                        lambda x: (x - 1) / 7 * 0.5],
+                         ids=["add", "radd", "sub", "rsub", "mul", "rmul", "div", "rdiv", "chain"])
+def test_python_scalar_operands_on_cuda_match_the_cpu_bit_for_bit(expression):
+    """A Python number is passed to the kernel by value in the tensor's dtype: the arithmetic is
+    NumPy's with a Python scalar, and nothing is copied to the device."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((3, 5)) + 3).astype(np.float32)
+    g = rng.standard_normal((3, 5)).astype(np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        tx = fastnn.tensor(x, requires_grad=True, device=device)
+        out = expression(tx)
+        (out * fastnn.tensor(g, device=device)).sum().backward()
+        results.append((out.numpy(), tx.grad.numpy()))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+    assert results[1][0].dtype == np.float32
+
+
+def _count_host_transfers(monkeypatch):
+    """Host-to-device copies (apart from the simulator's poisoned fresh allocations) and
+    device-to-host copies, counted in a list of their kinds."""
+    from numba import cuda
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    from fastnn.backends.cuda import _core
+    transfers = []
+    to_device, to_host, into_device = cuda.to_device, FakeCUDAArray.copy_to_host, FakeCUDAArray.copy_to_device
+
+    def counted_to_device(*args, **kwargs):
+        if sys._getframe(1).f_code is not _core.empty.__code__:
+            transfers.append("host to device")
+        return to_device(*args, **kwargs)
+
+    def counted(kind, method):
+        def wrapper(self, *args, **kwargs):
+            transfers.append(kind)
+            return method(self, *args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(cuda, "to_device", counted_to_device)
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_host", counted("device to host", to_host))
+    monkeypatch.setattr(FakeCUDAArray, "copy_to_device", counted("host to device", into_device))
+    return transfers
+
+
+@pytest.mark.skipif(not cu.SIMULATOR, reason="counts the simulator's copies")
+@pytest.mark.parametrize("name", list(models.MODELS))
+@pytest.mark.parametrize("adam", [False, True], ids=["sgd", "adam"])
+def test_a_training_step_makes_no_host_round_trip(name, adam, monkeypatch):
+    """Forward, loss, backward and the update of every zoo model queue kernels only: no copy either
+    way between host and device (each would make the host wait for the GPU). Dry run: kernels
+    are not executed, so the models run at full size."""
+    model = models.get_model(name).to("cuda")
+    opt = optim.Adam(model.parameters()) if adam else optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = fastnn.tensor(np.zeros((2, 1, 28, 28), np.float32), device="cuda")
+    y = fastnn.tensor(np.zeros(2, np.int64), device="cuda")
+
+    def step():
+        loss = nn.CrossEntropyLoss()(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with cu.count_launches(dry_run=True):
+        step()                                   # the first step also creates the optimizer state
+        transfers = _count_host_transfers(monkeypatch)
+        step()
+    assert transfers == []

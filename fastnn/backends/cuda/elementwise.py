@@ -11,23 +11,23 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._core import SIMULATOR, as_strided, empty, launch, launch_grid, pad4, view4
+from ._core import SIMULATOR, as_strided, empty, kernel, launch, launch_grid, pad4, view4
 
 __all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "ones_like", "binary", "unary",
-           "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
+           "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
            "concatenate", "split", "accumulate_", "relu_forward", "relu_backward", "sigmoid_forward",
            "sigmoid_backward", "tanh_forward", "tanh_backward", "leaky_relu_forward", "leaky_relu_backward",
            "elu_forward", "elu_backward", "dropout_forward", "dropout_backward", "count_correct"]
 
 ADD, SUB, MUL, DIV = 0, 1, 2, 3
-NEG, EXP, LOG, ABS, SIGN, POW, SCALE, RELU, SIGMOID, TANH, LEAKY, ELU, FILL, SHIFT = range(14)
+NEG, EXP, LOG, ABS, SIGN, POW, SCALE, RELU, SIGMOID, TANH, LEAKY, ELU, FILL, DIV_BY, RSUB, RDIV, SHIFT = range(17)
 G_RELU, G_SIGMOID, G_TANH, G_LEAKY, G_ELU, G_MUL, G_POW, G_DIV, G_SIGN = range(9)
 REDUCE_THREADS = 4 if SIMULATOR else 128
 
 
 # -- kernels -------------------------------------------------------------------------------------
 
-@cuda.jit
+@kernel
 def _copy4(src, dst, n):
     s1, s2, s3 = dst.shape[1], dst.shape[2], dst.shape[3]
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -40,7 +40,7 @@ def _copy4(src, dst, n):
         dst[i0, i1, i2, i3] = src[i0, i1, i2, i3]
 
 
-@cuda.jit
+@kernel
 def _binary4(op, a, b, out, n):
     s1, s2, s3 = out.shape[1], out.shape[2], out.shape[3]
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -62,7 +62,7 @@ def _binary4(op, a, b, out, n):
             out[i0, i1, i2, i3] = u / v
 
 
-@cuda.jit
+@kernel
 def _unary(op, x, y, alpha, n):
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         v = x[i]
@@ -96,12 +96,18 @@ def _unary(op, x, y, alpha, n):
             r = v if v > 0 else alpha * (math.exp(v) - 1)
         elif op == FILL:
             r = alpha
+        elif op == DIV_BY:
+            r = v / alpha
+        elif op == RSUB:
+            r = alpha - v
+        elif op == RDIV:
+            r = alpha / v
         else:
             r = v + alpha
         y[i] = r
 
 
-@cuda.jit
+@kernel
 def _unary_grad(op, g, s, out, alpha, n):
     """out = g ⊙ f'(.) with f' written in terms of the saved array s (y or x)."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -128,7 +134,7 @@ def _unary_grad(op, g, s, out, alpha, n):
         out[i] = r
 
 
-@cuda.jit
+@kernel
 def _scale_by(x, s, factor, out, n):
     """out = x * s[0] * factor: a gradient times an upstream scalar that stays on the device."""
     k = s[0] * factor
@@ -136,7 +142,7 @@ def _scale_by(x, s, factor, out, n):
         out[i] = x[i] * k
 
 
-@cuda.jit
+@kernel
 def _reduce_sum(src, out, m_count, r_count, scale):
     """out[m] = scale * Σ_r src.flat[m r_count + r]: one block per output, shared-memory tree."""
     buf = cuda.shared.array(REDUCE_THREADS, float64)
@@ -180,14 +186,14 @@ def _hash_uniform(seed, i):
 _hash_uniform_device = cuda.jit(device=True)(_hash_uniform)
 
 
-@cuda.jit
+@kernel
 def _dropout(x, out, seed, p, scale, n):
     """out = x * 1[u >= p] * scale with u = hash(seed, i): the mask is recomputed, never stored."""
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[i] = x[i] * scale if _hash_uniform_device(seed, i) >= p else 0
 
 
-@cuda.jit
+@kernel
 def _count_correct(logits, target, counter, n, c):
     """counter[0] += #{rows whose argmax (first maximum) equals the target}."""
     for row in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -288,6 +294,21 @@ def unary(op, x, alpha=0.0):
     y = empty(x.shape, x.dtype)
     launch(_unary, x.size, _UNARY[op], x, y, float(alpha), x.size)
     return y
+
+
+_SCALAR = {"add": SHIFT, "sub": SHIFT, "rsub": RSUB, "mul": SCALE, "div": DIV_BY, "rdiv": RDIV}
+
+
+def scalar_op(op, x, scalar):
+    """x + s, x - s, s - x ("rsub"), x * s, x / s or s / x ("rdiv") for a Python number s, in one
+    launch of the unary kernel: the scalar travels as a kernel argument in x's dtype (no host to
+    device copy, which would wait for the device), so the arithmetic is x's, as NumPy's with a
+    Python scalar. x is a floating-point array; the result has its shape and dtype."""
+    value = x.dtype.type(-scalar if op == "sub" else scalar)
+    shape, x = x.shape, _flat(x) if x.size else x
+    y = empty(x.shape, x.dtype)
+    launch(_unary, x.size, _SCALAR[op], x, y, value, x.size)
+    return y.reshape(shape)
 
 
 def unary_grad(op, g, s, alpha=0.0):
