@@ -118,6 +118,9 @@ LIFECYCLE = textwrap.dedent('''
     a = cache.device_array((4, 8), np.float32)
     first = a.device_ctypes_pointer.value
     assert a.shape == (4, 8) and a.strides == (32, 4) and a.dtype == np.float32 and a.is_c_contiguous()
+    # copies to and from the host move the array's bytes, not the block's (numba reads the size
+    # off the pointer: a 512-byte count would read past a 128-byte host buffer)
+    assert a.alloc_size == 128 and a.gpu_data._cuda_memsize_ == 128
     assert cache.stats()["in_use_bytes"] == 512
     # a view sharing the pointer (as _core.as_strided makes them) and a slice's pointer (as numba's
     # __getitem__ makes it, which itself needs a context)

@@ -120,7 +120,8 @@ class DeviceArrayCache(BlockCache):
     def device_array(self, shape, dtype):
         """An uninitialised C-contiguous device array of ``shape`` and ``dtype`` (size > 0)."""
         dtype = np.dtype(dtype)
-        block, size = self.take(math.prod(shape) * dtype.itemsize)
+        nbytes = math.prod(shape) * dtype.itemsize
+        block, size = self.take(nbytes)
         key = next(self._keys)
         lent = self._lent
 
@@ -129,7 +130,9 @@ class DeviceArrayCache(BlockCache):
             self.give_back(block, size)
 
         memory = block.gpu_data
-        pointer = self._pointer_class(memory.context, memory.device_pointer, size, finalizer=give_back)
+        # the pointer's size is the array's, not the block's: numba takes an array's byte count from
+        # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
+        pointer = self._pointer_class(memory.context, memory.device_pointer, nbytes, finalizer=give_back)
         lent[key] = pointer
         strides = tuple(int(s) * dtype.itemsize for s in _c_strides(shape))
         return self._device_array_class(shape, strides, dtype, gpu_data=pointer.own())
