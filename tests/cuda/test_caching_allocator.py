@@ -57,7 +57,7 @@ def test_a_second_out_of_memory_after_emptying_the_cache_propagates():
     assert cache.cached_bytes == 0 and cache.in_use_bytes == 0   # emptied before the retry
 
 
-def test_out_of_memory_with_an_empty_cache_propagates_at_once():
+def test_out_of_memory_is_retried_once_after_a_garbage_collection():
     calls = []
 
     def allocate(size):
@@ -66,7 +66,19 @@ def test_out_of_memory_with_an_empty_cache_propagates_at_once():
     cache = memory.BlockCache(allocate, memory._is_out_of_memory)
     with pytest.raises(OutOfMemory):
         cache.take(10)
-    assert calls == [512]
+    assert calls == [512, 512] and cache.in_use_bytes == 0 and cache.allocated == 0
+
+
+def test_with_caching_off_blocks_given_back_are_dropped():
+    cache, blocks = make_cache()
+    kept, size = cache.take(100)
+    lent, _ = cache.take(100)
+    cache.give_back(kept, size)
+    cache.caching = False
+    cache.empty()
+    cache.give_back(lent, size)           # an array that outlived the switch
+    assert cache.stats() == {"in_use_bytes": 0, "cached_bytes": 0, "reused": 0, "allocated": 2}
+    assert cache.take(100)[0] not in (kept, lent)
 
 
 def test_a_retry_after_emptying_the_cache_succeeds_when_memory_was_freed():
@@ -107,9 +119,13 @@ LIFECYCLE = textwrap.dedent('''
     from numba.cuda.cudadrv.driver import MemoryPointer
     from fastnn.backends.cuda import memory
 
+    from numba.cuda.cudadrv import driver
+
     class Block:               # what numba.cuda.device_array(n, uint8) is to the cache: .gpu_data
-        def __init__(self, address, size):
-            self.gpu_data = MemoryPointer(None, ctypes.c_void_p(address), size)
+        def __init__(self, address, size):   # a pointer of the binding numba uses (ctypes or NVIDIA's)
+            nvidia = getattr(driver, "USE_NV_BINDING", True)
+            pointer = driver.binding.CUdeviceptr(address) if nvidia else ctypes.c_void_p(address)
+            self.gpu_data = MemoryPointer(None, pointer, size)
 
     addresses = iter(range(1 << 20, 1 << 30, 1 << 20))
     cache = memory.DeviceArrayCache()
@@ -138,6 +154,17 @@ LIFECYCLE = textwrap.dedent('''
     assert c.device_ctypes_pointer.value != first and c.strides == (280, 56, 8)
     del b, c
     assert cache.stats()["in_use_bytes"] == 0 and len(cache._lent) == 0
+
+    class DeadBlock:           # a cached block of a context that cuda.close() destroyed
+        @property
+        def gpu_data(self):
+            raise ReferenceError("weakly-referenced object no longer exists")
+    stale = memory.DeviceArrayCache()
+    stale._allocate = lambda size: Block(next(addresses), size)
+    stale._free, stale.cached_bytes = {512: [DeadBlock()]}, 512
+    d = stale.device_array((10,), np.float32)       # the stale block is dropped, a fresh one lent
+    assert d.device_ctypes_pointer.value and stale.stats()["in_use_bytes"] == 512
+    assert stale.stats()["cached_bytes"] == 0 and stale.stats()["allocated"] == 1
     print("ok")
 ''')
 

@@ -17,9 +17,11 @@ turns the cache off (Numba's allocator is used directly).
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -41,15 +43,21 @@ class BlockCache:
     Args:
         allocate: ``allocate(nbytes) -> block``, a fresh block of exactly ``nbytes``.
         is_out_of_memory: ``is_out_of_memory(exception) -> bool``. When an allocation fails for lack
-            of memory, the cached free blocks are dropped (given back to the allocator underneath,
-            which for numba.cuda frees its pending blocks when it runs out) and the allocation is
-            tried once more.
+            of memory, the cycle collector runs (arrays only it can free give their blocks back),
+            the cached free blocks are dropped (given back to the allocator underneath, which for
+            numba.cuda frees its pending blocks when it runs out) and the allocation is tried once more.
+
+    Blocks come back from finalizers, which run in whatever thread drops the last reference: the
+    lists are guarded by a re-entrant lock (a finalizer may run inside ``take`` on the same thread).
+    With ``caching`` off, blocks that come back are dropped instead of kept.
     """
 
     def __init__(self, allocate, is_out_of_memory):
         self._allocate = allocate
         self._is_out_of_memory = is_out_of_memory
+        self._lock = threading.RLock()
         self._free: dict[int, list] = {}
+        self.caching = True
         self.reused = 0            # requests served from the cache
         self.allocated = 0         # requests that allocated a new block
         self.in_use_bytes = 0      # bytes of blocks lent out
@@ -58,37 +66,51 @@ class BlockCache:
     def take(self, nbytes: int):
         """``(block, size)``: a free block of ``size_class(nbytes)`` bytes, or a new one."""
         size = size_class(nbytes)
-        free = self._free.get(size)
-        if free:
-            block = free.pop()
-            self.cached_bytes -= size
-            self.reused += 1
-        else:
-            try:
-                block = self._allocate(size)
-            except Exception as error:
-                if not (self._is_out_of_memory(error) and self.cached_bytes):
-                    raise
-                self.empty()
-                block = self._allocate(size)
+        with self._lock:
+            free = self._free.get(size)
+            if free:
+                block = free.pop()
+                self.cached_bytes -= size
+                self.reused += 1
+                self.in_use_bytes += size
+                return block, size
+        try:
+            block = self._allocate(size)
+        except Exception as error:
+            if not self._is_out_of_memory(error):
+                raise
+            gc.collect()
+            self.empty()
+            block = self._allocate(size)
+        with self._lock:
             self.allocated += 1
-        self.in_use_bytes += size
+            self.in_use_bytes += size
         return block, size
 
     def give_back(self, block, size: int) -> None:
-        """Return a block from ``take`` to the cache."""
-        self._free.setdefault(size, []).append(block)
-        self.in_use_bytes -= size
-        self.cached_bytes += size
+        """Return a block from ``take`` to the cache (or drop it, with caching off)."""
+        with self._lock:
+            self.in_use_bytes -= size
+            if self.caching:
+                self._free.setdefault(size, []).append(block)
+                self.cached_bytes += size
+
+    def forget(self, size: int) -> None:
+        """A block from ``take`` that could not be lent (and is dropped)."""
+        with self._lock:
+            self.in_use_bytes -= size
 
     def empty(self) -> None:
         """Drop every free block (lent blocks are untouched)."""
-        self._free = {}
-        self.cached_bytes = 0
+        with self._lock:
+            dropped, self._free = self._free, {}
+            self.cached_bytes = 0
+        del dropped       # outside the lock: dropping a block runs numba's finalizers
 
     def stats(self) -> dict:
-        return {"in_use_bytes": self.in_use_bytes, "cached_bytes": self.cached_bytes,
-                "reused": self.reused, "allocated": self.allocated}
+        with self._lock:
+            return {"in_use_bytes": self.in_use_bytes, "cached_bytes": self.cached_bytes,
+                    "reused": self.reused, "allocated": self.allocated}
 
 
 def _is_out_of_memory(error) -> bool:
@@ -121,7 +143,20 @@ class DeviceArrayCache(BlockCache):
         """An uninitialised C-contiguous device array of ``shape`` and ``dtype`` (size > 0)."""
         dtype = np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
-        block, size = self.take(nbytes)
+        try:
+            return self._lend(*self.take(nbytes), nbytes, shape, dtype)
+        except ReferenceError:
+            # the context the cached blocks belonged to is gone (cuda.close()): drop them all
+            self.empty()
+            return self._lend(*self.take(nbytes), nbytes, shape, dtype)
+
+    def _lend(self, block, size, nbytes, shape, dtype):
+        try:
+            memory = block.gpu_data
+            context, address = memory.context, memory.device_pointer
+        except BaseException:
+            self.forget(size)
+            raise
         key = next(self._keys)
         lent = self._lent
 
@@ -129,10 +164,9 @@ class DeviceArrayCache(BlockCache):
             lent.pop(key, None)
             self.give_back(block, size)
 
-        memory = block.gpu_data
         # the pointer's size is the array's, not the block's: numba takes an array's byte count from
         # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
-        pointer = self._pointer_class(memory.context, memory.device_pointer, nbytes, finalizer=give_back)
+        pointer = self._pointer_class(context, address, nbytes, finalizer=give_back)
         lent[key] = pointer
         strides = tuple(int(s) * dtype.itemsize for s in _c_strides(shape))
         return self._device_array_class(shape, strides, dtype, gpu_data=pointer.own())
@@ -159,21 +193,23 @@ def cached_device_array(shape, dtype):
         if _cache is None:
             _cache = DeviceArrayCache()
         return _cache.device_array(shape, dtype)
-    except Exception as error:   # noqa: BLE001 - an allocator that does not fit this numba: fall back, loudly
-        if _is_out_of_memory(error):
-            raise
-        _enabled = False
+    except (AttributeError, TypeError, ImportError) as error:
+        # numba's pointer or array classes do not fit this use (another numba version): fall back, loudly
+        set_enabled(False)
         warnings.warn(f"fastnn: the cuda caching allocator is off ({type(error).__name__}: {error}); "
                       "using numba.cuda's allocator", RuntimeWarning, stacklevel=3)
         return None
 
 
 def set_enabled(enabled: bool) -> None:
-    """Turn the caching allocator on or off (off: arrays come from numba.cuda directly)."""
+    """Turn the caching allocator on or off (off: arrays come from numba.cuda directly, and blocks
+    that lent arrays give back later are freed rather than kept)."""
     global _enabled
     _enabled = bool(enabled)
-    if not _enabled:
-        empty_cache()
+    if _cache is not None:
+        _cache.caching = _enabled
+        if not _enabled:
+            _cache.empty()
 
 
 def empty_cache() -> None:
