@@ -103,14 +103,27 @@ def launch(kernel, n, *args):
 
 
 def launch_grid(kernel, grid, block, *args):
-    """Run a kernel with an explicit grid and block."""
+    """Run a kernel with an explicit grid and block (nothing to run when the grid is empty: a GPU
+    refuses a launch with a zero grid extent, which the simulator accepts)."""
     global _launches
     _launches += 1
     if SIMULATOR:
         _check_args(kernel, args)
-    if _dry_run:
+    if _dry_run or 0 in (grid if isinstance(grid, tuple) else (grid,)):
         return
     kernel[grid, block](*args)
+
+
+_multiprocessors = None
+
+
+def multiprocessors() -> int:
+    """Streaming multiprocessors of the current GPU (4 under the simulator, so that its small tests
+    take the paths a GPU takes for work that would leave multiprocessors idle)."""
+    global _multiprocessors
+    if _multiprocessors is None:
+        _multiprocessors = 4 if SIMULATOR else int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
+    return _multiprocessors
 
 
 # -- allocation and views ------------------------------------------------------------------------

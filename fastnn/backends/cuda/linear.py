@@ -19,15 +19,19 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ._core import SIMULATOR, empty, kernel, launch_grid
+from ._core import SIMULATOR, empty, kernel, launch, launch_grid, multiprocessors
 from .elementwise import contiguous, relu_backward, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul", "gemm"]
 
 if SIMULATOR:
     BM, BN, BK, TM, TN = 8, 8, 8, 4, 4
+    MIN_K_CHUNK = BK           # split-K in the simulator's small tests
 else:
     BM, BN, BK, TM, TN = 64, 64, 16, 4, 4
+    MIN_K_CHUNK = 1024         # k per slice: enough slabs that the partial products cost little
+MAX_GRID_Y = 65535
+BM_PADDED, BN_PADDED = BM + 1, BN + 1    # shared-memory tile widths (see gemm_kernel)
 TX, TY = BN // TN, BM // TM
 NT = TX * TY
 
@@ -35,10 +39,15 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 
 
 def _make_gemm(dtype):
+    zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
+
     @kernel
-    def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k):
-        a_tile = cuda.shared.array((BK, BM), dtype)
-        b_tile = cuda.shared.array((BK, BN), dtype)
+    def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
+                    k_chunk):
+        # tiles padded by one column: the slab stores of a transposed-free operand walk kk fastest,
+        # which would otherwise put a whole warp on two shared-memory banks
+        a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
+        b_tile = cuda.shared.array((BK, BN_PADDED), dtype)
         acc = cuda.local.array((TM, TN), dtype)
         ra = cuda.local.array(TM, dtype)
         rb = cuda.local.array(TN, dtype)
@@ -46,85 +55,109 @@ def _make_gemm(dtype):
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * TX + tx
-        row0 = cuda.blockIdx.y * BM
         col0 = cuda.blockIdx.x * BN
+        # split-K: block z sums k in [k_begin, k_end) (the whole of k without a split)
+        k_begin = cuda.blockIdx.z * k_chunk
+        k_end = min(k, k_begin + k_chunk)
         # the blocks of the first column tile also sum op(A)'s rows (a bias gradient for free)
         sum_rows = want_row_sums != 0 and col0 == 0 and tx == 0
-        for i in range(TM):
-            rs[i] = 0
-            for j in range(TN):
-                acc[i, j] = 0
-        for k0 in range(0, k, BK):
-            for slot in range(tid, BM * BK, NT):
-                # consecutive threads read consecutive addresses of the operand's fast axis
-                if ta:
-                    ii = slot % BM
-                    kk = slot // BM
-                else:
-                    kk = slot % BK
-                    ii = slot // BK
-                gi = row0 + ii
-                gk = k0 + kk
-                v = 0.0
-                if gi < m and gk < k:
+        # row tiles beyond the grid's y extent (65535 blocks at most) are taken in turn
+        for row0 in range(cuda.blockIdx.y * BM, m, cuda.gridDim.y * BM):
+            for i in range(TM):
+                rs[i] = zero
+                for j in range(TN):
+                    acc[i, j] = zero
+            for k0 in range(k_begin, k_end, BK):
+                for slot in range(tid, BM * BK, NT):
+                    # consecutive threads read consecutive addresses of the operand's fast axis
                     if ta:
-                        r = gk
-                        cc = gi
+                        ii = slot % BM
+                        kk = slot // BM
                     else:
-                        r = gi
-                        cc = gk
-                    v = a[cc // pa, r, cc % pa]
-                a_tile[kk, ii] = v
-            for slot in range(tid, BN * BK, NT):
-                if tb:
-                    kk = slot % BK
-                    jj = slot // BK
-                else:
-                    jj = slot % BN
-                    kk = slot // BN
-                gj = col0 + jj
-                gk = k0 + kk
-                v = 0.0
-                if gj < n and gk < k:
+                        kk = slot % BK
+                        ii = slot // BK
+                    gi = row0 + ii
+                    gk = k0 + kk
+                    v = zero
+                    if gi < m and gk < k_end:
+                        if ta:
+                            r = gk
+                            cc = gi
+                        else:
+                            r = gi
+                            cc = gk
+                        v = a[cc // pa, r, cc % pa]
+                    a_tile[kk, ii] = v
+                for slot in range(tid, BN * BK, NT):
                     if tb:
-                        r = gj
-                        cc = gk
+                        kk = slot % BK
+                        jj = slot // BK
                     else:
-                        r = gk
-                        cc = gj
-                    v = b[cc // pb, r, cc % pb]
-                b_tile[kk, jj] = v
-            cuda.syncthreads()
-            for kk in range(BK):
-                for i in range(TM):
-                    ra[i] = a_tile[kk, ty + i * TY]
-                if sum_rows:
+                        jj = slot % BN
+                        kk = slot // BN
+                    gj = col0 + jj
+                    gk = k0 + kk
+                    v = zero
+                    if gj < n and gk < k_end:
+                        if tb:
+                            r = gj
+                            cc = gk
+                        else:
+                            r = gk
+                            cc = gj
+                        v = b[cc // pb, r, cc % pb]
+                    b_tile[kk, jj] = v
+                cuda.syncthreads()
+                for kk in range(BK):
                     for i in range(TM):
-                        rs[i] += ra[i]
-                for j in range(TN):
-                    rb[j] = b_tile[kk, tx + j * TX]
-                for i in range(TM):
+                        ra[i] = a_tile[kk, ty + i * TY]
+                    if sum_rows:
+                        for i in range(TM):
+                            rs[i] += ra[i]
                     for j in range(TN):
-                        acc[i, j] += ra[i] * rb[j]
-            cuda.syncthreads()
-        for i in range(TM):
-            gi = row0 + ty + i * TY
-            if gi < m:
-                if sum_rows:
-                    row_sums[gi] = rs[i]
-                for j in range(TN):
-                    gj = col0 + tx + j * TX
-                    if gj < n:
-                        v = acc[i, j]
-                        if bias_mode == BIAS_ROW:
-                            v += bias[gi]
-                        elif bias_mode == BIAS_COL:
-                            v += bias[gj]
-                        if relu != 0 and v < 0:
-                            v = 0
-                        c[gj // pc, gi, gj % pc] = v
+                        rb[j] = b_tile[kk, tx + j * TX]
+                    for i in range(TM):
+                        for j in range(TN):
+                            acc[i, j] += ra[i] * rb[j]
+                cuda.syncthreads()
+            for i in range(TM):
+                gi = row0 + ty + i * TY
+                if gi < m:
+                    # with a split, slice z writes its partial products to c[z] (plain, pc = n) and
+                    # its row sums to row_sums[z m:]; without one, z = 0
+                    if sum_rows:
+                        row_sums[cuda.blockIdx.z * m + gi] = rs[i]
+                    for j in range(TN):
+                        gj = col0 + tx + j * TX
+                        if gj < n:
+                            v = acc[i, j]
+                            if bias_mode == BIAS_ROW:
+                                v += bias[gi]
+                            elif bias_mode == BIAS_COL:
+                                v += bias[gj]
+                            if relu != 0 and v < zero:
+                                v = zero
+                            c[cuda.blockIdx.z + gj // pc, gi, gj % pc] = v
 
     return gemm_kernel
+
+
+@kernel
+def _add_partials(part, c, pc, row_part, row_sums, want_row_sums, m, n, splits):
+    """C[i, j] = Σ_z part[z, i, j] in z order (deterministic); the row sums likewise from
+    row_part[z m + i]. (The loads do not depend on the sum: NVVM unrolls and issues them ahead.)"""
+    for t in range(cuda.grid(1), m * n, cuda.gridsize(1)):
+        i = t // n
+        j = t % n
+        s = part[0, i, j]
+        for z in range(1, splits):
+            s += part[z, i, j]
+        c[j // pc, i, j % pc] = s
+        if want_row_sums != 0 and j == 0:
+            r = row_part[i]
+            for z in range(1, splits):
+                r += row_part[z * m + i]
+            row_sums[i] = r
 
 
 _KERNELS = {}
@@ -157,21 +190,49 @@ def plain(a):
     return a.reshape(1, a.shape[0], a.shape[1]), a.shape[1]
 
 
-def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False):
+def split_k(m, n, k):
+    """How many slices of k a GEMM with an (m, n) output is cut into: 1 when its tiles alone give
+    every multiprocessor two blocks, or when k is under two slices of MIN_K_CHUNK (one more launch
+    would cost more than it saves); else enough slices of at least MIN_K_CHUNK for two blocks per
+    multiprocessor."""
+    blocks = -(-m // BM) * -(-n // BN)
+    target = 2 * multiprocessors()
+    if 2 * blocks > target or k < 2 * MIN_K_CHUNK:
+        return 1
+    return min(-(-target // blocks), k // MIN_K_CHUNK)
+
+
+def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
+         may_split=False):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
     C = max(that, 0) with ``relu``.
 
     ``row_sums`` (m,): also written with Σ_k op(A)[i, k] in the same launch (grad_b of a layer
     whose grad_W is this GEMM: grad_y's rows summed over the batch).
+
+    ``may_split`` (weight gradients: a small output, k the batch's pixels): when the output's
+    tiles are too few to fill the GPU, k is cut into slices summed by separate blocks into
+    partial products (split, m, n), which one more launch adds up in a fixed order.
     """
     dummy = _placeholder(c.dtype)
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
-    grid = ((n + BN - 1) // BN, (m + BM - 1) // BM)
-    launch_grid(_kernel(c.dtype), grid, (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
-                bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
-                int(row_sums is not None),
-                int(m), int(n), int(k))
+    kernel = _kernel(c.dtype)
+    grid_x, grid_y = -(-n // BN), min(-(-m // BM), MAX_GRID_Y)
+    splits = split_k(m, n, k) if may_split and bias_mode == BIAS_NONE and not relu else 1
+    if splits == 1:
+        launch_grid(kernel, (grid_x, grid_y, 1), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
+                    bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
+                    int(row_sums is not None), int(m), int(n), int(k), max(int(k), 1))
+        return
+    k_chunk = -(-(-(-k // splits)) // BK) * BK         # ceil(k / splits), rounded up to whole slabs
+    splits = max(1, -(-k // k_chunk))
+    part = empty((splits, m, n), c.dtype)
+    row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
+    launch_grid(kernel, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), part, int(n),
+                dummy, BIAS_NONE, 0, row_part, int(row_sums is not None), int(m), int(n), int(k), int(k_chunk))
+    launch(_add_partials, m * n, part, c, int(pc), row_part, dummy if row_sums is None else row_sums,
+           int(row_sums is not None), int(m), int(n), int(splits))
 
 
 def linear_forward(x, weight, bias, relu=False):
@@ -200,7 +261,8 @@ def linear_backward(grad_y, x, weight, needs_input_grad):
     if needs_input_grad[1]:
         grad_w = empty((o, k), grad_y.dtype)
         xa, px = plain(x)
-        gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b)   # grad_b fused
+        gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b,   # grad_b fused
+             may_split=True)
     elif needs_input_grad[2]:
         grad_b = _sum(grad_y, (0,))
     return grad_x, grad_w, grad_b

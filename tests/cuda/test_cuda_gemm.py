@@ -1,0 +1,96 @@
+"""The tiled GEMM's launch geometry (``backends/cuda/linear.py``): split-K for outputs too small to
+fill the GPU (partial products summed in a fixed order in one more launch), row tiles beyond the
+grid's y limit, and empty grids, against NumPy in float64. Simulator: 8x8 tiles, 4
+multiprocessors, slices of one slab, so small shapes take every path."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastnn.device
+
+if fastnn.device.cuda_unavailable_reason():
+    pytest.skip(f"the cuda device is not usable: {fastnn.device.cuda_unavailable_reason()}", allow_module_level=True)
+import fastnn.backends.cuda as cu  # noqa: E402
+from fastnn.backends.cuda import _core, linear  # noqa: E402
+
+
+def product(a, ta, b, tb):
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64.T if ta else a64) @ (b64.T if tb else b64)
+
+
+def run_gemm(a, ta, b, tb, dtype, row_sums=False, may_split=True):
+    """C = op(A) op(B) through linear.gemm on plain row-major operands; returns (C, row sums)."""
+    m, k = (a.shape[1], a.shape[0]) if ta else a.shape
+    n = b.shape[0] if tb else b.shape[1]
+    da, db = cu.to_device(a.astype(dtype)), cu.to_device(b.astype(dtype))
+    c = cu.empty((m, n), dtype)
+    sums = cu.empty((m,), dtype) if row_sums else None
+    linear.gemm(da.reshape(1, *a.shape), ta, a.shape[1], db.reshape(1, *b.shape), tb, b.shape[1],
+                c.reshape(1, m, n), n, m, n, k, row_sums=sums, may_split=may_split)
+    return c.copy_to_host(), None if sums is None else sums.copy_to_host()
+
+
+@given(m=st.integers(1, 20), n=st.integers(1, 20), k=st.integers(1, 70), ta=st.booleans(), tb=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_split_k_products_and_row_sums_match_numpy(m, n, k, ta, tb, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if ta else (m, k))
+    b = rng.standard_normal((n, k) if tb else (k, n))
+    c, sums = run_gemm(a, ta, b, tb, dtype, row_sums=True)
+    expected = product(a.astype(dtype), ta, b.astype(dtype), tb)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol * max(1, k))
+    np.testing.assert_allclose(sums, (a.T if ta else a).astype(dtype).astype(np.float64).sum(1),
+                               rtol=tol, atol=tol * max(1, k))
+
+
+def test_a_small_output_is_split_along_k_in_one_more_launch():
+    assert linear.split_k(4, 6, 64) > 1          # one 8x8 tile for 4 multiprocessors
+    assert linear.split_k(64, 64, 64) == 1       # 64 tiles: enough blocks already
+    assert linear.split_k(4, 6, 2 * linear.MIN_K_CHUNK - 1) == 1   # too little k for one more launch
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 64)), rng.standard_normal((64, 6))
+    with cu.count_launches() as launches:
+        run_gemm(a, 0, b, 0, np.float32)
+    split = launches()
+    with cu.count_launches() as launches:
+        run_gemm(a, 0, b, 0, np.float32, may_split=False)
+    assert split == launches() + 1
+
+
+def test_split_k_sums_are_deterministic():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((64, 5)), rng.standard_normal((64, 7))     # grad_W-like: k = 64 summed
+    first, first_sums = run_gemm(a, 1, b, 0, np.float32, row_sums=True)
+    second, second_sums = run_gemm(a, 1, b, 0, np.float32, row_sums=True)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first_sums, second_sums)
+
+
+def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
+    monkeypatch.setattr(linear, "MAX_GRID_Y", 2)      # 5 row tiles on a grid 2 tiles high
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((37, 9)), rng.standard_normal((9, 11))
+    for may_split in (False, True):
+        c, _ = run_gemm(a, 0, b, 0, np.float64, may_split=may_split)
+        np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+
+
+def test_an_empty_grid_launches_nothing():
+    calls = []
+
+    class Kernel:
+        def __getitem__(self, config):
+            return lambda *args: calls.append(config)
+    with cu.count_launches() as launches:
+        _core.launch_grid(Kernel(), (0, 3), (8, 8))
+        _core.launch_grid(Kernel(), (2, 3, 0), (8, 8))
+        _core.launch_grid(Kernel(), (1, 1), (8, 8))
+    assert calls == [((1, 1), (8, 8))] and launches() == 3
+
+
+def test_matmul_with_an_empty_operand_gives_zeros_without_a_launch_error():
+    a, b = np.zeros((0, 3), np.float32), np.zeros((3, 4), np.float32)
+    assert cu.matmul(cu.to_device(a), cu.to_device(b)).copy_to_host().shape == (0, 4)
