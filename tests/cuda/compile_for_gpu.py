@@ -7,17 +7,20 @@ SIGNATURES.pkl holds ``{(module, kernel, dtype or None): {argument-type tuple, .
 from the launches of a simulated run; ``kernel`` names a module-level ``@cuda.jit`` kernel, or with
 a dtype the factory function that makes the kernel for that dtype. Each signature is compiled to
 PTX for compute capability 9.0 (an H100) by numba-cuda and NVVM, which need no driver. Prints one
-JSON object: ``{"compiled": n, "failures": [[module, kernel, signature, error], ...]}``.
+JSON object: ``{"compiled": n, "failures": [[module, kernel, signature, error], ...],
+"float64_instructions": [[module, kernel, signature, count], ...]}``, the latter for every float32
+signature (each array argument float32 or an integer): how many float64 instructions its PTX has.
 """
 import importlib
 import json
 import os
 import pickle
+import re
 import sys
 
 os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
 
-from numba import cuda  # noqa: E402
+from numba import cuda, types  # noqa: E402
 import numba.cuda.dispatcher as cuda_dispatcher  # noqa: E402
 
 COMPUTE_CAPABILITY = (9, 0)
@@ -32,22 +35,48 @@ class _H100:
 # there is none here, so answer for the GPU the project targets.
 cuda_dispatcher.get_current_device = _H100
 
+# A float64 instruction: arithmetic, a comparison or a conversion whose opcode names the .f64 type
+# (add.f64, fma.rn.f64, setp.lt.f64, cvt.f64.f32, ...), optionally predicated (@%p1, @!%p1). Only the
+# opcode is matched: %f64 is just the name of a float32 register.
+FLOAT64_INSTRUCTION = re.compile(r"^\s*(?:@!?%p\d+\s+)?"
+                                 r"(?:add|sub|mul|fma|div|sqrt|rcp|ex2|lg2|min|max|neg|abs|setp|cvt)(?:\.\w+)*\.f64\b")
+
+
+def _arrays(sig):
+    for t in sig:
+        if isinstance(t, types.BaseTuple):
+            yield from _arrays(t)
+        elif isinstance(t, types.Array):
+            yield t
+
+
+def is_float32(sig):
+    """Every array argument (also inside tuples) is float32 or an integer."""
+    return all(a.dtype == types.float32 or isinstance(a.dtype, types.Integer) for a in _arrays(sig))
+
+
+def float64_instructions(ptx):
+    return sum(1 for line in ptx.splitlines() if FLOAT64_INSTRUCTION.match(line))
+
 
 def main(path):
     with open(path, "rb") as f:
         signatures = pickle.load(f)
-    compiled, failures = 0, []
+    compiled, failures, float64 = 0, [], []
     for (module, name, dtype), sigs in sorted(signatures.items(), key=str):
         target = getattr(importlib.import_module(module), name)
         kernel = target(dtype) if dtype is not None else target
         for sig in sorted(sigs, key=str):
             try:
-                cuda.compile_ptx(kernel.py_func, sig, cc=COMPUTE_CAPABILITY)
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=COMPUTE_CAPABILITY)
                 compiled += 1
             except Exception as error:  # noqa: BLE001 - every failure is reported, with its message
                 message = "\n".join(str(error).strip().splitlines()[:6])
                 failures.append([module, name, str(sig), f"{type(error).__name__}: {message}"])
-    print(json.dumps({"compiled": compiled, "failures": failures}))
+                continue
+            if is_float32(sig):
+                float64.append([module, name, str(sig), float64_instructions(ptx)])
+    print(json.dumps({"compiled": compiled, "failures": failures, "float64_instructions": float64}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ is expected, an unsupported NumPy call) passes every simulated test and fails on
 launch. Here a simulated run of every op and every zoo model's training step records the
 argument types of each launch, and ``compile_for_gpu.py`` compiles each (kernel, types) pair to
 PTX for an H100 with numba-cuda's NVVM in a process without the simulator: no driver or GPU needed.
+The float32 variants are also checked for float64 instructions in their PTX (a float literal or a
+Python float argument silently turns a float32 kernel's arithmetic into float64: half the rate on
+an H100, 1/64 on consumer GPUs).
 Needs the ``cuda`` extra (numba-cuda with the CUDA 12 compiler wheels), which scripts/test.sh installs.
 """
 import importlib
@@ -36,6 +39,21 @@ if not _core.SIMULATOR:
 
 BACKEND_MODULES = ["conv", "elementwise", "linear", "loss", "norm", "optim", "pool", "resample"]
 COMPILER = Path(__file__).with_name("compile_for_gpu.py")
+_CUDA = "fastnn.backends.cuda."
+# The kernels whose float32 variants compute in float64 on purpose: long sums accumulated in float64
+# (and the once-per-output arithmetic on those sums). Every other float32 variant must have no
+# float64 instruction at all.
+FLOAT64_ON_PURPOSE = {
+    (_CUDA + "elementwise", "_reduce_sum"),               # sum / mean: the shared-memory tree
+    (_CUDA + "loss", "_cross_entropy"),                   # the mean / sum of the items' losses
+    (_CUDA + "loss", "_pointwise_loss"),                  # (L1, BCE with logits)
+    (_CUDA + "loss", "_nll"),
+    (_CUDA + "norm", "_stats"),                           # batch norm: per-channel mean and variance
+    (_CUDA + "norm", "_grad_sums"),                       # batch norm backward: Σ g, Σ g x_hat
+    (_CUDA + "norm", "_instance_running_stats"),          # per-plane mean and variance
+    (_CUDA + "norm", "_standardize_rows"),                # layer / group / instance norm: per-row statistics
+    (_CUDA + "norm", "_standardize_rows_backward"),       # per-row Σ g, Σ g x_hat
+}
 
 
 def _kernels():
@@ -138,11 +156,16 @@ def test_every_kernel_is_launched_by_the_recorded_run(recorded_signatures):
     assert not missed, f"kernels no op of _exercise_every_op launches (extend it): {missed}"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                    reason="needs the cuda extra (numba-cuda and NVIDIA's compiler wheels): pip install -e '.[cuda]'")
-def test_every_kernel_compiles_to_ptx_for_the_types_it_is_launched_with(recorded_signatures, tmp_path):
+needs_compiler = pytest.mark.skipif(
+    importlib.util.find_spec("numba_cuda") is None,
+    reason="needs the cuda extra (numba-cuda and NVIDIA's compiler wheels): pip install -e '.[cuda]'")
+
+
+@pytest.fixture(scope="module")
+def compiled(recorded_signatures, tmp_path_factory):
+    """compile_for_gpu.py's report on every recorded (kernel, signature); see its docstring."""
     _, recorded = recorded_signatures
-    path = tmp_path / "signatures.pkl"
+    path = tmp_path_factory.mktemp("ptx") / "signatures.pkl"
     path.write_bytes(pickle.dumps(recorded))
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING"] = "1"
@@ -151,6 +174,26 @@ def test_every_kernel_compiles_to_ptx_for_the_types_it_is_launched_with(recorded
     run = subprocess.run([sys.executable, str(COMPILER), str(path)], capture_output=True, text=True, env=env,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert not result["failures"], "\n".join(" ".join(f) for f in result["failures"])
-    assert result["compiled"] == sum(len(s) for s in recorded.values())
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@needs_compiler
+def test_every_kernel_compiles_to_ptx_for_the_types_it_is_launched_with(recorded_signatures, compiled):
+    _, recorded = recorded_signatures
+    assert not compiled["failures"], "\n".join(" ".join(f) for f in compiled["failures"])
+    assert compiled["compiled"] == sum(len(s) for s in recorded.values())
+
+
+@needs_compiler
+def test_float32_kernels_compute_in_float32(compiled):
+    """No float64 instruction in the PTX of a float32 variant, but in the kernels that accumulate in
+    float64 on purpose (FLOAT64_ON_PURPOSE)."""
+    counted = compiled["float64_instructions"]
+    most = {}
+    for module, name, _, count in counted:
+        most[module, name] = max(count, most.get((module, name), 0))
+    assert most.get((_CUDA + "elementwise", "_unary")) == 0       # float32 variants were counted,
+    assert most.get((_CUDA + "elementwise", "_reduce_sum"), 0) > 0  # and float64 is seen where it is
+    offenders = [f"{module.rsplit('.', 1)[-1]}.{name}: {count} float64 instructions for {sig}"
+                 for module, name, sig, count in counted if count and (module, name) not in FLOAT64_ON_PURPOSE]
+    assert not offenders, "float32 kernels computing in float64:\n" + "\n".join(offenders)

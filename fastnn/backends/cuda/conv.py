@@ -22,6 +22,8 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu
            "conv2d_relu_backward"]
 
 
+# im2col and col2im compute in the arrays' dtype: their zero is ``cols.dtype.type(0)``, as Numba
+# types a float literal (0.0) as float64, which would make the copy and col2im's sum float64.
 @kernel
 def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
     """cols[(c, i, j), (n, oh, ow)] = x[n, c, oh sH - pH + i dH, ow sW - pW + j dW] (0 in the padding);
@@ -42,7 +44,7 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total)
         c = r // kh
         ih = oh * sh - ph + i * dh
         iw = ow * sw - pw + j * dw
-        v = 0.0
+        v = cols.dtype.type(0)
         if 0 <= ih < h and 0 <= iw < w:
             v = x[n, c, ih, iw]
         row = (c * kh + i) * kw + j
@@ -60,7 +62,7 @@ def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, t
     p_count = ho * wo
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         n, c, ih, iw = unravel4(t, ch, h, w)
-        acc = 0.0
+        acc = grad_x.dtype.type(0)
         for i in range(kh):
             y = ih + ph - i * dh
             if y < 0 or y % sh != 0:

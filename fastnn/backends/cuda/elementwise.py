@@ -3,6 +3,11 @@
 Binary ops and copies run on 4-D strided views (``view4``): broadcasting is a 0 stride, a
 transpose or a slice is a permuted or offset view, so one kernel serves them all without
 intermediate copies. Reductions run one block per output element with a shared-memory tree.
+
+Precision: a kernel computes in its arrays' dtype. Numba types a float literal, and an int mixed
+with a float32, as float64, so the kernels write their constants as ``y.dtype.type(1)`` (a float32
+constant for float32 arrays) and the wrappers pass scalar arguments in the array's dtype
+(``x.dtype.type(alpha)``). Only the reduction accumulates in float64, on purpose (its shared buffer).
 """
 from __future__ import annotations
 
@@ -64,6 +69,7 @@ def _binary4(op, a, b, out, n):
 
 @kernel
 def _unary(op, x, y, alpha, n):
+    zero, one = y.dtype.type(0), y.dtype.type(1)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         v = x[i]
         if op == NEG:
@@ -75,25 +81,25 @@ def _unary(op, x, y, alpha, n):
         elif op == ABS:
             r = abs(v)
         elif op == SIGN:
-            r = 1 if v > 0 else (-1 if v < 0 else 0)
+            r = one if v > zero else (-one if v < zero else zero)
         elif op == POW:
             r = v ** alpha
         elif op == SCALE:
             r = v * alpha
         elif op == RELU:
-            r = v if v > 0 else 0
+            r = v if v > zero else zero
         elif op == SIGMOID:
-            if v >= 0:
-                r = 1 / (1 + math.exp(-v))
+            if v >= zero:
+                r = one / (one + math.exp(-v))
             else:
                 e = math.exp(v)
-                r = e / (1 + e)
+                r = e / (one + e)
         elif op == TANH:
             r = math.tanh(v)
         elif op == LEAKY:
-            r = v if v > 0 else v * alpha
+            r = v if v > zero else v * alpha
         elif op == ELU:
-            r = v if v > 0 else alpha * (math.exp(v) - 1)
+            r = v if v > zero else alpha * (math.exp(v) - one)
         elif op == FILL:
             r = alpha
         elif op == DIV_BY:
@@ -110,41 +116,43 @@ def _unary(op, x, y, alpha, n):
 @kernel
 def _unary_grad(op, g, s, out, alpha, n):
     """out = g ⊙ f'(.) with f' written in terms of the saved array s (y or x)."""
+    zero, one = out.dtype.type(0), out.dtype.type(1)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         v = g[i]
         w = s[i]
         if op == G_RELU:
-            r = v if w > 0 else 0
+            r = v if w > zero else zero
         elif op == G_SIGMOID:
-            r = v * w * (1 - w)
+            r = v * w * (one - w)
         elif op == G_TANH:
-            r = v * (1 - w * w)
+            r = v * (one - w * w)
         elif op == G_LEAKY:
-            r = v if w > 0 else v * alpha
+            r = v if w > zero else v * alpha
         elif op == G_ELU:
-            r = v if w > 0 else v * (w + alpha)
+            r = v if w > zero else v * (w + alpha)
         elif op == G_MUL:
             r = v * w
         elif op == G_POW:
-            r = v * alpha * w ** (alpha - 1)
+            r = v * alpha * w ** (alpha - one)
         elif op == G_DIV:
             r = v / w
         else:
-            r = v * (1 if w > 0 else (-1 if w < 0 else 0))
+            r = v * (one if w > zero else (-one if w < zero else zero))
         out[i] = r
 
 
 @kernel
 def _scale_by(x, s, factor, out, n):
     """out = x * s[0] * factor: a gradient times an upstream scalar that stays on the device."""
-    k = s[0] * factor
+    k = out.dtype.type(s[0] * factor)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         out[i] = x[i] * k
 
 
 @kernel
 def _reduce_sum(src, out, m_count, r_count, scale):
-    """out[m] = scale * Σ_r src.flat[m r_count + r]: one block per output, shared-memory tree."""
+    """out[m] = scale * Σ_r src.flat[m r_count + r]: one block per output, shared-memory tree. The sum
+    and ``scale`` (a Python float) are float64 on purpose: a long sum in float32 loses digits."""
     buf = cuda.shared.array(REDUCE_THREADS, float64)
     s1, s2, s3 = src.shape[1], src.shape[2], src.shape[3]
     tid = cuda.threadIdx.x
@@ -172,25 +180,27 @@ def _reduce_sum(src, out, m_count, r_count, scale):
         cuda.syncthreads()
 
 
-def _hash_uniform(seed, i):
-    """A counter-based uniform in [0, 1) from (seed, i): murmur3's finaliser over 32 bits."""
+def _hash_bits(seed, i):
+    """32 counter-based random bits from (seed, i): murmur3's finaliser; u = bits / 2³² is uniform in [0, 1)."""
     h = (seed * 0x9E3779B1 + i * 0x85EBCA77 + 0x165667B1) & 0xFFFFFFFF
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & 0xFFFFFFFF
     h ^= h >> 13
     h = (h * 0xC2B2AE35) & 0xFFFFFFFF
     h ^= h >> 16
-    return h * 2.3283064365386963e-10
+    return h
 
 
-_hash_uniform_device = cuda.jit(device=True)(_hash_uniform)
+_hash_bits_device = cuda.jit(device=True)(_hash_bits)
 
 
 @kernel
-def _dropout(x, out, seed, p, scale, n):
-    """out = x * 1[u >= p] * scale with u = hash(seed, i): the mask is recomputed, never stored."""
+def _dropout(x, out, seed, threshold, scale, n):
+    """out = x * 1[u >= p] * scale with u = hash(seed, i) / 2³²: the mask is recomputed, never stored.
+    u >= p is tested exactly in integers, as hash >= threshold = ceil(p 2³²)."""
+    zero = out.dtype.type(0)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        out[i] = x[i] * scale if _hash_uniform_device(seed, i) >= p else 0
+        out[i] = x[i] * scale if _hash_bits_device(seed, i) >= threshold else zero
 
 
 @kernel
@@ -243,7 +253,7 @@ def astype(a, dtype):
 def full(shape, value, dtype):
     out = empty(shape, dtype)
     flat = out.reshape(out.size) if out.size else out
-    launch(_unary, out.size, FILL, flat, flat, value, out.size)
+    launch(_unary, out.size, FILL, flat, flat, out.dtype.type(value), out.size)
     return out
 
 
@@ -292,7 +302,7 @@ _GRAD = {"relu": G_RELU, "sigmoid": G_SIGMOID, "tanh": G_TANH, "leaky_relu": G_L
 def unary(op, x, alpha=0.0):
     x = _flat(x) if x.size else x
     y = empty(x.shape, x.dtype)
-    launch(_unary, x.size, _UNARY[op], x, y, float(alpha), x.size)
+    launch(_unary, x.size, _UNARY[op], x, y, x.dtype.type(alpha), x.size)
     return y
 
 
@@ -315,7 +325,7 @@ def unary_grad(op, g, s, alpha=0.0):
     shape = g.shape
     g, s = _flat(g), _flat(s)
     out = empty(g.shape, g.dtype)
-    launch(_unary_grad, g.size, _GRAD[op], g, s, out, float(alpha), g.size)
+    launch(_unary_grad, g.size, _GRAD[op], g, s, out, out.dtype.type(alpha), g.size)
     return out.reshape(shape)
 
 
@@ -324,7 +334,7 @@ def scale_by(x, scalar, factor=1.0):
     shape = x.shape
     x = _flat(x)
     out = empty(x.shape, x.dtype)
-    launch(_scale_by, x.size, x, scalar.reshape(1), float(factor), out, x.size)
+    launch(_scale_by, x.size, x, scalar.reshape(1), out.dtype.type(factor), out, x.size)
     return out.reshape(shape)
 
 
@@ -468,7 +478,7 @@ def dropout_forward(x, p, seed):
     shape = x.shape
     x = _flat(x)
     out = empty(x.shape, x.dtype)
-    launch(_dropout, x.size, x, out, int(seed), float(p), 1.0 / (1.0 - p), x.size)
+    launch(_dropout, x.size, x, out, int(seed), math.ceil(p * 2**32), x.dtype.type(1.0 / (1.0 - p)), x.size)
     return out.reshape(shape)
 
 

@@ -10,6 +10,11 @@ L1, NLL and BCE-with-logits: one launch forward (the per-item loss fused with th
 block reduces to the mean or sum; 'none' runs a grid-stride launch over the items) and one launch
 backward (the gradient times the upstream gradient, per item or the scalar, in the same pass).
 An NLL target outside [0, C) gives its item a NaN loss and gradient, as cross-entropy does.
+
+Precision: a kernel computes in its arrays' dtype. Numba types a float literal, and an int mixed
+with a float32, as float64, so the kernels write their constants as ``x.dtype.type(1)`` (a float32
+constant for float32 arrays) and the wrappers pass scalar arguments in the array's dtype. Only the
+mean / sum over the items accumulates in float64, on purpose (``acc``, the shared buffer, ``scale``).
 """
 from __future__ import annotations
 
@@ -64,10 +69,10 @@ def _softmax(x, y, log, outer, c, inner, total):
         o = t // inner
         i = t % inner
         base = o * c * inner + i
-        m = -math.inf
+        m = x.dtype.type(-math.inf)
         for j in range(c):
             m = max(m, x[base + j * inner])
-        s = 0.0
+        s = x.dtype.type(0)
         for j in range(c):
             s += math.exp(x[base + j * inner] - m)
         if log:
@@ -85,7 +90,7 @@ def _softmax_backward(g, y, out, log, c, inner, total):
         o = t // inner
         i = t % inner
         base = o * c * inner + i
-        s = 0.0
+        s = g.dtype.type(0)
         for j in range(c):
             if log:
                 s += g[base + j * inner]
@@ -100,8 +105,9 @@ def _softmax_backward(g, y, out, log, c, inner, total):
 
 
 @kernel
-def _cross_entropy(x, target, grad, loss, rows, c, inner, smoothing, scale, per_item):
-    """One block: per item (n, d) of logits (N, C, inner): lse, loss, grad = softmax - q;
+def _cross_entropy(x, target, grad, loss, rows, c, inner, off, on, scale, per_item):
+    """One block: per item (n, d) of logits (N, C, inner): lse, loss, grad = softmax - q with
+    q = on (j == target) or off (label smoothing: off = ε / C, on = 1 - ε + ε / C);
     loss[0] = scale Σ items (or loss[item] per item when per_item)."""
     buf = cuda.shared.array(CE_THREADS, float64)
     tid = cuda.threadIdx.x
@@ -110,36 +116,34 @@ def _cross_entropy(x, target, grad, loss, rows, c, inner, smoothing, scale, per_
         n = t // inner
         d = t % inner
         base = n * c * inner + d
-        m = -math.inf
+        m = x.dtype.type(-math.inf)
         for j in range(c):
             m = max(m, x[base + j * inner])
-        s = 0.0
+        s = x.dtype.type(0)
         for j in range(c):
             s += math.exp(x[base + j * inner] - m)
         lse = m + math.log(s)
         tgt = target[t]
-        item = 0.0
+        item = x.dtype.type(0)
         if tgt < 0 or tgt >= c:
-            item = math.nan
-        off = smoothing / c
+            item = x.dtype.type(math.nan)
         for j in range(c):
             logp = x[base + j * inner] - lse
-            q = off
-            if j == tgt:
-                q += 1 - smoothing
+            q = on if j == tgt else off
             item -= q * logp
             grad[base + j * inner] = math.exp(logp) - q
         if per_item:
             loss[t] = item
-        acc += item
+        else:
+            acc += item
     if not per_item:
         _sum_into_first(buf, acc, scale, loss)
 
 
 @cuda.jit(device=True)
-def _softplus(z):
-    """log(1 + exp(z)), stable for large |z|."""
-    return (z if z > 0 else 0.0) + math.log1p(math.exp(-abs(z)))
+def _softplus(z, zero):
+    """log(1 + exp(z)), stable for large |z|; ``zero`` is 0 in z's type."""
+    return (z if z > zero else zero) + math.log1p(math.exp(-abs(z)))
 
 
 L1, BCE = 0, 1
@@ -150,6 +154,7 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
     """Per item i: L1 (diff[i] = x - t, |diff|) or BCE with logits (weight w[i]). per_item: loss[i];
     else (one block) loss[0] = scale Σ items."""
     buf = cuda.shared.array(CE_THREADS, float64)
+    zero, one = x.dtype.type(0), x.dtype.type(1)
     acc = 0.0
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         if kind == L1:
@@ -159,11 +164,12 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
         else:
             v = x[i]
             ti = t[i]
-            wi = w[i] if has_w else 1.0
-            item = wi * ti * _softplus(-v) + (1 - ti) * _softplus(v)
+            wi = w[i] if has_w else one
+            item = wi * ti * _softplus(-v, zero) + (one - ti) * _softplus(v, zero)
         if per_item:
             loss[i] = item
-        acc += item
+        else:
+            acc += item
     if not per_item:
         _sum_into_first(buf, acc, scale, loss)
 
@@ -171,24 +177,26 @@ def _pointwise_loss(kind, x, t, w, has_w, diff, loss, scale, per_item, n):
 @kernel
 def _l1_backward(diff, g, factor, per_item, out, n):
     """out = sign(diff) * (g[i] per item, else g[0]) * factor."""
+    zero, one = out.dtype.type(0), out.dtype.type(1)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         d = diff[i]
-        s = 1 if d > 0 else (-1 if d < 0 else 0)
+        s = one if d > zero else (-one if d < zero else zero)
         gi = g[i] if per_item else g[0]
         out[i] = s * gi * factor
 
 
 @kernel
 def _bce_backward(x, t, w, has_w, g, factor, per_item, grad_x, grad_t, n):
+    zero, one = x.dtype.type(0), x.dtype.type(1)
     for i in range(cuda.grid(1), n, cuda.gridsize(1)):
         v = x[i]
         ti = t[i]
-        wi = w[i] if has_w else 1.0
+        wi = w[i] if has_w else one
         e = math.exp(-abs(v))
-        sig = 1 / (1 + e) if v >= 0 else e / (1 + e)
+        sig = one / (one + e) if v >= zero else e / (one + e)
         s = (g[i] if per_item else g[0]) * factor
-        grad_x[i] = (sig * (wi * ti + 1 - ti) - wi * ti) * s
-        grad_t[i] = (wi * _softplus(-v) - _softplus(v)) * s
+        grad_x[i] = (sig * (wi * ti + one - ti) - wi * ti) * s
+        grad_t[i] = (wi * _softplus(-v, zero) - _softplus(v, zero)) * s
 
 
 @kernel
@@ -199,12 +207,13 @@ def _nll(logp, target, loss, scale, per_item, c, inner, rows):
     for r in range(cuda.grid(1), rows, cuda.gridsize(1)):
         tgt = target[r]
         if tgt < 0 or tgt >= c:
-            item = math.nan
+            item = logp.dtype.type(math.nan)
         else:
             item = -logp[((r // inner) * c + tgt) * inner + r % inner]
         if per_item:
             loss[r] = item
-        acc += item
+        else:
+            acc += item
     if not per_item:
         _sum_into_first(buf, acc, scale, loss)
 
@@ -219,11 +228,11 @@ def _nll_backward(g, target, factor, per_item, grad, c, inner, total):
         item = (r // c) * inner + d
         tgt = target[item]
         if tgt < 0 or tgt >= c:
-            grad[k] = math.nan
+            grad[k] = grad.dtype.type(math.nan)
         elif j == tgt:
             grad[k] = -(g[item] if per_item else g[0]) * factor
         else:
-            grad[k] = 0
+            grad[k] = grad.dtype.type(0)
 
 
 def _reduce_launch(kernel, n, per_item, *args):
@@ -288,8 +297,11 @@ def cross_entropy_forward(logits, target, reduction, label_smoothing):
     per_item = reduction == "none"
     loss = empty((rows,) if per_item else (1,), logits.dtype)
     scale = 1.0 / rows if reduction == "mean" else 1.0
+    off = label_smoothing / c
+    typed = logits.dtype.type
     launch_grid(_cross_entropy, 1, CE_THREADS, logits.reshape(logits.size), target.reshape(target.size),
-                grad.reshape(grad.size), loss, rows, c, inner, float(label_smoothing), scale, int(per_item))
+                grad.reshape(grad.size), loss, rows, c, inner, typed(off), typed(1 - label_smoothing + off), scale,
+                int(per_item))
     out = loss.reshape(target.shape) if per_item else loss.reshape(())
     return out, (grad, target.shape, reduction, rows)
 
@@ -353,8 +365,8 @@ def l1_loss_backward(grad_loss, diff, reduction):
     n = diff.size
     per_item = reduction == "none"
     out = empty(diff.shape, diff.dtype)
-    launch(_l1_backward, n, diff.reshape(n), _flat(grad_loss), 1.0 / n if reduction == "mean" else 1.0,
-           int(per_item), out.reshape(n), n)
+    factor = diff.dtype.type(1.0 / n if reduction == "mean" else 1.0)
+    launch(_l1_backward, n, diff.reshape(n), _flat(grad_loss), factor, int(per_item), out.reshape(n), n)
     return out
 
 
@@ -385,8 +397,9 @@ def bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight=None):
     w, has_w = _pos_weight(pos_weight, x, fx)
     grad_x = empty(x.shape, x.dtype)
     grad_t = empty(x.shape, x.dtype)
-    launch(_bce_backward, n, fx, _flat(target), w, has_w, _flat(grad_loss), 1.0 / n if reduction == "mean" else 1.0,
-           int(per_item), grad_x.reshape(n), grad_t.reshape(n), n)
+    factor = x.dtype.type(1.0 / n if reduction == "mean" else 1.0)
+    launch(_bce_backward, n, fx, _flat(target), w, has_w, _flat(grad_loss), factor, int(per_item), grad_x.reshape(n),
+           grad_t.reshape(n), n)
     return grad_x, grad_t
 
 
@@ -411,6 +424,7 @@ def nll_loss_backward(grad_loss, log_probs_shape, dtype, target, reduction):
     total = n * c * inner
     grad = empty(shape, dtype)
     per_item = reduction == "none"
-    launch(_nll_backward, total, _flat(grad_loss), _flat(target), 1.0 / (n * inner) if reduction == "mean" else 1.0,
-           int(per_item), grad.reshape(total), c, inner, total)
+    factor = grad.dtype.type(1.0 / (n * inner) if reduction == "mean" else 1.0)
+    launch(_nll_backward, total, _flat(grad_loss), _flat(target), factor, int(per_item), grad.reshape(total), c, inner,
+           total)
     return grad

@@ -8,6 +8,12 @@ g x_hat (= grad_bias, grad_weight), a second launch writes grad_x.
 Row standardisation (the core of LayerNorm, GroupNorm and InstanceNorm): one launch each way, one
 block per row of the (M, K) array: the block reduces the row's statistics (forward: mean, then the
 biased variance; backward: Σg and Σ g x_hat) and then writes the row.
+
+Precision: the statistics are float64 on purpose (the per-channel / per-row sums, and the
+once-per-channel arithmetic on them, with eps and momentum passed as Python floats); every
+per-element operation is in the arrays' dtype. Numba types a float literal, and an int mixed with a
+float32, as float64, so the kernels write their constants as ``grad_x.dtype.type(1)`` and cast the
+statistics to the dtype (``x.dtype.type(mu)``) before a per-element loop uses them.
 """
 from __future__ import annotations
 
@@ -135,12 +141,13 @@ def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
 
 @kernel
 def _grad_x(g, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, training, grad_x, c, hw, count, total):
-    """grad_x = invstd w / n (n g - Σg - x_hat Σ(g x_hat)) (training) or g w invstd (eval)."""
+    """grad_x = invstd w / n (n g - Σg - x_hat Σ(g x_hat)) (training) or g w invstd (eval), n = count."""
+    one, n = grad_x.dtype.type(1), grad_x.dtype.type(count)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         ch = (t // hw) % c
-        w = weight[ch] if has_affine else 1.0
+        w = weight[ch] if has_affine else one
         if training:
-            grad_x[t] = invstd[ch] * w / count * (count * g[t] - grad_bias[ch] - x_hat[t] * grad_weight[ch])
+            grad_x[t] = invstd[ch] * w / n * (n * g[t] - grad_bias[ch] - x_hat[t] * grad_weight[ch])
         else:
             grad_x[t] = g[t] * w * invstd[ch]
 
@@ -152,9 +159,10 @@ def _standardize_rows(x, x_hat, invstd, eps, m, k):
     for row in range(cuda.blockIdx.x, m, cuda.gridDim.x):
         base = row * k
         mu, squares = _segment_stats(x, base, k, buf, tid)
-        inv = 1 / math.sqrt(squares / k + eps)
+        mean = x.dtype.type(mu)
+        inv = x.dtype.type(1 / math.sqrt(squares / k + eps))
         for j in range(tid, k, REDUCE_THREADS):
-            x_hat[base + j] = (x[base + j] - mu) * inv
+            x_hat[base + j] = (x[base + j] - mean) * inv
         if tid == 0:
             invstd[row] = inv
 
@@ -164,6 +172,7 @@ def _standardize_rows_backward(g, x_hat, invstd, grad_x, m, k):
     """grad_x = invstd / K (K g - Σg - x_hat Σ(g x_hat)) along each row."""
     buf = cuda.shared.array(REDUCE_THREADS, float64)
     tid = cuda.threadIdx.x
+    kf = grad_x.dtype.type(k)
     for row in range(cuda.blockIdx.x, m, cuda.gridDim.x):
         base = row * k
         acc_g = 0.0
@@ -171,11 +180,11 @@ def _standardize_rows_backward(g, x_hat, invstd, grad_x, m, k):
         for j in range(tid, k, REDUCE_THREADS):
             acc_g += g[base + j]
             acc_gx += g[base + j] * x_hat[base + j]
-        sg = _block_sum(buf, tid, acc_g)
-        sgx = _block_sum(buf, tid, acc_gx)
-        scale = invstd[row] / k
+        sg = grad_x.dtype.type(_block_sum(buf, tid, acc_g))
+        sgx = grad_x.dtype.type(_block_sum(buf, tid, acc_gx))
+        scale = invstd[row] / kf
         for j in range(tid, k, REDUCE_THREADS):
-            grad_x[base + j] = scale * (k * g[base + j] - sg - x_hat[base + j] * sgx)
+            grad_x[base + j] = scale * (kf * g[base + j] - sg - x_hat[base + j] * sgx)
 
 
 def _blocks(c):

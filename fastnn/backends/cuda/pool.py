@@ -8,6 +8,10 @@ returns; indices from elsewhere take a zero fill and an atomic scatter instead.
 Max unpooling (same contract as the reference's, in ``reference/resample.py``): a zero fill and a
 scatter forward (indices that repeat within a plane keep one of their values, not necessarily the
 last one as NumPy's put does), a gather backward (one launch).
+
+Precision: a kernel computes in its arrays' dtype. Numba types a float literal, and an int mixed
+with a float32, as float64, so the kernels write their constants as ``x.dtype.type(0)`` (a float32
+constant for float32 arrays): the window sums are short and stay in the dtype, as the reference's.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, total):
         top = oh * sh - ph
         left = ow * sw - pw
         best_i = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
-        best = -math.inf
+        best = x.dtype.type(-math.inf)
         for i in range(kh):
             ih = top + i
             if ih < 0 or ih >= h:
@@ -71,7 +75,7 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, t
         flat = ih * w + iw
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
-        acc = 0.0
+        acc = grad_x.dtype.type(0)
         for oh in range(oh_lo, oh_hi + 1):
             for ow in range(ow_lo, ow_hi + 1):
                 if indices[n, c, oh, ow] == flat:
@@ -83,10 +87,11 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, t
 def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
     ch, h, w = x.shape[1], x.shape[2], x.shape[3]
     ho, wo = y.shape[2], y.shape[3]
-    inv = 1.0 / (kh * kw)
+    zero = y.dtype.type(0)
+    inv = y.dtype.type(1) / y.dtype.type(kh * kw)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         n, c, oh, ow = unravel4(t, ch, ho, wo)
-        acc = 0.0
+        acc = zero
         for i in range(kh):
             ih = oh * sh - ph + i
             if 0 <= ih < h:
@@ -101,12 +106,13 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
 def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
     ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
     ho, wo = grad_y.shape[2], grad_y.shape[3]
-    inv = 1.0 / (kh * kw)
+    zero = grad_x.dtype.type(0)
+    inv = grad_x.dtype.type(1) / grad_x.dtype.type(kh * kw)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         n, c, ih, iw = unravel4(t, ch, h, w)
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
-        acc = 0.0
+        acc = zero
         for oh in range(oh_lo, oh_hi + 1):
             for ow in range(ow_lo, ow_hi + 1):
                 acc += grad_y[n, c, oh, ow]
