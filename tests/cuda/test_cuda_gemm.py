@@ -94,3 +94,25 @@ def test_an_empty_grid_launches_nothing():
 def test_matmul_with_an_empty_operand_gives_zeros_without_a_launch_error():
     a, b = np.zeros((0, 3), np.float32), np.zeros((3, 4), np.float32)
     assert cu.matmul(cu.to_device(a), cu.to_device(b)).copy_to_host().shape == (0, 4)
+
+
+@pytest.mark.parametrize("masked", [linear.MASK_A, linear.MASK_B])
+@pytest.mark.parametrize("may_split", [False, True])
+def test_a_masked_operand_is_read_through_its_relu_mask(masked, may_split):
+    """The backward of a fused Linear/Conv2d + ReLU: grad_y is read as grad_y ⊙ 1[y > 0] (y = 0,
+    negative or NaN: no gradient), as relu_backward then the GEMM would give."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((6, 40)), rng.standard_normal((40, 5))
+    y = rng.standard_normal((6, 40) if masked == linear.MASK_A else (40, 5))
+    y[0, :3] = [0.0, np.nan, -0.0]
+    operand = a if masked == linear.MASK_A else b
+    m, n, k = 6, 5, 40
+    da, db, dy = cu.to_device(a.astype(np.float32)), cu.to_device(b.astype(np.float32)), cu.to_device(y.astype(np.float32))
+    c = cu.empty((m, n), np.float32)
+    sums = cu.empty((m,), np.float32)
+    linear.gemm(da.reshape(1, 6, 40), 0, 40, db.reshape(1, 40, 5), 0, 5, c.reshape(1, m, n), n, m, n, k,
+                row_sums=sums, may_split=may_split, mask=dy.reshape(1, *y.shape), masked=masked)
+    gated = np.where(y > 0, operand, 0.0)
+    a_used, b_used = (gated, b) if masked == linear.MASK_A else (a, gated)
+    np.testing.assert_allclose(c.copy_to_host(), a_used @ b_used, rtol=2e-5, atol=2e-5)
+    np.testing.assert_allclose(sums.copy_to_host(), a_used.sum(1), rtol=2e-5, atol=2e-5)

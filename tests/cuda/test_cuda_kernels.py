@@ -102,13 +102,14 @@ def test_conv2d_relu_matches_reference_conv_then_relu(rng, x_shape, w_shape, str
     y_ref = ref.relu_forward(z_ref)
     close(y, y_ref)
     g = rand(rng, y_ref.shape, dtype)
-    needs = (True, True, has_bias)
-    for got, want in zip(cu.conv2d_relu_backward(dev(g), y, saved, needs),
-                         ref.conv2d_backward(ref.relu_backward(g, y_ref), saved_ref, needs)):
-        if want is None:
-            assert got is None
-        else:
-            close(got, want)
+    # the ReLU mask is applied as the GEMMs read grad_y; with grad_b but no grad_W it is applied first
+    for needs in [(True, True, has_bias), (True, False, has_bias), (False, True, has_bias), (False, False, True)]:
+        for got, want in zip(cu.conv2d_relu_backward(dev(g), y, saved, needs),
+                             ref.conv2d_backward(ref.relu_backward(g, y_ref), saved_ref, needs)):
+            if want is None:
+                assert got is None
+            else:
+                close(got, want)
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (6, 17, 9)])
@@ -123,13 +124,13 @@ def test_linear_relu_matches_reference_linear_then_relu(rng, shape, has_bias, dt
     close(y, y_ref)
     assert (y_ref == 0).any()
     g = rand(rng, (n, o), dtype)
-    needs = (True, True, has_bias)
-    for got, want in zip(cu.linear_relu_backward(dev(g), y, dev(x), dev(w), needs),
-                         ref.linear_relu_backward(g, y_ref, x, w, needs)):
-        if want is None:
-            assert got is None
-        else:
-            close(got, want)
+    for needs in [(True, True, has_bias), (True, False, has_bias), (False, True, has_bias), (False, False, True)]:
+        for got, want in zip(cu.linear_relu_backward(dev(g), y, dev(x), dev(w), needs),
+                             ref.linear_relu_backward(g, y_ref, x, w, needs)):
+            if want is None:
+                assert got is None
+            else:
+                close(got, want)
 
 
 def test_gemm_float64_and_partial_tiles(rng):

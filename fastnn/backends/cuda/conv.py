@@ -16,7 +16,7 @@ from numba import cuda
 from ..reference.conv import conv_output_size
 from ._core import empty, kernel, launch, unravel4
 from .elementwise import contiguous, relu_backward, sum as _sum
-from .linear import BIAS_NONE, BIAS_ROW, gemm
+from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, gemm
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward",
            "conv2d_relu_backward"]
@@ -148,9 +148,12 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=Fals
     return y, saved
 
 
-def conv2d_backward(grad_y, saved, needs_input_grad):
-    """grad_W = Σ_n grad_y cols^T, grad_x = col2im(W^T grad_y), grad_b = Σ grad_y (per group)."""
+def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
+    """grad_W = Σ_n grad_y cols^T, grad_x = col2im(W^T grad_y), grad_b = Σ grad_y (per group).
+    With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as the GEMMs read grad_y."""
     x_shape, weight, cols, stride, padding, dilation, groups, has_bias = saved
+    if relu_output is not None and needs_input_grad[2] and has_bias and not needs_input_grad[1]:
+        grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
     grad_y = contiguous(grad_y)
     n = x_shape[0]
     o, cg, kh, kw = weight.shape
@@ -159,6 +162,7 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
     k = cg * kh * kw
     og = o // groups
     gy3 = grad_y.reshape(n, o, p)
+    y3 = None if relu_output is None else contiguous(relu_output).reshape(n, o, p)   # laid out like gy3
     w2 = weight.reshape(o, k)
     grad_x = grad_w = grad_b = None
     want_bias = needs_input_grad[2] and has_bias
@@ -172,7 +176,7 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
             out = gw2[g * og:(g + 1) * og].reshape(1, og, k)
             gemm(a, 0, p, b, 1, n * p, out, k, og, k, n * p,
                  row_sums=None if grad_b is None else grad_b[g * og:(g + 1) * og],   # grad_b fused
-                 may_split=True)
+                 may_split=True, mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_A)
     elif want_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
     if needs_input_grad[0]:
@@ -181,7 +185,8 @@ def conv2d_backward(grad_y, saved, needs_input_grad):
             a = w2[g * og:(g + 1) * og].reshape(1, og, k)
             b = gy3[:, g * og:(g + 1) * og, :]
             out = grad_cols[:, g * k:(g + 1) * k, :]
-            gemm(a, 1, k, b, 0, p, out, n * p, k, n * p, og)
+            gemm(a, 1, k, b, 0, p, out, n * p, k, n * p, og,
+                 mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_B)
         grad_x = _col2im_from(grad_cols, tuple(x_shape), False, (kh, kw), stride, padding, dilation, ho, wo,
                               cols.dtype)
     return grad_x, grad_w, grad_b
@@ -193,5 +198,6 @@ def conv2d_relu_forward(x, weight, bias, stride, padding, dilation, groups):
 
 
 def conv2d_relu_backward(grad_y, y, saved, needs_input_grad):
-    """conv2d_backward at grad_y ⊙ 1[y > 0]."""
-    return conv2d_backward(relu_backward(grad_y, y), saved, needs_input_grad)
+    """conv2d_backward at grad_y ⊙ 1[y > 0]: the mask is applied as the backward GEMMs read grad_y
+    (no relu_backward launch)."""
+    return conv2d_backward(grad_y, saved, needs_input_grad, relu_output=y)

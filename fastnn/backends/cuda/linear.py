@@ -36,6 +36,9 @@ TX, TY = BN // TN, BM // TM
 NT = TX * TY
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
+# the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
+# y (``mask``) in that operand's layout, instead of a separate relu_backward launch
+MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
 def _make_gemm(dtype):
@@ -43,7 +46,7 @@ def _make_gemm(dtype):
 
     @kernel
     def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
-                    k_chunk):
+                    k_chunk, mask, masked):
         # tiles padded by one column: the slab stores of a transposed-free operand walk kk fastest,
         # which would otherwise put a whole warp on two shared-memory banks
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
@@ -87,6 +90,8 @@ def _make_gemm(dtype):
                             r = gi
                             cc = gk
                         v = a[cc // pa, r, cc % pa]
+                        if masked == MASK_A and not mask[cc // pa, r, cc % pa] > zero:
+                            v = zero
                     a_tile[kk, ii] = v
                 for slot in range(tid, BN * BK, NT):
                     if tb:
@@ -106,6 +111,8 @@ def _make_gemm(dtype):
                             r = gk
                             cc = gj
                         v = b[cc // pb, r, cc % pb]
+                        if masked == MASK_B and not mask[cc // pb, r, cc % pb] > zero:
+                            v = zero
                     b_tile[kk, jj] = v
                 cuda.syncthreads()
                 for kk in range(BK):
@@ -176,11 +183,11 @@ def _kernel(dtype):
 _PLACEHOLDERS = {}
 
 
-def _placeholder(dtype):
+def _placeholder(dtype, ndim=1):
     """A 1-element device array standing in for the optional arguments a launch does not use."""
-    array = _PLACEHOLDERS.get(dtype)
+    array = _PLACEHOLDERS.get((dtype, ndim))
     if array is None:
-        array = _PLACEHOLDERS[dtype] = empty((1,), dtype)
+        array = _PLACEHOLDERS[dtype, ndim] = empty((1,) * ndim, dtype)
     return array
 
 
@@ -203,7 +210,7 @@ def split_k(m, n, k):
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
-         may_split=False):
+         may_split=False, mask=None, masked=MASK_NONE):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
     C = max(that, 0) with ``relu``.
 
@@ -213,8 +220,13 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     ``may_split`` (weight gradients: a small output, k the batch's pixels): when the output's
     tiles are too few to fill the GPU, k is cut into slices summed by separate blocks into
     partial products (split, m, n), which one more launch adds up in a fixed order.
+
+    ``mask`` with ``masked`` = MASK_A or MASK_B: that operand is read as operand ⊙ 1[mask > 0],
+    ``mask`` laid out like it (a fused ReLU's output y, the operand its grad_y).
     """
     dummy = _placeholder(c.dtype)
+    if mask is None:
+        mask, masked = _placeholder(c.dtype, 3), MASK_NONE
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
     kernel = _kernel(c.dtype)
@@ -223,14 +235,15 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     if splits == 1:
         launch_grid(kernel, (grid_x, grid_y, 1), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
                     bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
-                    int(row_sums is not None), int(m), int(n), int(k), max(int(k), 1))
+                    int(row_sums is not None), int(m), int(n), int(k), max(int(k), 1), mask, int(masked))
         return
     k_chunk = -(-(-(-k // splits)) // BK) * BK         # ceil(k / splits), rounded up to whole slabs
     splits = max(1, -(-k // k_chunk))
     part = empty((splits, m, n), c.dtype)
     row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
     launch_grid(kernel, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), part, int(n),
-                dummy, BIAS_NONE, 0, row_part, int(row_sums is not None), int(m), int(n), int(k), int(k_chunk))
+                dummy, BIAS_NONE, 0, row_part, int(row_sums is not None), int(m), int(n), int(k), int(k_chunk),
+                mask, int(masked))
     launch(_add_partials, m * n, part, c, int(pc), row_part, dummy if row_sums is None else row_sums,
            int(row_sums is not None), int(m), int(n), int(splits))
 
@@ -246,23 +259,27 @@ def linear_forward(x, weight, bias, relu=False):
     return y
 
 
-def linear_backward(grad_y, x, weight, needs_input_grad):
-    """(grad_x, grad_W, grad_b) = (grad_y W, grad_y^T x, Σ_n grad_y); None where not needed."""
+def linear_backward(grad_y, x, weight, needs_input_grad, relu_output=None):
+    """(grad_x, grad_W, grad_b) = (grad_y W, grad_y^T x, Σ_n grad_y); None where not needed.
+    With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as the GEMMs read grad_y."""
+    if relu_output is not None and needs_input_grad[2] and not needs_input_grad[1]:
+        grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
     grad_x = grad_w = grad_b = None
     n, o = grad_y.shape
     k = weight.shape[1]
     g, pg = plain(grad_y)
+    mask = None if relu_output is None else plain(relu_output)[0]
     if needs_input_grad[0]:
         grad_x = empty((n, k), grad_y.dtype)
         w, pw = plain(weight)
-        gemm(g, 0, pg, w, 0, pw, grad_x.reshape(1, n, k), k, n, k, o)
+        gemm(g, 0, pg, w, 0, pw, grad_x.reshape(1, n, k), k, n, k, o, mask=mask, masked=MASK_A)
     if needs_input_grad[2]:
         grad_b = empty((o,), grad_y.dtype)
     if needs_input_grad[1]:
         grad_w = empty((o, k), grad_y.dtype)
         xa, px = plain(x)
         gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b,   # grad_b fused
-             may_split=True)
+             may_split=True, mask=mask, masked=MASK_A)
     elif needs_input_grad[2]:
         grad_b = _sum(grad_y, (0,))
     return grad_x, grad_w, grad_b
@@ -274,8 +291,9 @@ def linear_relu_forward(x, weight, bias):
 
 
 def linear_relu_backward(grad_y, y, x, weight, needs_input_grad):
-    """linear_backward at grad_y ⊙ 1[y > 0], y the output of linear_relu_forward."""
-    return linear_backward(relu_backward(grad_y, y), x, weight, needs_input_grad)
+    """linear_backward at grad_y ⊙ 1[y > 0], y the output of linear_relu_forward: the mask is
+    applied as the backward GEMMs read grad_y (no relu_backward launch)."""
+    return linear_backward(grad_y, x, weight, needs_input_grad, relu_output=y)
 
 
 def matmul(a, b):
