@@ -138,7 +138,7 @@ class Tensor:
                 raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
                                    f"got shape {self.shape}; pass grad=")
             if _device.cuda_in_use and _device.is_device_array(self.data):
-                grad = _device.cuda_kernels().ones_like(self.data)
+                grad = _device.cuda_kernels().unit_seed(self.data.shape, self.data.dtype)
             else:
                 grad = np.ones_like(self.data)
         else:

@@ -149,6 +149,15 @@ def to_device(host):
     return cuda.to_device(host)
 
 
+def copy_device_to_device(dst, src):
+    """dst[...] = src for two C-contiguous device arrays of the same shape and dtype: a memcpy, not
+    a kernel launch (the simulator's own copy cannot take its strict arrays: copied on the host)."""
+    if SIMULATOR:
+        dst._ary[...] = src._ary
+    else:
+        dst.copy_to_device(src)
+
+
 def to_host(array):
     return array.copy_to_host()
 

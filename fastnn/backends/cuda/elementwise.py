@@ -16,9 +16,9 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._core import SIMULATOR, as_strided, empty, kernel, launch, launch_grid, pad4, view4
+from ._core import SIMULATOR, as_strided, copy_device_to_device, empty, kernel, launch, launch_grid, pad4, to_device, view4
 
-__all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "ones_like", "binary", "unary",
+__all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "ones_like", "unit_seed", "is_unit_seed", "binary", "unary",
            "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
            "concatenate", "split", "accumulate_", "relu_forward", "relu_backward", "sigmoid_forward",
            "sigmoid_backward", "tanh_forward", "tanh_backward", "leaky_relu_forward", "leaky_relu_backward",
@@ -267,6 +267,28 @@ def zeros_like(a):
 
 def ones_like(a):
     return full(a.shape, 1.0, a.dtype)
+
+
+_ONES = {}
+
+
+def unit_seed(shape, dtype):
+    """A new array of ones for ``Tensor.backward()``'s implicit gradient, copied device to device
+    from a cached one (no kernel launch; the cache is filled by a host copy, so a dry run cannot
+    leave garbage in it), and marked: a loss whose backward would multiply by it skips that."""
+    key = (tuple(shape), np.dtype(dtype))
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = to_device(np.ones(key[0], key[1]))
+    seed = empty(key[0], key[1])
+    copy_device_to_device(seed, ones)
+    seed.unit_seed = True
+    return seed
+
+
+def is_unit_seed(a) -> bool:
+    """Whether ``a`` is an untouched ``unit_seed`` array (all ones)."""
+    return getattr(a, "unit_seed", False) is True
 
 
 def _flat(a):

@@ -24,7 +24,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, kernel, launch, launch_grid
-from .elementwise import binary, broadcast_to, contiguous, scale_by, sum as _sum
+from .elementwise import binary, broadcast_to, contiguous, is_unit_seed, scale_by, sum as _sum
 
 __all__ = ["softmax_forward", "softmax_backward", "log_softmax_forward", "log_softmax_backward",
            "cross_entropy_forward", "cross_entropy_backward", "mse_loss_forward", "mse_loss_backward",
@@ -105,10 +105,11 @@ def _softmax_backward(g, y, out, log, c, inner, total):
 
 
 @kernel
-def _cross_entropy(x, target, grad, loss, rows, c, inner, off, on, scale, per_item):
-    """One block: per item (n, d) of logits (N, C, inner): lse, loss, grad = softmax - q with
-    q = on (j == target) or off (label smoothing: off = ε / C, on = 1 - ε + ε / C);
-    loss[0] = scale Σ items (or loss[item] per item when per_item)."""
+def _cross_entropy(x, target, grad, loss, rows, c, inner, off, on, scale, per_item, grad_scale):
+    """One block: per item (n, d) of logits (N, C, inner): lse, loss, grad = (softmax - q) grad_scale
+    with q = on (j == target) or off (label smoothing: off = ε / C, on = 1 - ε + ε / C);
+    loss[0] = scale Σ items (or loss[item] per item when per_item). grad_scale is 1 / items for a
+    mean: the gradient for an upstream gradient of 1."""
     buf = cuda.shared.array(CE_THREADS, float64)
     tid = cuda.threadIdx.x
     acc = 0.0
@@ -131,7 +132,7 @@ def _cross_entropy(x, target, grad, loss, rows, c, inner, off, on, scale, per_it
             logp = x[base + j * inner] - lse
             q = on if j == tgt else off
             item -= q * logp
-            grad[base + j * inner] = math.exp(logp) - q
+            grad[base + j * inner] = (math.exp(logp) - q) * grad_scale
         if per_item:
             loss[t] = item
         else:
@@ -301,19 +302,22 @@ def cross_entropy_forward(logits, target, reduction, label_smoothing):
     typed = logits.dtype.type
     launch_grid(_cross_entropy, 1, CE_THREADS, logits.reshape(logits.size), target.reshape(target.size),
                 grad.reshape(grad.size), loss, rows, c, inner, typed(off), typed(1 - label_smoothing + off), scale,
-                int(per_item))
+                int(per_item), typed(scale))
     out = loss.reshape(target.shape) if per_item else loss.reshape(())
     return out, (grad, target.shape, reduction, rows)
 
 
 def cross_entropy_backward(grad_loss, saved):
-    """grad_logits = (softmax(logits) - q) * grad_loss (/ number of items for 'mean')."""
+    """grad_logits = (softmax(logits) - q) * grad_loss, the 1 / items of a mean already applied by
+    the forward; for backward()'s implicit gradient (exactly 1, ``unit_seed``) no launch at all."""
     grad, target_shape, reduction, rows = saved
     if reduction == "none":
         n, c = grad.shape[:2]
         g = grad_loss.reshape((n, 1) + tuple(grad.shape[2:]))
         return binary("mul", grad, g)
-    return scale_by(grad, grad_loss, 1.0 / rows if reduction == "mean" else 1.0)
+    if is_unit_seed(grad_loss):
+        return grad
+    return scale_by(grad, grad_loss)
 
 
 def mse_loss_forward(x, target, reduction):
