@@ -7,6 +7,11 @@
 #
 #   scripts/cuda_check.sh            # everything
 #   SKIP_INSTALL=1 scripts/cuda_check.sh
+#
+# On a machine that reaches no package registry (numba, scipy, Cython, pytest and PyTorch CUDA
+# already there): `pip install --no-deps --no-build-isolation .` first, then SKIP_INSTALL=1.
+# If numba.cuda cannot compile there because of the installed NumPy (numba.cuda before numba-cuda
+# calls np.row_stack, gone in NumPy 2.5), put a NumPy 2.3 wheel first on PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SKIP_INSTALL:-}" ]; then
