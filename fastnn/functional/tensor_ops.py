@@ -385,8 +385,10 @@ def _cuda_operand(value, other):
     return Tensor(k.to_device(_to_array(value, name="operand")))
 
 
-def _is_python_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _is_scalar_number(value) -> bool:
+    """A Python or NumPy number (not a bool): with a floating tensor it takes the tensor's dtype,
+    as ``_binary_operands`` gives it on the CPU."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
 def _cuda_binary_with_scalar(op, t, scalar, scalar_first) -> Tensor:
@@ -412,7 +414,7 @@ def _cuda_binary_with_scalar(op, t, scalar, scalar_first) -> Tensor:
 def _cuda_binary(op, a, b) -> Tensor:
     k = _device.cuda_kernels()
     for tensor, scalar, scalar_first in ((a, b, False), (b, a, True)):
-        if isinstance(tensor, Tensor) and _is_python_number(scalar) and tensor.dtype.kind == "f":
+        if isinstance(tensor, Tensor) and _is_scalar_number(scalar) and tensor.dtype.kind == "f":
             return _cuda_binary_with_scalar(op, tensor, scalar, scalar_first)
     ta = _cuda_operand(a, b)
     tb = _cuda_operand(b, ta)

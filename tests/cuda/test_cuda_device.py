@@ -418,8 +418,10 @@ def test_nll_loss_on_cuda_matches_the_cpu(reduction):
 
 @pytest.mark.parametrize("expression", [lambda x: x + 2.5, lambda x: 2.5 + x, lambda x: x - 2.5, lambda x: 2.5 - x,
                                         lambda x: x * 3, lambda x: 3 * x, lambda x: x / 3.0, lambda x: 3.0 / x,
-                                        lambda x: (x - 1) / 7 * 0.5],
-                         ids=["add", "radd", "sub", "rsub", "mul", "rmul", "div", "rdiv", "chain"])
+                                        lambda x: (x - 1) / 7 * 0.5, lambda x: x + np.int64(3),
+                                        lambda x: np.float64(0.1) * x, lambda x: x / np.float32(3)],
+                         ids=["add", "radd", "sub", "rsub", "mul", "rmul", "div", "rdiv", "chain", "numpy-int",
+                              "numpy-float64", "numpy-float32"])
 def test_python_scalar_operands_on_cuda_match_the_cpu_bit_for_bit(expression):
     """A Python number is passed to the kernel by value in the tensor's dtype: the arithmetic is
     NumPy's with a Python scalar, and nothing is copied to the device."""
@@ -504,3 +506,17 @@ def test_cross_entropy_gradient_for_implicit_and_explicit_upstream_gradients(red
         loss.backward(None if upstream is None else fastnn.tensor(np.float32(upstream), device=device))
         grads.append(x.grad.numpy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-6, atol=1e-7)
+
+
+def test_conv2d_with_no_input_channels_still_sums_its_bias_gradient():
+    """Zero input channels: the weight gradient has no columns, so its GEMM has no blocks to sum
+    the bias gradient in; it is summed on its own, as on the CPU."""
+    results = []
+    for device in ("cpu", "cuda"):
+        x = fastnn.tensor(np.zeros((2, 0, 5, 5), np.float32), requires_grad=True, device=device)
+        w = fastnn.tensor(np.zeros((3, 0, 3, 3), np.float32), requires_grad=True, device=device)
+        b = fastnn.tensor(np.array([1.0, -2.0, 0.5], np.float32), requires_grad=True, device=device)
+        y = F.relu(F.conv2d(x, w, b, padding=1))
+        (y * y).sum().backward()
+        results.append(b.grad.numpy())
+    np.testing.assert_array_equal(results[1], results[0])

@@ -478,3 +478,21 @@ def test_resampling_matrix_cache_is_bounded():
 def test_missing_kernel_raises_not_implemented():
     with pytest.raises(NotImplementedError, match="argmax.*cuda"):
         cu.argmax
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_backward_with_no_input_channels_sums_the_bias_gradient_alone(rng, relu):
+    """No columns in the weight gradient's GEMM, hence no blocks to sum grad_b's rows: summed apart
+    (through the ReLU mask for the fused op)."""
+    x, w, b = np.zeros((2, 0, 5, 5), np.float32), np.zeros((3, 0, 3, 3), np.float32), rand(rng, (3,))
+    forward = cu.conv2d_relu_forward if relu else cu.conv2d_forward
+    y, saved = forward(dev(x), dev(w), dev(b), (1, 1), (1, 1), (1, 1), 1)
+    z_ref, saved_ref = ref.conv2d_forward(x, w, b, (1, 1), (1, 1), (1, 1), 1)
+    y_ref = ref.relu_forward(z_ref) if relu else z_ref
+    close(y, y_ref)
+    g = rand(rng, y_ref.shape)
+    needs = (True, True, True)
+    got = cu.conv2d_relu_backward(dev(g), y, saved, needs) if relu else cu.conv2d_backward(dev(g), saved, needs)
+    want = ref.conv2d_backward(ref.relu_backward(g, y_ref) if relu else g, saved_ref, needs)
+    for a, e in zip(got, want):
+        close(a, e)

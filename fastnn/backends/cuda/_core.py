@@ -149,6 +149,12 @@ def to_device(host):
     return cuda.to_device(host)
 
 
+def context_key() -> int:
+    """Identifies the current CUDA context, for caches of device arrays (ones, placeholders,
+    resampling matrices): after ``cuda.close()`` a new context must not read the old one's memory."""
+    return 0 if SIMULATOR else id(cuda.current_context())
+
+
 def copy_device_to_device(dst, src):
     """dst[...] = src for two C-contiguous device arrays of the same shape and dtype: a memcpy, not
     a kernel launch (the simulator's own copy cannot take its strict arrays: copied on the host)."""

@@ -152,7 +152,10 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
     """grad_W = Σ_n grad_y cols^T, grad_x = col2im(W^T grad_y), grad_b = Σ grad_y (per group).
     With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as the GEMMs read grad_y."""
     x_shape, weight, cols, stride, padding, dilation, groups, has_bias = saved
-    if relu_output is not None and needs_input_grad[2] and has_bias and not needs_input_grad[1]:
+    want_bias = needs_input_grad[2] and has_bias
+    # grad_b comes with the grad_W GEMMs' row sums, whose blocks exist only for C kH kW > 0 columns
+    fuse_bias = want_bias and needs_input_grad[1] and weight.size > 0
+    if relu_output is not None and want_bias and not fuse_bias:
         grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
     grad_y = contiguous(grad_y)
     n = x_shape[0]
@@ -165,10 +168,9 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
     y3 = None if relu_output is None else contiguous(relu_output).reshape(n, o, p)   # laid out like gy3
     w2 = weight.reshape(o, k)
     grad_x = grad_w = grad_b = None
-    want_bias = needs_input_grad[2] and has_bias
     if needs_input_grad[1]:
         grad_w = empty(weight.shape, weight.dtype)
-        grad_b = empty((o,), grad_y.dtype) if want_bias else None
+        grad_b = empty((o,), grad_y.dtype) if fuse_bias else None
         gw2 = grad_w.reshape(o, k)
         for g in range(groups):
             a = gy3[:, g * og:(g + 1) * og, :]
@@ -177,7 +179,7 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
             gemm(a, 0, p, b, 1, n * p, out, k, og, k, n * p,
                  row_sums=None if grad_b is None else grad_b[g * og:(g + 1) * og],   # grad_b fused
                  may_split=True, mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_A)
-    elif want_bias:
+    if want_bias and not fuse_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
     if needs_input_grad[0]:
         grad_cols = empty(cols.shape, cols.dtype)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import cuda, float64
 
-from ._core import SIMULATOR, as_strided, copy_device_to_device, empty, kernel, launch, launch_grid, pad4, to_device, view4
+from ._core import SIMULATOR, as_strided, context_key, copy_device_to_device, empty, kernel, launch, launch_grid, pad4, to_device, view4
 
 __all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "ones_like", "unit_seed", "is_unit_seed", "binary", "unary",
            "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
@@ -276,11 +276,12 @@ def unit_seed(shape, dtype):
     """A new array of ones for ``Tensor.backward()``'s implicit gradient, copied device to device
     from a cached one (no kernel launch; the cache is filled by a host copy, so a dry run cannot
     leave garbage in it), and marked: a loss whose backward would multiply by it skips that."""
-    key = (tuple(shape), np.dtype(dtype))
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    key = (shape, dtype, context_key())
     ones = _ONES.get(key)
     if ones is None:
-        ones = _ONES[key] = to_device(np.ones(key[0], key[1]))
-    seed = empty(key[0], key[1])
+        ones = _ONES[key] = to_device(np.ones(shape, dtype))
+    seed = empty(shape, dtype)
     copy_device_to_device(seed, ones)
     seed.unit_seed = True
     return seed

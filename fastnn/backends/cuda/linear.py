@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64
 
-from ._core import SIMULATOR, empty, kernel, launch, launch_grid, multiprocessors
+from ._core import SIMULATOR, context_key, empty, kernel, launch, launch_grid, multiprocessors
 from .elementwise import contiguous, relu_backward, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul", "gemm"]
@@ -185,9 +185,10 @@ _PLACEHOLDERS = {}
 
 def _placeholder(dtype, ndim=1):
     """A 1-element device array standing in for the optional arguments a launch does not use."""
-    array = _PLACEHOLDERS.get((dtype, ndim))
+    key = (np.dtype(dtype), ndim, context_key())
+    array = _PLACEHOLDERS.get(key)
     if array is None:
-        array = _PLACEHOLDERS[dtype, ndim] = empty((1,) * ndim, dtype)
+        array = _PLACEHOLDERS[key] = empty((1,) * ndim, dtype)
     return array
 
 
@@ -204,7 +205,7 @@ def split_k(m, n, k):
     multiprocessor."""
     blocks = -(-m // BM) * -(-n // BN)
     target = 2 * multiprocessors()
-    if 2 * blocks > target or k < 2 * MIN_K_CHUNK:
+    if blocks == 0 or 2 * blocks > target or k < 2 * MIN_K_CHUNK:
         return 1
     return min(-(-target // blocks), k // MIN_K_CHUNK)
 
@@ -262,25 +263,27 @@ def linear_forward(x, weight, bias, relu=False):
 def linear_backward(grad_y, x, weight, needs_input_grad, relu_output=None):
     """(grad_x, grad_W, grad_b) = (grad_y W, grad_y^T x, Σ_n grad_y); None where not needed.
     With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as the GEMMs read grad_y."""
-    if relu_output is not None and needs_input_grad[2] and not needs_input_grad[1]:
-        grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
-    grad_x = grad_w = grad_b = None
     n, o = grad_y.shape
     k = weight.shape[1]
+    # grad_b comes with the grad_W GEMM's row sums, whose blocks exist only for k > 0 columns
+    fuse_bias = needs_input_grad[2] and needs_input_grad[1] and k > 0
+    if relu_output is not None and needs_input_grad[2] and not fuse_bias:
+        grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
+    grad_x = grad_w = grad_b = None
     g, pg = plain(grad_y)
     mask = None if relu_output is None else plain(relu_output)[0]
     if needs_input_grad[0]:
         grad_x = empty((n, k), grad_y.dtype)
         w, pw = plain(weight)
         gemm(g, 0, pg, w, 0, pw, grad_x.reshape(1, n, k), k, n, k, o, mask=mask, masked=MASK_A)
-    if needs_input_grad[2]:
+    if fuse_bias:
         grad_b = empty((o,), grad_y.dtype)
     if needs_input_grad[1]:
         grad_w = empty((o, k), grad_y.dtype)
         xa, px = plain(x)
         gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b,   # grad_b fused
              may_split=True, mask=mask, masked=MASK_A)
-    elif needs_input_grad[2]:
+    if needs_input_grad[2] and not fuse_bias:
         grad_b = _sum(grad_y, (0,))
     return grad_x, grad_w, grad_b
 

@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..reference import resample as _reference
-from ._core import empty, to_device
+from ._core import context_key, empty, to_device
 from .elementwise import contiguous
 from .linear import gemm, plain
 
@@ -30,7 +30,8 @@ _MAX_GEMM_ROWS = 65535 * 64
 
 
 def _on_device(builder, *args):
-    key = (builder.__name__,) + tuple(np.dtype(a).str if isinstance(a, (type, np.dtype)) else a for a in args)
+    key = (builder.__name__, context_key()) + tuple(np.dtype(a).str if isinstance(a, (type, np.dtype)) else a
+                                                   for a in args)
     matrix = _MATRICES.pop(key, None)
     if matrix is None:
         matrix = to_device(np.ascontiguousarray(builder(*args)))
