@@ -128,8 +128,8 @@ class ChannelAttention(nn.Module):
     than their share ``1 / C``, the least important ones are switched (nearly) off. Multiplying by
     ``C`` keeps the average channel gain at 1, so the block starts close to the identity.
 
-    The weights of the last forward pass are kept for plotting: ``last_weights`` gives them as a
-    NumPy array (N, C). On the cuda device they stay on the GPU until read (copying them to the
+    The weights of the last forward pass are kept for plotting: ``last_weights`` (read-only) gives
+    a NumPy copy of them, (N, C). On the cuda device they stay on the GPU until read (copying them to the
     host in every forward pass would make the host wait for the device there).
 
     Args:

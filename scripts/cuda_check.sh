@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks of the cuda device that need a real NVIDIA GPU (CI runs tests/cuda under Numba's
-# simulator only): the cuda tests on the hardware, a Fashion-MNIST training run, and the benchmark
-# against PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
+# simulator only): the cuda tests on the hardware, the launches per training step, tfconvnet's step
+# with the caching allocator off and on, a Fashion-MNIST training run, and the benchmark against
+# PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
 # numba) and, for the comparison, a CUDA build of PyTorch. Fashion-MNIST's IDX files must be in
 # $FASTNN_DATA (or pass --data-dir through FASHION_DIR=...).
 #
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SKIP_INSTALL:-}" ]; then
-    python3 -m pip install --quiet -e ".[test]"
+    python3 -m pip install --quiet -e ".[test,cuda]"
 fi
 python3 -c "from numba import cuda; cuda.detect()"
 

@@ -125,9 +125,9 @@ def measure(engine, model_name, batch, threads, min_time, latency, device="cpu")
     }
     if device == "cuda" and engine == "fastnn":
         from fastnn.backends.cuda import memory_stats, training_step_launches
-        # the caching allocator: blocks allocated (first step) against requests served from the cache
-        result["cuda_blocks_allocated"] = memory_stats()["allocated"]
-        result["cuda_blocks_reused"] = memory_stats()["reused"]
+        # the caching allocator over the whole run: new blocks against requests served from the cache
+        stats = memory_stats()
+        result["cuda_blocks_allocated"], result["cuda_blocks_reused"] = stats["allocated"], stats["reused"]
         result["launches_per_step"] = training_step_launches(model_name, batch)
     if latency:
         x1 = to_input(x_np[:1])

@@ -374,15 +374,13 @@ def _on_cuda(*values) -> bool:
     return True
 
 
-def _cuda_operand(value, other):
-    """A cuda Tensor for an operand: cuda tensors as they are; Python scalars and NumPy arrays are
-    copied to the device (host to device only), scalars taking the other operand's float dtype."""
+def _cuda_operand(value):
+    """A cuda Tensor for an operand: cuda tensors as they are; NumPy arrays, and numbers that meet
+    no floating tensor (those go to ``scalar_op`` by value), are copied to the device (host to device
+    only)."""
     if isinstance(value, Tensor):
         return value
-    k = _device.cuda_kernels()
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and other.dtype.kind == "f":
-        return Tensor(k.to_device(np.asarray(value, dtype=other.dtype)))
-    return Tensor(k.to_device(_to_array(value, name="operand")))
+    return Tensor(_device.cuda_kernels().to_device(_to_array(value, name="operand")))
 
 
 def _is_scalar_number(value) -> bool:
@@ -416,8 +414,8 @@ def _cuda_binary(op, a, b) -> Tensor:
     for tensor, scalar, scalar_first in ((a, b, False), (b, a, True)):
         if isinstance(tensor, Tensor) and _is_scalar_number(scalar) and tensor.dtype.kind == "f":
             return _cuda_binary_with_scalar(op, tensor, scalar, scalar_first)
-    ta = _cuda_operand(a, b)
-    tb = _cuda_operand(b, ta)
+    ta = _cuda_operand(a)
+    tb = _cuda_operand(b)
     try:
         np.broadcast_shapes(ta.shape, tb.shape)
     except ValueError:

@@ -57,8 +57,9 @@ def test_a_second_out_of_memory_after_emptying_the_cache_propagates():
     assert cache.cached_bytes == 0 and cache.in_use_bytes == 0   # emptied before the retry
 
 
-def test_out_of_memory_is_retried_once_after_a_garbage_collection():
-    calls = []
+def test_out_of_memory_is_retried_once_after_a_garbage_collection(monkeypatch):
+    calls, collections = [], []
+    monkeypatch.setattr(memory.gc, "collect", lambda: collections.append(1))
 
     def allocate(size):
         calls.append(size)
@@ -66,7 +67,21 @@ def test_out_of_memory_is_retried_once_after_a_garbage_collection():
     cache = memory.BlockCache(allocate, memory._is_out_of_memory)
     with pytest.raises(OutOfMemory):
         cache.take(10)
-    assert calls == [512, 512] and cache.in_use_bytes == 0 and cache.allocated == 0
+    assert calls == [512, 512] and collections == [1] and cache.in_use_bytes == 0 and cache.allocated == 0
+
+
+def test_a_block_the_garbage_collection_gives_back_serves_the_request(monkeypatch):
+    """Out of memory, and an array in a reference cycle holds a block of the right class: the
+    collection gives it back, and it is lent instead of emptying the cache."""
+    cache, blocks = make_cache(fail_when=lambda size, live: True)
+    cycle_block, spare = object(), object()
+    cache._free[1024] = [spare]
+    cache.cached_bytes = 1024
+    monkeypatch.setattr(memory.gc, "collect", lambda: cache.give_back(cycle_block, 512))
+    cache.in_use_bytes = 512                     # the cycle's block was lent before
+    block, size = cache.take(100)
+    assert block is cycle_block and size == 512
+    assert cache.cached_bytes == 1024 and cache._free[1024] == [spare]    # nothing else dropped
 
 
 def test_with_caching_off_blocks_given_back_are_dropped():

@@ -259,6 +259,18 @@ def test_launches_per_training_step_are_the_same_at_the_benchmark_batches(name):
     assert counts[1] <= {"mlp": 13, "lenet5": 24, "tfconvnet": 22, "bnconvnet": 32}[name]   # measured; keep it down
 
 
+def test_launches_per_training_step_on_an_h100_are_the_documented_ones(monkeypatch):
+    """docs/architecture.md's counts: the GPU's tile sizes and 132 multiprocessors (split-K
+    launches depend on them), counted in a dry run."""
+    from fastnn.backends.cuda import _core, linear
+    monkeypatch.setattr(linear, "BM", 64)
+    monkeypatch.setattr(linear, "BN", 64)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", 1024)
+    monkeypatch.setattr(_core, "_multiprocessors", 132)
+    counts = {name: cu.training_step_launches(name, 64) for name in ("mlp", "lenet5", "tfconvnet", "bnconvnet")}
+    assert counts == {"mlp": 13, "lenet5": 25, "tfconvnet": 24, "bnconvnet": 34}
+
+
 def test_command_line_without_gpu_fails_clearly(no_gpu, capsys):
     from fastnn.benchmark.run import main as bench_main
     from fastnn.cli import main
@@ -422,7 +434,7 @@ def test_nll_loss_on_cuda_matches_the_cpu(reduction):
                                         lambda x: np.float64(0.1) * x, lambda x: x / np.float32(3)],
                          ids=["add", "radd", "sub", "rsub", "mul", "rmul", "div", "rdiv", "chain", "numpy-int",
                               "numpy-float64", "numpy-float32"])
-def test_python_scalar_operands_on_cuda_match_the_cpu_bit_for_bit(expression):
+def test_python_scalar_operands_on_cuda_match_the_cpu_bit_for_bit(expression, monkeypatch):
     """A Python number is passed to the kernel by value in the tensor's dtype: the arithmetic is
     NumPy's with a Python scalar, and nothing is copied to the device."""
     rng = np.random.default_rng(11)
@@ -431,8 +443,16 @@ def test_python_scalar_operands_on_cuda_match_the_cpu_bit_for_bit(expression):
     results = []
     for device in ("cpu", "cuda"):
         tx = fastnn.tensor(x, requires_grad=True, device=device)
+        tg = fastnn.tensor(g, device=device)
+        counting = device == "cuda" and cu.SIMULATOR
+        if counting:
+            cu.unit_seed((), np.float32)        # backward()'s cached ones: copied to the device once
+            transfers = _count_host_transfers(monkeypatch)
         out = expression(tx)
-        (out * fastnn.tensor(g, device=device)).sum().backward()
+        (out * tg).sum().backward()
+        if counting:
+            assert transfers == [], "a scalar operand was copied to the device"
+            monkeypatch.undo()
         results.append((out.numpy(), tx.grad.numpy()))
     np.testing.assert_array_equal(results[1][0], results[0][0])
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)

@@ -1,6 +1,6 @@
 """The tiled GEMM's launch geometry (``backends/cuda/linear.py``): split-K for outputs too small to
 fill the GPU (partial products summed in a fixed order in one more launch), row tiles beyond the
-grid's y limit, and empty grids, against NumPy in float64. Simulator: 8x8 tiles, 4
+grid's y limit, empty grids, and an operand read through a ReLU mask, against NumPy in float64. Simulator: 8x8 tiles, 4
 multiprocessors, slices of one slab, so small shapes take every path."""
 import numpy as np
 import pytest
@@ -60,22 +60,16 @@ def test_a_small_output_is_split_along_k_in_one_more_launch():
     assert split == launches() + 1
 
 
-def test_split_k_sums_are_deterministic():
-    rng = np.random.default_rng(2)
-    a, b = rng.standard_normal((64, 5)), rng.standard_normal((64, 7))     # grad_W-like: k = 64 summed
-    first, first_sums = run_gemm(a, 1, b, 0, np.float32, row_sums=True)
-    second, second_sums = run_gemm(a, 1, b, 0, np.float32, row_sums=True)
-    np.testing.assert_array_equal(first, second)
-    np.testing.assert_array_equal(first_sums, second_sums)
-
-
 def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
     monkeypatch.setattr(linear, "MAX_GRID_Y", 2)      # 5 row tiles on a grid 2 tiles high
+    monkeypatch.setattr(_core, "_multiprocessors", 20)   # and enough multiprocessors to split k in 3
     rng = np.random.default_rng(3)
-    a, b = rng.standard_normal((37, 9)), rng.standard_normal((9, 11))
+    a, b = rng.standard_normal((37, 24)), rng.standard_normal((24, 11))
+    assert linear.split_k(37, 11, 24) == 3
     for may_split in (False, True):
-        c, _ = run_gemm(a, 0, b, 0, np.float64, may_split=may_split)
+        c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True, may_split=may_split)
         np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+        np.testing.assert_allclose(sums, a.sum(1), rtol=1e-12)
 
 
 def test_an_empty_grid_launches_nothing():

@@ -459,9 +459,9 @@ def test_resample2d_matches_reference(rng, shape, out_hw, dtype):
     close(cu.resample2d_backward(dev(g), mh_d, mw_d), ref.resample2d_backward(g, mh, mw))
 
 
-def test_resample2d_cuts_the_planes_into_chunks_the_gemm_grid_can_hold(rng, monkeypatch):
-    import fastnn.backends.cuda.resample as cuda_resample
-    monkeypatch.setattr(cuda_resample, "_MAX_GEMM_ROWS", 10)      # 2 planes of 5 rows per chunk forward
+def test_resample2d_rows_beyond_the_gemm_grid_are_covered(rng, monkeypatch):
+    import fastnn.backends.cuda.linear as cuda_linear
+    monkeypatch.setattr(cuda_linear, "MAX_GRID_Y", 1)      # N C H = 30 rows: 4 row tiles on a grid 1 tile high
     x, g = rand(rng, (2, 3, 5, 6)), rand(rng, (2, 3, 7, 4))
     mh, mw = ref.interpolation_matrix(5, 7, "linear", 5 / 7, False, np.float32), ref.adaptive_avg_matrix(6, 4, np.float32)
     close(cu.resample2d_forward(dev(x), dev(mh), dev(mw)), ref.resample2d_forward(x, mh, mw))

@@ -41,18 +41,19 @@ BACKEND_MODULES = ["conv", "elementwise", "linear", "loss", "norm", "optim", "po
 COMPILER = Path(__file__).with_name("compile_for_gpu.py")
 _CUDA = "fastnn.backends.cuda."
 # The kernels whose float32 variants compute in float64 on purpose: long sums accumulated in float64
-# (and the once-per-output arithmetic on those sums). Every other float32 variant must have no
-# float64 instruction at all.
+# (and the once-per-output arithmetic on those sums), with the most float64 instructions their PTX
+# had when that was checked (per-element work stayed float32): more means float64 crept into
+# their per-element loops. Every other float32 variant must have no float64 instruction at all.
 FLOAT64_ON_PURPOSE = {
-    (_CUDA + "elementwise", "_reduce_sum"),               # sum / mean: the shared-memory tree
-    (_CUDA + "loss", "_cross_entropy"),                   # the mean / sum of the items' losses
-    (_CUDA + "loss", "_pointwise_loss"),                  # (L1, BCE with logits)
-    (_CUDA + "loss", "_nll"),
-    (_CUDA + "norm", "_stats"),                           # batch norm: per-channel mean and variance
-    (_CUDA + "norm", "_grad_sums"),                       # batch norm backward: Σ g, Σ g x_hat
-    (_CUDA + "norm", "_instance_running_stats"),          # per-plane mean and variance
-    (_CUDA + "norm", "_standardize_rows"),                # layer / group / instance norm: per-row statistics
-    (_CUDA + "norm", "_standardize_rows_backward"),       # per-row Σ g, Σ g x_hat
+    (_CUDA + "elementwise", "_reduce_sum"): 24,           # sum / mean: the shared-memory tree
+    (_CUDA + "loss", "_cross_entropy"): 12,               # the mean / sum of the items' losses
+    (_CUDA + "loss", "_pointwise_loss"): 22,              # (L1, BCE with logits)
+    (_CUDA + "loss", "_nll"): 32,
+    (_CUDA + "norm", "_stats"): 110,                      # batch norm: per-channel mean and variance
+    (_CUDA + "norm", "_grad_sums"): 58,                   # batch norm backward: Σ g, Σ g x_hat
+    (_CUDA + "norm", "_instance_running_stats"): 67,      # per-plane mean and variance
+    (_CUDA + "norm", "_standardize_rows"): 57,            # layer / group / instance norm: per-row statistics
+    (_CUDA + "norm", "_standardize_rows_backward"): 44,   # per-row Σ g, Σ g x_hat
 }
 
 
@@ -152,7 +153,7 @@ def recorded_signatures():
 
 def test_every_kernel_is_launched_by_the_recorded_run(recorded_signatures):
     kernels, recorded = recorded_signatures
-    missed = sorted(set(kernels.values()) - set(recorded) - {("fastnn.backends.cuda.linear", "_kernel", "float64")})
+    missed = sorted(set(kernels.values()) - set(recorded))
     assert not missed, f"kernels no op of _exercise_every_op launches (extend it): {missed}"
 
 
@@ -187,7 +188,7 @@ def test_every_kernel_compiles_to_ptx_for_the_types_it_is_launched_with(recorded
 @needs_compiler
 def test_float32_kernels_compute_in_float32(compiled):
     """No float64 instruction in the PTX of a float32 variant, but in the kernels that accumulate in
-    float64 on purpose (FLOAT64_ON_PURPOSE)."""
+    float64 on purpose (FLOAT64_ON_PURPOSE), and there no more than they had."""
     counted = compiled["float64_instructions"]
     most = {}
     for module, name, _, count in counted:
@@ -195,5 +196,5 @@ def test_float32_kernels_compute_in_float32(compiled):
     assert most.get((_CUDA + "elementwise", "_unary")) == 0       # float32 variants were counted,
     assert most.get((_CUDA + "elementwise", "_reduce_sum"), 0) > 0  # and float64 is seen where it is
     offenders = [f"{module.rsplit('.', 1)[-1]}.{name}: {count} float64 instructions for {sig}"
-                 for module, name, sig, count in counted if count and (module, name) not in FLOAT64_ON_PURPOSE]
+                 for module, name, sig, count in counted if count > FLOAT64_ON_PURPOSE.get((module, name), 0)]
     assert not offenders, "float32 kernels computing in float64:\n" + "\n".join(offenders)

@@ -18,7 +18,7 @@ from numba import cuda, float64
 
 from ._core import SIMULATOR, as_strided, context_key, copy_device_to_device, empty, kernel, launch, launch_grid, pad4, to_device, view4
 
-__all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "ones_like", "unit_seed", "is_unit_seed", "binary", "unary",
+__all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "unit_seed", "is_unit_seed", "binary", "unary",
            "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
            "concatenate", "split", "accumulate_", "relu_forward", "relu_backward", "sigmoid_forward",
            "sigmoid_backward", "tanh_forward", "tanh_backward", "leaky_relu_forward", "leaky_relu_backward",
@@ -263,10 +263,6 @@ def zeros(shape, dtype):
 
 def zeros_like(a):
     return full(a.shape, 0.0, a.dtype)
-
-
-def ones_like(a):
-    return full(a.shape, 1.0, a.dtype)
 
 
 _ONES = {}

@@ -1,6 +1,6 @@
 """The tiled shared-memory GEMM and the dense layer / matrix product on top of it.
 
-One kernel, ``gemm``, computes C = op(A) op(B) (+ bias) with op = transpose or not, for operands
+One kernel (``gemm``) computes C = op(A) op(B) (+ bias) with op = transpose or not, for operands
 stored as 3-D arrays whose logical column index is split: element (r, c) of an operand lives at
 ``a[c // p, r, c % p]``. A plain row-major matrix is ``a.reshape(1, R, C)`` with p = C; an NCHW
 activation (N, O, P) is the (O, N P) matrix with p = P. That lets convolution read and write
@@ -9,8 +9,13 @@ NCHW tensors directly (no transposing copies) and the dense layer use W^T, grad_
 Tiling: a block computes a BM x BN tile of C from BK-deep slabs of A and B staged in shared
 memory; each thread accumulates a TM x TN register tile. The bias is added in the epilogue, and
 the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is accumulated by
-the first column of blocks from the A slabs they already hold: no separate reduction launch. A
-ReLU that follows the product (a fused Linear or Conv2d + ReLU) is applied in the same epilogue.
+the first column of blocks from the A slabs they already hold. A ReLU that follows the product (a
+fused Linear or Conv2d + ReLU) is applied in the same epilogue; in that op's backward, the operand
+grad_y is read through the ReLU's mask (y > 0) as the slabs are loaded.
+
+Split-K: a weight gradient (small output, k = the batch's pixels) whose tiles would leave
+multiprocessors idle is cut along k into slices run as gridDim.z; each writes its partial product,
+and ``_add_partials`` adds them (and the row sums) in slice order in one more launch.
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y.
 """
@@ -198,16 +203,20 @@ def plain(a):
     return a.reshape(1, a.shape[0], a.shape[1]), a.shape[1]
 
 
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
 def split_k(m, n, k):
     """How many slices of k a GEMM with an (m, n) output is cut into: 1 when its tiles alone give
     every multiprocessor two blocks, or when k is under two slices of MIN_K_CHUNK (one more launch
-    would cost more than it saves); else enough slices of at least MIN_K_CHUNK for two blocks per
+    would cost more than it saves); else enough slices (of at least MIN_K_CHUNK) for two blocks per
     multiprocessor."""
-    blocks = -(-m // BM) * -(-n // BN)
+    blocks = _ceil_div(m, BM) * _ceil_div(n, BN)
     target = 2 * multiprocessors()
-    if blocks == 0 or 2 * blocks > target or k < 2 * MIN_K_CHUNK:
+    if blocks == 0 or blocks >= target or k < 2 * MIN_K_CHUNK:
         return 1
-    return min(-(-target // blocks), k // MIN_K_CHUNK)
+    return min(_ceil_div(target, blocks), k // MIN_K_CHUNK)
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
@@ -230,19 +239,19 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         mask, masked = _placeholder(c.dtype, 3), MASK_NONE
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
-    kernel = _kernel(c.dtype)
-    grid_x, grid_y = -(-n // BN), min(-(-m // BM), MAX_GRID_Y)
+    compiled = _kernel(c.dtype)
+    grid_x, grid_y = _ceil_div(n, BN), min(_ceil_div(m, BM), MAX_GRID_Y)
     splits = split_k(m, n, k) if may_split and bias_mode == BIAS_NONE and not relu else 1
     if splits == 1:
-        launch_grid(kernel, (grid_x, grid_y, 1), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
+        launch_grid(compiled, (grid_x, grid_y, 1), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
                     bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
                     int(row_sums is not None), int(m), int(n), int(k), max(int(k), 1), mask, int(masked))
         return
-    k_chunk = -(-(-(-k // splits)) // BK) * BK         # ceil(k / splits), rounded up to whole slabs
-    splits = max(1, -(-k // k_chunk))
+    k_chunk = _ceil_div(_ceil_div(k, splits), BK) * BK         # ceil(k / splits), rounded up to whole slabs
+    splits = _ceil_div(k, k_chunk)                              # no empty slice
     part = empty((splits, m, n), c.dtype)
     row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
-    launch_grid(kernel, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), part, int(n),
+    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), part, int(n),
                 dummy, BIAS_NONE, 0, row_part, int(row_sums is not None), int(m), int(n), int(k), int(k_chunk),
                 mask, int(masked))
     launch(_add_partials, m * n, part, c, int(pc), row_part, dummy if row_sums is None else row_sums,

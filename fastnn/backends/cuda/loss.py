@@ -1,9 +1,10 @@
 """Softmax, log-softmax, the fused softmax + cross-entropy, and the MSE loss on the device.
 
 Same math as ``reference/softmax.py`` and ``reference/loss.py``. Cross-entropy is one launch
-forward (per-row log-sum-exp, the row's loss, its gradient (softmax - q), and the block's
-reduction to the mean, all in one kernel) and one launch backward (the saved gradient times the
-upstream scalar). Targets outside [0, C) cannot be checked on the host without a device round
+forward (per-row log-sum-exp, the row's loss, its gradient (softmax - q, divided by the items for a
+mean), and the block's reduction to the mean, all in one kernel) and, backward, the saved gradient
+itself for ``backward()``'s implicit upstream gradient (no launch), else one launch multiplying it by
+the upstream scalar. Targets outside [0, C) cannot be checked on the host without a device round
 trip: their rows produce a NaN loss instead (so ``fit`` stops on it).
 
 L1, NLL and BCE-with-logits: one launch forward (the per-item loss fused with the reduction: one

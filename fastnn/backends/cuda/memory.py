@@ -79,7 +79,14 @@ class BlockCache:
         except Exception as error:
             if not self._is_out_of_memory(error):
                 raise
-            gc.collect()
+            gc.collect()                        # arrays only the cycle collector frees give theirs back
+            with self._lock:
+                free = self._free.get(size)
+                if free:                        # one of them fits
+                    self.cached_bytes -= size
+                    self.reused += 1
+                    self.in_use_bytes += size
+                    return free.pop(), size
             self.empty()
             block = self._allocate(size)
         with self._lock:
@@ -186,7 +193,7 @@ _enabled = os.environ.get("FASTNN_CUDA_CACHING_ALLOCATOR", "1") != "0"
 
 def cached_device_array(shape, dtype):
     """A device array from the cache, or ``None`` when the cache is off (the caller allocates)."""
-    global _cache, _enabled
+    global _cache
     if not _enabled or math.prod(shape) == 0:
         return None
     try:

@@ -1,9 +1,8 @@
 """Separable 2-D resampling on the device (same contract as ``reference/resample.py``): upsampling
 (nearest, bilinear) and adaptive average pooling as y = A_h x A_wᵀ per (n, c) plane.
 
-Two launches of the tiled GEMM (``linear.gemm``) each way (per chunk of planes small enough for the
-GEMM's grid), with the planes folded into the GEMM's columns by its split-column layout (no
-transposing copies):
+Two launches of the tiled GEMM (``linear.gemm``) each way, with the planes folded into the GEMM's
+rows and columns by its split-column layout (no transposing copies):
     T (N C H, Wo)       = x (N C H, W) A_wᵀ                       plain row-major product
     y (Ho, N C · Wo)    = A_h (Ho, H) T (H, N C · Wo)             T read as (N C, H, Wo), p = Wo
 and backward grad_x = A_hᵀ grad_y A_w the same way. The small matrices are built on the host by the
@@ -25,8 +24,6 @@ __all__ = ["interpolation_matrix", "adaptive_avg_matrix", "resample2d_forward", 
 
 _MATRICES = OrderedDict()       # (builder, arguments) -> device array, least recently used first
 _CACHED_MATRICES = 64           # bounded: random-scale augmentation would otherwise grow it forever
-# The GEMM's grid has one row of blocks per 64 rows of C, and a grid's y extent is at most 65535.
-_MAX_GEMM_ROWS = 65535 * 64
 
 
 def _on_device(builder, *args):
@@ -67,16 +64,12 @@ def _separable(x, left, left_transposed, right, right_transposed):
     out3 = out.reshape(planes, rows_out, cols_out)
     ra, pr = plain(right)
     la, pl = plain(left)
-    chunk = max(1, _MAX_GEMM_ROWS // h)         # planes per pair of launches (the first GEMM has chunk h rows)
-    t = empty((min(chunk, planes) * h, cols_out), x.dtype)
-    for p0 in range(0, planes, chunk):
-        count = min(chunk, planes - p0)
-        tc = t[:count * h]
-        # T = X op(right)ᵀ: op(right)ᵀ is right stored transposed unless right_transposed
-        gemm(x3[p0:p0 + count].reshape(1, count * h, w), 0, w, ra, int(not right_transposed), pr,
-             tc.reshape(1, count * h, cols_out), cols_out, count * h, cols_out, w)
-        gemm(la, int(left_transposed), pl, tc.reshape(count, h, cols_out), 0, cols_out,
-             out3[p0:p0 + count], cols_out, rows_out, count * cols_out, h)
+    t = empty((planes * h, cols_out), x.dtype)
+    # T = X op(right)ᵀ: op(right)ᵀ is right stored transposed unless right_transposed
+    gemm(x3.reshape(1, planes * h, w), 0, w, ra, int(not right_transposed), pr,
+         t.reshape(1, planes * h, cols_out), cols_out, planes * h, cols_out, w)
+    gemm(la, int(left_transposed), pl, t.reshape(planes, h, cols_out), 0, cols_out,
+         out3, cols_out, rows_out, planes * cols_out, h)
     return out
 
 
