@@ -38,6 +38,32 @@ def assert_same_bits(first, second):
         np.testing.assert_array_equal(a, c)
 
 
+def run_stride1_conv_binding(forward, backward, workspace_size, x, w, b, padding, threads, relu, grad_y):
+    """Forward and backward of a stride-1 float32 conv binding of ``_conv`` (direct, Winograd):
+    outputs and scratch pre-filled with NaN, so anything a kernel fails to write shows. Returns
+    (y, (grad_x, grad_w, grad_b))."""
+    workspace = np.full(workspace_size, np.nan, np.float32)
+    y = np.full((x.shape[0], w.shape[0], x.shape[2] + 2 * padding[0] - w.shape[2] + 1,
+                 x.shape[3] + 2 * padding[1] - w.shape[3] + 1), np.nan, np.float32)
+    forward(x, w, b, padding, workspace, y, threads, relu)
+    grads = (np.full(x.shape, np.nan, np.float32), np.full(w.shape, np.nan, np.float32),
+             None if b is None else np.full(w.shape[0], np.nan, np.float32))
+    backward(x, w, grad_y, padding, workspace, *grads, None if b is None else np.full(threads * w.shape[0], np.nan),
+             threads, y if relu else None)
+    return y, grads
+
+
+def float64_reference_conv(x, w, b, padding, relu, grad_y):
+    """The reference's stride-1 conv (+ ReLU) of x, w, b in float64, and its gradients at grad_y:
+    (y, (grad_x, grad_w, grad_b))."""
+    import fastnn.backends.reference as ref
+    z, saved = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
+                                  None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1), 1)
+    y = ref.relu_forward(z) if relu else z
+    upstream = ref.relu_backward(grad_y.astype(np.float64), y) if relu else grad_y.astype(np.float64)
+    return y, ref.conv2d_backward(upstream, saved, (True, True, True))
+
+
 def rand(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_cases import assert_close, assert_gradients_close, assert_same_bits, rand
+from kernel_cases import (assert_close, assert_gradients_close, assert_same_bits, float64_reference_conv, rand,
+                          run_stride1_conv_binding)
 
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
@@ -33,17 +34,9 @@ def direct_geometries(draw):
 
 def _direct(x, w, b, padding, threads, relu, grad_y):
     """Forward and backward through the binding, outputs and scratch pre-filled with NaN."""
-    workspace = np.full(_conv.direct_workspace_size(x.shape, w.shape[0], w.shape[2:], padding, threads), np.nan,
-                        np.float32)
-    y = np.full((x.shape[0], w.shape[0], x.shape[2] + 2 * padding[0] - w.shape[2] + 1,
-                 x.shape[3] + 2 * padding[1] - w.shape[3] + 1), np.nan, np.float32)
-    _conv.conv2d_direct_forward(x, w, b, padding, workspace, y, threads, relu)
-    grads = (np.full(x.shape, np.nan, np.float32), np.full(w.shape, np.nan, np.float32),
-             None if b is None else np.full(w.shape[0], np.nan, np.float32))
-    _conv.conv2d_direct_backward(x, w, grad_y, padding, workspace, *grads,
-                                 None if b is None else np.full(threads * w.shape[0], np.nan), threads,
-                                 y if relu else None)
-    return y, grads
+    return run_stride1_conv_binding(_conv.conv2d_direct_forward, _conv.conv2d_direct_backward,
+                                    _conv.direct_workspace_size(x.shape, w.shape[0], w.shape[2:], padding, threads),
+                                    x, w, b, padding, threads, relu, grad_y)
 
 
 @settings(max_examples=60, deadline=None)
@@ -54,15 +47,12 @@ def test_direct_conv_matches_the_reference(geometry, bias, relu, threads, seed):
     rng = np.random.default_rng(seed)
     x, w = rand(rng, x_shape, np.float32), rand(rng, w_shape, np.float32)
     b = rand(rng, w_shape[:1], np.float32) if bias else None
-    args = ((1, 1), padding, (1, 1), 1)
-    z_ref, saved_ref = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
-                                          None if b is None else b.astype(np.float64), *args)
-    y_ref = ref.relu_forward(z_ref) if relu else z_ref
-    grad_y = rand(rng, z_ref.shape, np.float32)
+    grad_y = rand(rng, (x_shape[0], w_shape[0], x_shape[2] + 2 * padding[0] - w_shape[2] + 1,
+                        x_shape[3] + 2 * padding[1] - w_shape[3] + 1), np.float32)
     y, grads = _direct(x, w, b, padding, threads, relu, grad_y)
+    y_ref, grads_ref = float64_reference_conv(x, w, b, padding, relu, grad_y)
     assert_close(y, y_ref.astype(np.float32), np.float32)
-    upstream = ref.relu_backward(grad_y.astype(np.float64), y_ref) if relu else grad_y.astype(np.float64)
-    for g, g_ref in zip(grads, ref.conv2d_backward(upstream, saved_ref, ALL)):
+    for g, g_ref in zip(grads, grads_ref):
         if g_ref is None:
             assert g is None and not bias
         else:

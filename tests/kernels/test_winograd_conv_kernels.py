@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_cases import assert_gradients_close, assert_same_bits, rand
+from kernel_cases import (assert_gradients_close, assert_same_bits, float64_reference_conv, rand,
+                          run_stride1_conv_binding)
 
 import fastnn.backends.cpu as cpu
 import fastnn.backends.reference as ref
@@ -39,25 +40,9 @@ def winograd_geometries(draw):
 
 def _winograd(x, w, b, padding, threads, relu, grad_y):
     """Forward and backward through the binding, outputs and scratch pre-filled with NaN."""
-    workspace = np.full(_conv.winograd_workspace_size(x.shape, w.shape[0], padding, threads), np.nan, np.float32)
-    y = np.full((x.shape[0], w.shape[0], x.shape[2] + 2 * padding[0] - 4, x.shape[3] + 2 * padding[1] - 4),
-                np.nan, np.float32)
-    _conv.conv2d_winograd_forward(x, w, b, padding, workspace, y, threads, relu)
-    grads = (np.full(x.shape, np.nan, np.float32), np.full(w.shape, np.nan, np.float32),
-             None if b is None else np.full(w.shape[0], np.nan, np.float32))
-    _conv.conv2d_winograd_backward(x, w, grad_y, padding, workspace, *grads,
-                                   None if b is None else np.full(threads * w.shape[0], np.nan), threads,
-                                   y if relu else None)
-    return y, grads
-
-
-def _expected(x, w, b, padding, relu, grad_y):
-    args = ((1, 1), padding, (1, 1), 1)
-    z, saved = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
-                                  None if b is None else b.astype(np.float64), *args)
-    y = ref.relu_forward(z) if relu else z
-    upstream = ref.relu_backward(grad_y.astype(np.float64), y) if relu else grad_y.astype(np.float64)
-    return y, ref.conv2d_backward(upstream, saved, ALL)
+    return run_stride1_conv_binding(_conv.conv2d_winograd_forward, _conv.conv2d_winograd_backward,
+                                    _conv.winograd_workspace_size(x.shape, w.shape[0], padding, threads),
+                                    x, w, b, padding, threads, relu, grad_y)
 
 
 @settings(max_examples=50, deadline=None)
@@ -71,7 +56,7 @@ def test_winograd_conv_matches_the_reference(geometry, bias, relu, threads, seed
     grad_y = rand(rng, (x_shape[0], w_shape[0], x_shape[2] + 2 * padding[0] - 4, x_shape[3] + 2 * padding[1] - 4),
                   np.float32)
     y, grads = _winograd(x, w, b, padding, threads, relu, grad_y)
-    y_ref, grads_ref = _expected(x, w, b, padding, relu, grad_y)
+    y_ref, grads_ref = float64_reference_conv(x, w, b, padding, relu, grad_y)
     assert_winograd_close(y, y_ref)
     for g, g_ref in zip(grads, grads_ref):
         if g_ref is None:
@@ -85,7 +70,7 @@ def test_winograd_conv_matches_the_reference_on_tfconvnets_layer():
     x, w, b = rand(rng, (16, 32, 14, 14), np.float32), rand(rng, (64, 32, 5, 5), np.float32), rand(rng, (64,), np.float32)
     grad_y = rand(rng, (16, 64, 14, 14), np.float32)
     y, grads = _winograd(x, w, b, (2, 2), 2, True, grad_y)
-    y_ref, grads_ref = _expected(x, w, b, (2, 2), True, grad_y)
+    y_ref, grads_ref = float64_reference_conv(x, w, b, (2, 2), True, grad_y)
     assert_winograd_close(y, y_ref)
     for g, g_ref in zip(grads, grads_ref):
         assert_winograd_close(g, g_ref)
@@ -102,7 +87,7 @@ def test_winograd_conv_on_pinned_layouts_and_partial_gradients(x_shape, w_shape,
     x, w, b = rand(rng, x_shape, np.float32), rand(rng, w_shape, np.float32), rand(rng, w_shape[:1], np.float32)
     out_shape = (x_shape[0], w_shape[0], x_shape[2] + 2 * padding[0] - 4, x_shape[3] + 2 * padding[1] - 4)
     grad_y = rand(rng, out_shape, np.float32)
-    y_ref, grads_ref = _expected(x, w, b, padding, True, grad_y)
+    y_ref, grads_ref = float64_reference_conv(x, w, b, padding, True, grad_y)
     threads = 2
     workspace = np.full(_conv.winograd_workspace_size(x.shape, w.shape[0], padding, threads), np.nan, np.float32)
     y = np.full(out_shape, np.nan, np.float32)
@@ -152,7 +137,7 @@ def test_cpu_backend_runs_tfconvnets_second_layer_by_winograd(two_threads, relu)
         grads = cpu.conv2d_relu_backward(grad_y, y, saved, ALL) if relu else cpu.conv2d_backward(grad_y, saved, ALL)
     finally:
         cpu_conv.set_winograd_enabled(previous)
-    y_ref, grads_ref = _expected(x, w, b, (2, 2), relu, grad_y)
+    y_ref, grads_ref = float64_reference_conv(x, w, b, (2, 2), relu, grad_y)
     assert_winograd_close(y, y_ref)
     for g, g_ref in zip(grads, grads_ref):
         assert_winograd_close(g, g_ref)
