@@ -46,6 +46,36 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
+@cuda.jit(device=True)
+def _load_slab(src, k_rows, p, tile, outer0, outer, width, k0, k_end, mask, masked, zero, tid):
+    """tile[kk, o] = op(src)[outer0 + o, k0 + kk] for one BK-deep slab (zero outside the matrix):
+    the A slab (outer = m, k_rows = ta) or the B slab (outer = n, k_rows = not tb). ``k_rows``: k
+    is the operand's row index (its fast axis is the outer one), else its column index.
+    Consecutive threads read consecutive addresses of the operand's fast axis. With ``masked``,
+    an element whose ``mask`` (laid out like src) is not > 0 is read as zero."""
+    for slot in range(tid, width * BK, NT):
+        if k_rows:
+            o = slot % width
+            kk = slot // width
+        else:
+            kk = slot % BK
+            o = slot // BK
+        go = outer0 + o
+        gk = k0 + kk
+        v = zero
+        if go < outer and gk < k_end:
+            if k_rows:
+                r = gk
+                cc = go
+            else:
+                r = go
+                cc = gk
+            v = src[cc // p, r, cc % p]
+            if masked and not mask[cc // p, r, cc % p] > zero:
+                v = zero
+        tile[kk, o] = v
+
+
 def _make_gemm(dtype):
     zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
 
@@ -76,49 +106,8 @@ def _make_gemm(dtype):
                 for j in range(TN):
                     acc[i, j] = zero
             for k0 in range(k_begin, k_end, BK):
-                for slot in range(tid, BM * BK, NT):
-                    # consecutive threads read consecutive addresses of the operand's fast axis
-                    if ta:
-                        ii = slot % BM
-                        kk = slot // BM
-                    else:
-                        kk = slot % BK
-                        ii = slot // BK
-                    gi = row0 + ii
-                    gk = k0 + kk
-                    v = zero
-                    if gi < m and gk < k_end:
-                        if ta:
-                            r = gk
-                            cc = gi
-                        else:
-                            r = gi
-                            cc = gk
-                        v = a[cc // pa, r, cc % pa]
-                        if masked == MASK_A and not mask[cc // pa, r, cc % pa] > zero:
-                            v = zero
-                    a_tile[kk, ii] = v
-                for slot in range(tid, BN * BK, NT):
-                    if tb:
-                        kk = slot % BK
-                        jj = slot // BK
-                    else:
-                        jj = slot % BN
-                        kk = slot // BN
-                    gj = col0 + jj
-                    gk = k0 + kk
-                    v = zero
-                    if gj < n and gk < k_end:
-                        if tb:
-                            r = gj
-                            cc = gk
-                        else:
-                            r = gk
-                            cc = gj
-                        v = b[cc // pb, r, cc % pb]
-                        if masked == MASK_B and not mask[cc // pb, r, cc % pb] > zero:
-                            v = zero
-                    b_tile[kk, jj] = v
+                _load_slab(a, ta != 0, pa, a_tile, row0, m, BM, k0, k_end, mask, masked == MASK_A, zero, tid)
+                _load_slab(b, tb == 0, pb, b_tile, col0, n, BN, k0, k_end, mask, masked == MASK_B, zero, tid)
                 cuda.syncthreads()
                 for kk in range(BK):
                     for i in range(TM):
