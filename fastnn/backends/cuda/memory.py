@@ -66,33 +66,35 @@ class BlockCache:
     def take(self, nbytes: int):
         """``(block, size)``: a free block of ``size_class(nbytes)`` bytes, or a new one."""
         size = size_class(nbytes)
-        with self._lock:
-            free = self._free.get(size)
-            if free:
-                block = free.pop()
-                self.cached_bytes -= size
-                self.reused += 1
-                self.in_use_bytes += size
-                return block, size
+        block = self._reuse(size)
+        if block is not None:
+            return block, size
         try:
             block = self._allocate(size)
         except Exception as error:
             if not self._is_out_of_memory(error):
                 raise
             gc.collect()                        # arrays only the cycle collector frees give theirs back
-            with self._lock:
-                free = self._free.get(size)
-                if free:                        # one of them fits
-                    self.cached_bytes -= size
-                    self.reused += 1
-                    self.in_use_bytes += size
-                    return free.pop(), size
+            block = self._reuse(size)           # one of them fits
+            if block is not None:
+                return block, size
             self.empty()
             block = self._allocate(size)
         with self._lock:
             self.allocated += 1
             self.in_use_bytes += size
         return block, size
+
+    def _reuse(self, size):
+        """A free block of ``size`` bytes, now lent, or None."""
+        with self._lock:
+            free = self._free.get(size)
+            if not free:
+                return None
+            self.cached_bytes -= size
+            self.reused += 1
+            self.in_use_bytes += size
+            return free.pop()
 
     def give_back(self, block, size: int) -> None:
         """Return a block from ``take`` to the cache (or drop it, with caching off)."""
