@@ -319,9 +319,15 @@ _GRAD = {"relu": G_RELU, "sigmoid": G_SIGMOID, "tanh": G_TANH, "leaky_relu": G_L
 
 
 def unary(op, x, alpha=0.0):
+    """f(x) element-wise, flattened (callers reshape); alpha in x's dtype."""
+    return _unary_code(_UNARY[op], x, alpha)
+
+
+def _unary_code(code, x, alpha):
+    """One launch of ``_unary`` with op ``code`` over x flattened; alpha passed in x's dtype."""
     x = _flat(x) if x.size else x
     y = empty(x.shape, x.dtype)
-    launch(_unary, x.size, _UNARY[op], x, y, x.dtype.type(alpha), x.size)
+    launch(_unary, x.size, code, x, y, x.dtype.type(alpha), x.size)
     return y
 
 
@@ -333,11 +339,7 @@ def scalar_op(op, x, scalar):
     launch of the unary kernel: the scalar travels as a kernel argument in x's dtype (no host to
     device copy, which would wait for the device), so the arithmetic is x's, as NumPy's with a
     Python scalar. x is a floating-point array; the result has its shape and dtype."""
-    value = x.dtype.type(-scalar if op == "sub" else scalar)
-    shape, x = x.shape, _flat(x) if x.size else x
-    y = empty(x.shape, x.dtype)
-    launch(_unary, x.size, _SCALAR[op], x, y, value, x.size)
-    return y.reshape(shape)
+    return _unary_code(_SCALAR[op], x, -scalar if op == "sub" else scalar).reshape(x.shape)
 
 
 def unary_grad(op, g, s, alpha=0.0):
