@@ -8,15 +8,21 @@ from the launches of a simulated run; ``kernel`` names a module-level ``@cuda.ji
 a dtype the factory function that makes the kernel for that dtype. Each signature is compiled to
 PTX for compute capability 9.0 (an H100) by numba-cuda and NVVM, which need no driver. Prints one
 JSON object: ``{"compiled": n, "failures": [[module, kernel, signature, error], ...],
-"float64_instructions": [[module, kernel, signature, count], ...]}``, the latter for every float32
-signature (each array argument float32 or an integer): how many float64 instructions its PTX has.
+"float64_instructions": [[module, kernel, signature, count], ...], "registers": [[module, kernel,
+signature, registers, spilled bytes], ...] or null}``: float64_instructions for every float32 signature
+(each array argument float32 or an integer): how many float64 instructions its PTX has; registers for
+every kernel declared with ``max_registers``: what ``ptxas -v`` (from NVIDIA's nvcc wheel; null
+without it) reports when it assembles the PTX for sm_90 under that cap, as the driver would.
 """
 import importlib
 import json
 import os
 import pickle
 import re
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
 
@@ -59,10 +65,37 @@ def float64_instructions(ptx):
     return sum(1 for line in ptx.splitlines() if FLOAT64_INSTRUCTION.match(line))
 
 
+def ptxas_path():
+    """NVIDIA's PTX assembler from the nvidia-cuda-nvcc wheel, or None."""
+    spec = importlib.util.find_spec("nvidia.cuda_nvcc")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / "bin" / "ptxas"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+PTXAS_INFO = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads.*?Used (\d+) registers", re.S)
+
+
+def assembled_registers(ptxas, ptx, max_registers):
+    """(registers per thread, bytes spilled) of ``ptx`` assembled for sm_90 under the cap."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "kernel.ptx"
+        source.write_text(ptx)
+        run = subprocess.run([str(ptxas), "-v", "--gpu-name", f"sm_{COMPUTE_CAPABILITY[0]}{COMPUTE_CAPABILITY[1]}",
+                              "--maxrregcount", str(max_registers), str(source), "-o", str(Path(folder) / "k.cubin")],
+                             capture_output=True, text=True, check=True)
+    stores, loads, registers = PTXAS_INFO.search(run.stderr).groups()
+    return int(registers), int(stores) + int(loads)
+
+
 def main(path):
     with open(path, "rb") as f:
         signatures = pickle.load(f)
     compiled, failures, float64 = 0, [], []
+    ptxas = ptxas_path()
+    registers = [] if ptxas else None
     for (module, name, dtype), sigs in sorted(signatures.items(), key=str):
         target = getattr(importlib.import_module(module), name)
         kernel = target(dtype) if dtype is not None else target
@@ -76,7 +109,11 @@ def main(path):
                 continue
             if is_float32(sig):
                 float64.append([module, name, str(sig), float64_instructions(ptx)])
-    print(json.dumps({"compiled": compiled, "failures": failures, "float64_instructions": float64}))
+            cap = kernel.targetoptions.get("max_registers")
+            if cap and ptxas:
+                registers.append([module, name, str(sig), *assembled_registers(ptxas, ptx, cap)])
+    print(json.dumps({"compiled": compiled, "failures": failures, "float64_instructions": float64,
+                      "registers": registers}))
 
 
 if __name__ == "__main__":

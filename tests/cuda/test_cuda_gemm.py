@@ -1,5 +1,5 @@
 """The tiled GEMM's launch geometry (``backends/cuda/linear.py``): split-K for outputs too small to
-fill the GPU (partial products summed in a fixed order in one more launch), row tiles beyond the
+fill the GPU (partial products summed in a fixed order by each tile's last block, in the same launch), row tiles beyond the
 grid's y limit, empty grids, and an operand read through a ReLU mask, against NumPy in float64. Simulator: 8x8 tiles, 4
 multiprocessors, slices of one slab, so small shapes take every path."""
 import numpy as np
@@ -20,16 +20,21 @@ def product(a, ta, b, tb):
     return (a64.T if ta else a64) @ (b64.T if tb else b64)
 
 
-def run_gemm(a, ta, b, tb, dtype, row_sums=False, may_split=True):
-    """C = op(A) op(B) through linear.gemm on plain row-major operands; returns (C, row sums)."""
+def run_gemm(a, ta, b, tb, dtype, row_sums=False, bias=None, bias_mode=linear.BIAS_NONE, relu=False):
+    """C = op(A) op(B) (+ bias, ReLU) through linear.gemm on plain row-major operands; returns (C, row sums)."""
     m, k = (a.shape[1], a.shape[0]) if ta else a.shape
     n = b.shape[0] if tb else b.shape[1]
     da, db = cu.to_device(a.astype(dtype)), cu.to_device(b.astype(dtype))
     c = cu.empty((m, n), dtype)
     sums = cu.empty((m,), dtype) if row_sums else None
     linear.gemm(da.reshape(1, *a.shape), ta, a.shape[1], db.reshape(1, *b.shape), tb, b.shape[1],
-                c.reshape(1, m, n), n, m, n, k, row_sums=sums, may_split=may_split)
+                c.reshape(1, m, n), n, m, n, k, row_sums=sums,
+                bias=None if bias is None else cu.to_device(bias.astype(dtype)), bias_mode=bias_mode, relu=relu)
     return c.copy_to_host(), None if sums is None else sums.copy_to_host()
+
+
+def arrival_counters():
+    return linear._arrivals(1).copy_to_host()
 
 
 @given(m=st.integers(1, 20), n=st.integers(1, 20), k=st.integers(1, 70), ta=st.booleans(), tb=st.booleans(),
@@ -46,18 +51,50 @@ def test_split_k_products_and_row_sums_match_numpy(m, n, k, ta, tb, dtype, seed)
                                rtol=tol, atol=tol * max(1, k))
 
 
-def test_a_small_output_is_split_along_k_in_one_more_launch():
+def test_a_small_output_is_split_along_k_within_one_launch(monkeypatch):
     assert linear.split_k(4, 6, 64) > 1          # one 8x8 tile for 4 multiprocessors
     assert linear.split_k(64, 64, 64) == 1       # 64 tiles: enough blocks already
-    assert linear.split_k(4, 6, 2 * linear.MIN_K_CHUNK - 1) == 1   # too little k for one more launch
+    assert linear.split_k(4, 6, 2 * linear.MIN_K_CHUNK - 1) == 1   # too little k for two slices
+    assert linear.split_k(4, 6, 10**6) == linear.MAX_SPLITS
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((4, 64)), rng.standard_normal((64, 6))
+    calls = []
+    real_launch_grid = linear.launch_grid
+    monkeypatch.setattr(linear, "launch_grid", lambda kernel, grid, *rest: (calls.append(grid),
+                                                                           real_launch_grid(kernel, grid, *rest)))
     with cu.count_launches() as launches:
-        run_gemm(a, 0, b, 0, np.float32)
-    split = launches()
-    with cu.count_launches() as launches:
-        run_gemm(a, 0, b, 0, np.float32, may_split=False)
-    assert split == launches() + 1
+        c, _ = run_gemm(a, 0, b, 0, np.float64)
+    assert launches() == 1 and calls == [(1, 1, linear.split_k(4, 6, 64))]
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    assert not arrival_counters().any()          # every tile's last block reset its counter
+
+
+@pytest.mark.parametrize("bias_mode", [linear.BIAS_ROW, linear.BIAS_COL])
+@pytest.mark.parametrize("relu", [False, True])
+def test_a_split_product_gets_the_bias_and_relu_once_after_the_sum(bias_mode, relu):
+    rng = np.random.default_rng(2)
+    m, n, k = 11, 9, 70                          # 2 x 2 tiles of 8, slices of 8 over 70
+    assert linear.split_k(m, n, k) > 1
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    bias = rng.standard_normal(m if bias_mode == linear.BIAS_ROW else n)
+    c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True, bias=bias, bias_mode=bias_mode, relu=relu)
+    expected = a @ b + (bias[:, None] if bias_mode == linear.BIAS_ROW else bias[None, :])
+    np.testing.assert_allclose(c, np.maximum(expected, 0) if relu else expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums, a.sum(1), rtol=1e-12)
+    assert not arrival_counters().any()
+
+
+def test_a_split_product_adds_its_slices_in_slice_order():
+    """Deterministic: the last block to arrive adds slice 0, 1, 2, 3 in that order, whichever block
+    it is. The slices' partial products 1e16, 1, -1e16, 1 give 1 in that order (float64: 1e16 + 1
+    rounds to 1e16), 0 in reverse or starting from the last slice."""
+    k = 4 * linear.MIN_K_CHUNK
+    assert linear.split_k(1, 1, k) == 4
+    a = np.ones((1, k))
+    b = np.zeros((k, 1))
+    b[::linear.MIN_K_CHUNK, 0] = [1e16, 1.0, -1e16, 1.0]   # one product per slice
+    c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True)
+    assert c[0, 0] == 1.0 and sums[0] == k
 
 
 def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
@@ -66,10 +103,12 @@ def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((37, 24)), rng.standard_normal((24, 11))
     assert linear.split_k(37, 11, 24) == 3
-    for may_split in (False, True):
-        c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True, may_split=may_split)
+    for max_splits in (1, linear.MAX_SPLITS):
+        monkeypatch.setattr(linear, "MAX_SPLITS", max_splits)
+        c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True)
         np.testing.assert_allclose(c, a @ b, rtol=1e-12)
         np.testing.assert_allclose(sums, a.sum(1), rtol=1e-12)
+    assert not arrival_counters().any()
 
 
 def test_an_empty_grid_launches_nothing():
@@ -91,8 +130,8 @@ def test_matmul_with_an_empty_operand_gives_zeros_without_a_launch_error():
 
 
 @pytest.mark.parametrize("masked", [linear.MASK_A, linear.MASK_B])
-@pytest.mark.parametrize("may_split", [False, True])
-def test_a_masked_operand_is_read_through_its_relu_mask(masked, may_split):
+@pytest.mark.parametrize("max_splits", [1, 8])
+def test_a_masked_operand_is_read_through_its_relu_mask(masked, max_splits, monkeypatch):
     """The backward of a fused Linear/Conv2d + ReLU: grad_y is read as grad_y ⊙ 1[y > 0] (y = 0,
     negative or NaN: no gradient), as relu_backward then the GEMM would give."""
     rng = np.random.default_rng(4)
@@ -101,11 +140,13 @@ def test_a_masked_operand_is_read_through_its_relu_mask(masked, may_split):
     y[0, :3] = [0.0, np.nan, -0.0]
     operand = a if masked == linear.MASK_A else b
     m, n, k = 6, 5, 40
+    monkeypatch.setattr(linear, "MAX_SPLITS", max_splits)
+    assert (linear.split_k(m, n, k) > 1) == (max_splits > 1)
     da, db, dy = cu.to_device(a.astype(np.float32)), cu.to_device(b.astype(np.float32)), cu.to_device(y.astype(np.float32))
     c = cu.empty((m, n), np.float32)
     sums = cu.empty((m,), np.float32)
     linear.gemm(da.reshape(1, 6, 40), 0, 40, db.reshape(1, 40, 5), 0, 5, c.reshape(1, m, n), n, m, n, k,
-                row_sums=sums, may_split=may_split, mask=dy.reshape(1, *y.shape), masked=masked)
+                row_sums=sums, mask=dy.reshape(1, *y.shape), masked=masked)
     gated = np.where(y > 0, operand, 0.0)
     a_used, b_used = (gated, b) if masked == linear.MASK_A else (a, gated)
     np.testing.assert_allclose(c.copy_to_host(), a_used @ b_used, rtol=2e-5, atol=2e-5)

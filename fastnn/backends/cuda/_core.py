@@ -32,13 +32,20 @@ else:
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
 
 
-def kernel(function):
+def kernel(function=None, *, max_registers=None):
     """``@cuda.jit`` for every kernel of the backend: compiled on its first launch for the argument
     types it gets (float32 for training; float64 where a user asks for it), and cached on disk
     (``cache=True``, in ``__pycache__`` or Numba's cache directory), so a new process loads the
     compiled kernels instead of compiling them again. Types are not pinned by explicit signatures:
-    the fused optimiser kernels take a tuple of as many arrays as the group has parameters."""
-    return cuda.jit(cache=True)(function)
+    the fused optimiser kernels take a tuple of as many arrays as the group has parameters.
+
+    ``@kernel(max_registers=n)``: registers per thread capped at n when the PTX is assembled (the
+    simulator has no registers and takes no such option)."""
+    if function is None:
+        return lambda f: kernel(f, max_registers=max_registers)
+    if max_registers is None or SIMULATOR:
+        return cuda.jit(cache=True)(function)
+    return cuda.jit(cache=True, max_registers=max_registers)(function)
 
 
 @cuda.jit(device=True)

@@ -178,7 +178,7 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
             out = gw2[g * og:(g + 1) * og].reshape(1, og, k)
             gemm(a, 0, p, b, 1, n * p, out, k, og, k, n * p,
                  row_sums=None if grad_b is None else grad_b[g * og:(g + 1) * og],   # grad_b fused
-                 may_split=True, mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_A)
+                 mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_A)
     if want_bias and not fuse_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
     if needs_input_grad[0]:

@@ -13,18 +13,21 @@ the first column of blocks from the A slabs they already hold. A ReLU that follo
 fused Linear or Conv2d + ReLU) is applied in the same epilogue; in that op's backward, the operand
 grad_y is read through the ReLU's mask (y > 0) as the slabs are loaded.
 
-Split-K: a weight gradient (small output, k = the batch's pixels) whose tiles would leave
-multiprocessors idle is cut along k into slices run as gridDim.z; each writes its partial product,
-and ``_add_partials`` adds them (and the row sums) in slice order in one more launch.
+Split-K: a GEMM whose tiles would leave multiprocessors idle (a weight gradient: small output,
+k = the batch's pixels; a dense layer at a small batch: few rows) is cut along k into slices run as
+gridDim.z. Each block writes its partial product to a workspace and counts itself in at its tile's
+arrival counter; the last block of the tile to arrive (whichever it is) adds the partials (and the
+row sums) in slice order, applies the epilogue and resets the counter: deterministic, one launch,
+atomics only on the counter.
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y.
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, float32, float64
+from numba import cuda, float32, float64, int32
 
-from ._core import SIMULATOR, empty, kernel, launch, launch_grid, multiprocessors
+from ._core import SIMULATOR, context_key, empty, kernel, launch_grid, multiprocessors, to_device
 from .elementwise import contiguous, relu_backward, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul", "gemm"]
@@ -32,10 +35,16 @@ __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_r
 if SIMULATOR:
     BM, BN, BK, TM, TN = 8, 8, 8, 4, 4
     MIN_K_CHUNK = BK           # split-K in the simulator's small tests
+    MAX_SPLITS = 8
 else:
     BM, BN, BK, TM, TN = 64, 64, 16, 4, 4
-    MIN_K_CHUNK = 1024         # k per slice: enough slabs that the partial products cost little
+    MIN_K_CHUNK = 256          # k per slice: 16 slabs, so writing and re-reading a partial costs little
+    MAX_SPLITS = 32            # the last block of a tile reads all its partials: bound that serial work
 MAX_GRID_Y = 65535
+# the float32 GEMM: two blocks of TX x TY = 256 threads per multiprocessor (65536 registers); ptxas
+# fits it in 127 without spilling (it takes 136 when free to, which leaves room for one block). The
+# float64 one (two registers a value) would spill under that cap: it is left free.
+GEMM_MAX_REGISTERS = 128
 BM_PADDED, BN_PADDED = BM + 1, BN + 1    # shared-memory tile widths (see gemm_kernel)
 TX, TY = BN // TN, BM // TM
 NT = TX * TY
@@ -76,12 +85,24 @@ def _load_slab(src, k_rows, p, tile, outer0, outer, width, k0, k_end, mask, mask
         tile[kk, o] = v
 
 
+@cuda.jit(device=True)
+def _epilogue(v, gi, gj, bias, bias_mode, relu, zero):
+    """C[gi, gj] from the product v: the bias (per row or per column), then the fused ReLU."""
+    if bias_mode == BIAS_ROW:
+        v += bias[gi]
+    elif bias_mode == BIAS_COL:
+        v += bias[gj]
+    if relu != 0 and v < zero:
+        v = zero
+    return v
+
+
 def _make_gemm(dtype):
     zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
 
-    @kernel
+    @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
     def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
-                    k_chunk, mask, masked):
+                    k_chunk, mask, masked, part, row_part, arrivals):
         # tiles padded by one column: the slab stores of a transposed-free operand walk kk fastest,
         # which would otherwise put a whole warp on two shared-memory banks
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
@@ -90,6 +111,7 @@ def _make_gemm(dtype):
         ra = cuda.local.array(TM, dtype)
         rb = cuda.local.array(TN, dtype)
         rs = cuda.local.array(TM, dtype)
+        last = cuda.shared.array(1, int32)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * TX + tx
@@ -121,44 +143,57 @@ def _make_gemm(dtype):
                         for j in range(TN):
                             acc[i, j] += ra[i] * rb[j]
                 cuda.syncthreads()
+            splits = cuda.gridDim.z
+            z = cuda.blockIdx.z
             for i in range(TM):
                 gi = row0 + ty + i * TY
                 if gi < m:
-                    # with a split, slice z writes its partial products to c[z] (plain, pc = n) and
-                    # its row sums to row_sums[z m:]; without one, z = 0
+                    # unsplit: the epilogue straight into C; split: slice z's partial products into
+                    # part[z] and its row sums into row_part[z m:]
                     if sum_rows:
-                        row_sums[cuda.blockIdx.z * m + gi] = rs[i]
+                        if splits == 1:
+                            row_sums[gi] = rs[i]
+                        else:
+                            row_part[z * m + gi] = rs[i]
                     for j in range(TN):
                         gj = col0 + tx + j * TX
                         if gj < n:
-                            v = acc[i, j]
-                            if bias_mode == BIAS_ROW:
-                                v += bias[gi]
-                            elif bias_mode == BIAS_COL:
-                                v += bias[gj]
-                            if relu != 0 and v < zero:
-                                v = zero
-                            c[cuda.blockIdx.z + gj // pc, gi, gj % pc] = v
+                            if splits == 1:
+                                c[gj // pc, gi, gj % pc] = _epilogue(acc[i, j], gi, gj, bias, bias_mode, relu, zero)
+                            else:
+                                part[z, gi, gj] = acc[i, j]
+            if splits > 1:
+                # every thread's partials are visible device-wide before the block counts itself in
+                cuda.threadfence()
+                cuda.syncthreads()
+                tile = (row0 // BM) * cuda.gridDim.x + cuda.blockIdx.x
+                if tid == 0:
+                    last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == splits - 1 else 0
+                cuda.syncthreads()
+                if last[0] != 0:
+                    # the tile's last block: the other slices' partials are all written
+                    cuda.threadfence()
+                    for t in range(tid, BM * BN, NT):
+                        gi = row0 + t // BN
+                        gj = col0 + t % BN
+                        if gi < m and gj < n:
+                            v = part[0, gi, gj]
+                            for zz in range(1, splits):
+                                v += part[zz, gi, gj]
+                            c[gj // pc, gi, gj % pc] = _epilogue(v, gi, gj, bias, bias_mode, relu, zero)
+                    if want_row_sums != 0 and col0 == 0:
+                        for t in range(tid, BM, NT):
+                            gi = row0 + t
+                            if gi < m:
+                                r = row_part[gi]
+                                for zz in range(1, splits):
+                                    r += row_part[zz * m + gi]
+                                row_sums[gi] = r
+                    if tid == 0:
+                        arrivals[tile] = 0      # ready for the next split launch
+                cuda.syncthreads()              # `last` is rewritten for the next row tile
 
     return gemm_kernel
-
-
-@kernel
-def _add_partials(part, c, pc, row_part, row_sums, want_row_sums, m, n, splits):
-    """C[i, j] = Σ_z part[z, i, j] in z order (deterministic); the row sums likewise from
-    row_part[z m + i]. (The loads do not depend on the sum: NVVM unrolls and issues them ahead.)"""
-    for t in range(cuda.grid(1), m * n, cuda.gridsize(1)):
-        i = t // n
-        j = t % n
-        s = part[0, i, j]
-        for z in range(1, splits):
-            s += part[z, i, j]
-        c[j // pc, i, j % pc] = s
-        if want_row_sums != 0 and j == 0:
-            r = row_part[i]
-            for z in range(1, splits):
-                r += row_part[z * m + i]
-            row_sums[i] = r
 
 
 _KERNELS = {}
@@ -198,27 +233,41 @@ def _ceil_div(a, b):
 
 def split_k(m, n, k):
     """How many slices of k a GEMM with an (m, n) output is cut into: 1 when its tiles alone give
-    every multiprocessor two blocks, or when k is under two slices of MIN_K_CHUNK (one more launch
-    would cost more than it saves); else enough slices (of at least MIN_K_CHUNK) for two blocks per
-    multiprocessor."""
+    every multiprocessor two blocks, or when k is under two slices of MIN_K_CHUNK; else enough
+    slices (of at least MIN_K_CHUNK, at most MAX_SPLITS) for two blocks per multiprocessor."""
     blocks = _ceil_div(m, BM) * _ceil_div(n, BN)
     target = 2 * multiprocessors()
     if blocks == 0 or blocks >= target or k < 2 * MIN_K_CHUNK:
         return 1
-    return min(_ceil_div(target, blocks), k // MIN_K_CHUNK)
+    return max(1, min(_ceil_div(target, blocks), k // MIN_K_CHUNK, MAX_SPLITS))
+
+
+_ARRIVALS = {}
+
+
+def _arrivals(tiles):
+    """The split-K arrival counters (int32, one per output tile, all zero between launches: the
+    last block of a tile resets its counter), kept per CUDA context and grown as needed."""
+    key = context_key()
+    counters = _ARRIVALS.get(key)
+    if counters is None or counters.shape[0] < tiles:
+        # zeros by a host copy (a dry run, which skips kernels, cannot leave garbage in it)
+        counters = _ARRIVALS[key] = to_device(np.zeros(max(tiles, 64 if counters is None else 2 * counters.shape[0]),
+                                                       np.int32))
+    return counters
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
-         may_split=False, mask=None, masked=MASK_NONE):
+         mask=None, masked=MASK_NONE):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
-    C = max(that, 0) with ``relu``.
+    C = max(that, 0) with ``relu``. One launch.
 
     ``row_sums`` (m,): also written with Σ_k op(A)[i, k] in the same launch (grad_b of a layer
     whose grad_W is this GEMM: grad_y's rows summed over the batch).
 
-    ``may_split`` (weight gradients: a small output, k the batch's pixels): when the output's
-    tiles are too few to fill the GPU, k is cut into slices summed by separate blocks into
-    partial products (split, m, n), which one more launch adds up in a fixed order.
+    When the output's tiles are too few to fill the GPU (``split_k``), k is cut into slices summed
+    by separate blocks into partial products (splits, m, n); the last block of each tile adds them
+    up in slice order (the result does not depend on which block that is).
 
     ``mask`` with ``masked`` = MASK_A or MASK_B: that operand is read as operand ⊙ 1[mask > 0],
     ``mask`` laid out like it (a fused ReLU's output y, the operand its grad_y).
@@ -230,21 +279,20 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         bias, bias_mode = dummy, BIAS_NONE
     compiled = _kernel(c.dtype)
     grid_x, grid_y = _ceil_div(n, BN), min(_ceil_div(m, BM), MAX_GRID_Y)
-    splits = split_k(m, n, k) if may_split and bias_mode == BIAS_NONE and not relu else 1
-    if splits == 1:
-        launch_grid(compiled, (grid_x, grid_y, 1), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
-                    bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
-                    int(row_sums is not None), int(m), int(n), int(k), max(int(k), 1), mask, int(masked))
-        return
-    k_chunk = _ceil_div(_ceil_div(k, splits), BK) * BK         # ceil(k / splits), rounded up to whole slabs
-    splits = _ceil_div(k, k_chunk)                              # no empty slice
-    part = empty((splits, m, n), c.dtype)
-    row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
-    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), part, int(n),
-                dummy, BIAS_NONE, 0, row_part, int(row_sums is not None), int(m), int(n), int(k), int(k_chunk),
-                mask, int(masked))
-    launch(_add_partials, m * n, part, c, int(pc), row_part, dummy if row_sums is None else row_sums,
-           int(row_sums is not None), int(m), int(n), int(splits))
+    splits = split_k(m, n, k)
+    k_chunk = _ceil_div(_ceil_div(k, splits), BK) * BK if k else 1    # ceil(k / splits) in whole slabs
+    if splits > 1:
+        splits = _ceil_div(k, k_chunk)                                 # no empty slice
+    if splits > 1:
+        part = empty((splits, m, n), c.dtype)
+        row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
+        arrivals = _arrivals(_ceil_div(m, BM) * grid_x)
+    else:
+        part, row_part, arrivals = _placeholder(c.dtype, 3), dummy, _placeholder(np.int32)
+    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
+                bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
+                int(row_sums is not None), int(m), int(n), int(k), int(k_chunk), mask, int(masked),
+                part, row_part, arrivals)
 
 
 def linear_forward(x, weight, bias, relu=False):
@@ -280,7 +328,7 @@ def linear_backward(grad_y, x, weight, needs_input_grad, relu_output=None):
         grad_w = empty((o, k), grad_y.dtype)
         xa, px = plain(x)
         gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b,   # grad_b fused
-             may_split=True, mask=mask, masked=MASK_A)
+             mask=mask, masked=MASK_A)
     if needs_input_grad[2] and not fuse_bias:
         grad_b = _sum(grad_y, (0,))
     return grad_x, grad_w, grad_b

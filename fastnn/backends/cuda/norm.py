@@ -3,7 +3,8 @@
 Forward (training): one block per channel computes the mean and the biased variance (two passes
 over the channel, in shared memory), writes invstd and updates the running statistics; a second
 launch writes x_hat and y = x_hat * weight + bias. Backward: one block per channel sums g and
-g x_hat (= grad_bias, grad_weight), a second launch writes grad_x.
+g x_hat (= grad_bias, grad_weight), a second launch writes grad_x. A fused BatchNorm + ReLU applies
+the ReLU in the normalising launch and its mask (y > 0) as the backward launches read g.
 
 Row standardisation (the core of LayerNorm, GroupNorm and InstanceNorm): one launch each way, one
 block per row of the (M, K) array: the block reduces the row's statistics (forward: mean, then the
@@ -23,7 +24,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, empty, kernel, launch, launch_grid
-from .elementwise import REDUCE_THREADS, contiguous, relu_backward
+from .elementwise import REDUCE_THREADS, contiguous
 
 __all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_relu_forward", "batch_norm_relu_backward",
            "standardize_rows_forward", "standardize_rows_backward", "instance_norm_running_stats_"]
@@ -120,8 +121,18 @@ def _instance_running_stats(x, running_mean, running_var, momentum, n_img, c, hw
             running_var[ch] = running_var[ch] * (1 - momentum) + momentum * (var_sum / n_img)
 
 
+@cuda.jit(device=True)
+def _masked(g, y, relu, k):
+    """g[k], or 0 where a fused ReLU's output y[k] is not > 0 (``relu``): relu_backward's mask."""
+    v = g[k]
+    if relu != 0 and not y[k] > g.dtype.type(0):
+        v = g.dtype.type(0)
+    return v
+
+
 @kernel
-def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
+def _grad_sums(g, y, relu, x_hat, grad_bias, grad_weight, n_img, c, hw):
+    """Per channel: Σg and Σ g x_hat (g read through the fused ReLU's mask with ``relu``)."""
     buf = cuda.shared.array(REDUCE_THREADS, float64)
     tid = cuda.threadIdx.x
     count = n_img * hw
@@ -130,8 +141,9 @@ def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
         acc_gx = 0.0
         for r in range(tid, count, REDUCE_THREADS):
             k = ((r // hw) * c + ch) * hw + r % hw
-            acc_g += g[k]
-            acc_gx += g[k] * x_hat[k]
+            gk = _masked(g, y, relu, k)
+            acc_g += gk
+            acc_gx += gk * x_hat[k]
         sg = _block_sum(buf, tid, acc_g)
         sgx = _block_sum(buf, tid, acc_gx)
         if tid == 0:
@@ -140,16 +152,19 @@ def _grad_sums(g, x_hat, grad_bias, grad_weight, n_img, c, hw):
 
 
 @kernel
-def _grad_x(g, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, training, grad_x, c, hw, count, total):
-    """grad_x = invstd w / n (n g - Σg - x_hat Σ(g x_hat)) (training) or g w invstd (eval), n = count."""
+def _grad_x(g, y, relu, x_hat, invstd, weight, has_affine, grad_bias, grad_weight, training, grad_x, c, hw, count,
+            total):
+    """grad_x = invstd w / n (n g - Σg - x_hat Σ(g x_hat)) (training) or g w invstd (eval), n = count;
+    g read through the fused ReLU's mask with ``relu``."""
     one, n = grad_x.dtype.type(1), grad_x.dtype.type(count)
     for t in range(cuda.grid(1), total, cuda.gridsize(1)):
         ch = (t // hw) % c
         w = weight[ch] if has_affine else one
+        gt = _masked(g, y, relu, t)
         if training:
-            grad_x[t] = invstd[ch] * w / n * (n * g[t] - grad_bias[ch] - x_hat[t] * grad_weight[ch])
+            grad_x[t] = invstd[ch] * w / n * (n * gt - grad_bias[ch] - x_hat[t] * grad_weight[ch])
         else:
-            grad_x[t] = g[t] * w * invstd[ch]
+            grad_x[t] = gt * w * invstd[ch]
 
 
 @kernel
@@ -218,23 +233,27 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, mom
     return y, (x_hat, invstd, weight, training)
 
 
-def batch_norm_backward(grad_y, saved, needs_input_grad):
-    """(grad_x, grad_weight, grad_bias); see ``reference/norm.py`` for the formula."""
+def batch_norm_backward(grad_y, saved, needs_input_grad, relu_output=None):
+    """(grad_x, grad_weight, grad_bias); see ``reference/norm.py`` for the formula. With
+    ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as both launches read grad_y."""
     x_hat, invstd, weight, training = saved
     grad_y = contiguous(grad_y)
     n, c = x_hat.shape[:2]
     hw = int(np.prod(x_hat.shape[2:]))
     g = grad_y.reshape(grad_y.size)
+    y = g if relu_output is None else contiguous(relu_output).reshape(g.size)
+    relu = int(relu_output is not None)
     xh = x_hat.reshape(x_hat.size)
     grad_bias = empty((c,), grad_y.dtype)
     grad_weight = empty((c,), grad_y.dtype)
-    launch_grid(_grad_sums, _blocks(c), REDUCE_THREADS, g, xh, grad_bias, grad_weight, n, c, hw)
+    launch_grid(_grad_sums, _blocks(c), REDUCE_THREADS, g, y, relu, xh, grad_bias, grad_weight, n, c, hw)
     grad_x = None
     if needs_input_grad[0]:
         grad_x = empty(x_hat.shape, grad_y.dtype)
         # the sums above are of grad_y; with an affine weight, Σ g w = w Σ g per channel
-        launch(_grad_x, grad_y.size, g, xh, invstd, invstd if weight is None else weight, int(weight is not None),
-               grad_bias, grad_weight, int(training), grad_x.reshape(grad_x.size), c, hw, n * hw, grad_y.size)
+        launch(_grad_x, grad_y.size, g, y, relu, xh, invstd, invstd if weight is None else weight,
+               int(weight is not None), grad_bias, grad_weight, int(training), grad_x.reshape(grad_x.size), c, hw,
+               n * hw, grad_y.size)
     return grad_x, grad_weight, grad_bias
 
 
@@ -244,8 +263,9 @@ def batch_norm_relu_forward(x, weight, bias, running_mean, running_var, training
 
 
 def batch_norm_relu_backward(grad_y, y, saved, needs_input_grad):
-    """batch_norm_backward at grad_y ⊙ 1[y > 0]."""
-    return batch_norm_backward(relu_backward(grad_y, y), saved, needs_input_grad)
+    """batch_norm_backward at grad_y ⊙ 1[y > 0] (no relu_backward launch: both launches read
+    grad_y through the mask)."""
+    return batch_norm_backward(grad_y, saved, needs_input_grad, relu_output=y)
 
 
 def standardize_rows_forward(x, eps):
