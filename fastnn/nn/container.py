@@ -1,7 +1,7 @@
 """Containers: ``Sequential`` (keys "0", "1", ... like PyTorch)."""
 from collections import OrderedDict
 
-from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Linear, ReLU
+from .layers import BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Linear, ReLU
 from .module import Module
 
 
@@ -9,7 +9,7 @@ from .module import Module
 FUSES_A_FOLLOWING_RELU = (Linear, Conv2d, BatchNorm1d, BatchNorm2d)
 # the forwards that fusion stands in for, as defined: a patched one (a tracer, a profiler, a
 # counting hook, on the class or on the instance) must run, so its module is never fused
-_DEFINED_FORWARD = {cls: cls.forward for cls in FUSES_A_FOLLOWING_RELU + (ReLU,)}
+_DEFINED_FORWARD = {cls: cls.forward for cls in FUSES_A_FOLLOWING_RELU + (ReLU, Dropout)}
 
 
 def _plain_forward(module):
@@ -24,7 +24,10 @@ class Sequential(Module):
     (those exact classes, their ``forward`` not replaced on the class or the instance) runs as one
     fused op, the module's ``forward_relu``: the same values and gradients as one autograd node,
     the ReLU applied by the op's kernels (the convolution's epilogue, the normalising pass; after
-    the dense layer's GEMM, in place) and its mask inside the op's backward. ``Sequential.fuse_relu = False`` turns that off.
+    the dense layer's GEMM, in place) and its mask inside the op's backward. A ``Dropout`` right
+    after a fused Linear + ReLU joins it (``Linear.forward_relu_dropout``): on cuda the dropout mask
+    is applied in the same GEMM epilogue, with the same random draws. ``Sequential.fuse_relu = False``
+    turns all of that off.
     """
 
     fuse_relu = True
@@ -47,8 +50,14 @@ class Sequential(Module):
             module = modules[i]
             if (self.fuse_relu and type(module) in FUSES_A_FOLLOWING_RELU and i + 1 < len(modules)
                     and type(modules[i + 1]) is ReLU and _plain_forward(module) and _plain_forward(modules[i + 1])):
-                input = module.forward_relu(input)
-                i += 2
+                if (type(module) is Linear and i + 2 < len(modules) and type(modules[i + 2]) is Dropout
+                        and _plain_forward(modules[i + 2])):
+                    dropout = modules[i + 2]
+                    input = module.forward_relu_dropout(input, dropout.p, dropout.training)
+                    i += 3
+                else:
+                    input = module.forward_relu(input)
+                    i += 2
             else:
                 input = module(input)
                 i += 1

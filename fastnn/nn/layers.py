@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from ..functional.conv import conv2d_relu, linear_relu
+from ..functional.conv import conv2d_relu, linear_relu, linear_relu_dropout
 from ..functional.normalization import batch_norm_relu
 from ..tensor import DEFAULT_DTYPE, Tensor
 from . import init
@@ -62,6 +62,11 @@ class Linear(Module):
     def forward_relu(self, input):
         """relu(self(input)) as one fused op (``nn.Sequential`` calls it for a Linear followed by a ReLU)."""
         return linear_relu(input, self.weight, self.bias)
+
+    def forward_relu_dropout(self, input, p, training):
+        """dropout(relu(self(input)), p, training) (``nn.Sequential`` calls it for a Linear, a ReLU
+        and a Dropout in a row): one fused op where the backend has it (cuda)."""
+        return linear_relu_dropout(input, self.weight, self.bias, p, training)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

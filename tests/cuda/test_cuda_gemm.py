@@ -151,3 +151,44 @@ def test_a_masked_operand_is_read_through_its_relu_mask(masked, max_splits, monk
     a_used, b_used = (gated, b) if masked == linear.MASK_A else (a, gated)
     np.testing.assert_allclose(c.copy_to_host(), a_used @ b_used, rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(sums.copy_to_host(), a_used.sum(1), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("max_splits", [1, 8])
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_a_dropout_in_the_epilogue_is_dropout_forward_of_the_relu_output(p, max_splits, monkeypatch):
+    """linear_relu_dropout_forward = dropout_forward(linear_relu_forward(...)) bit for bit: the same
+    hash of (seed, flat index), also when the last block of a split tile applies it."""
+    monkeypatch.setattr(linear, "MAX_SPLITS", max_splits)
+    rng = np.random.default_rng(6)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((13, 40), (11, 40), (11,)))
+    assert (linear.split_k(13, 11, 40) > 1) == (max_splits > 1)
+    dx, dw, db = cu.to_device(x), cu.to_device(w), cu.to_device(b)
+    fused = cu.linear_relu_dropout_forward(dx, dw, db, p, 1234).copy_to_host()
+    plain = cu.dropout_forward(cu.linear_relu_forward(dx, dw, db), p, 1234).copy_to_host()
+    np.testing.assert_array_equal(fused, plain)
+    assert 0 < (fused == 0).mean() < 1
+
+
+def test_a_masked_operand_is_scaled_where_its_mask_passes():
+    """The backward of a fused Linear + ReLU + Dropout: grad_z read as grad_z ⊙ 1[z > 0] / (1 - p)."""
+    rng = np.random.default_rng(7)
+    g, w, x = (rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (5, 4), (6, 4)))
+    z = np.maximum(rng.standard_normal((6, 5)), 0).astype(np.float32)
+    p = 0.25
+    needs = (True, True, True)
+    got = cu.linear_relu_dropout_backward(cu.to_device(g), cu.to_device(z), cu.to_device(x), cu.to_device(w), needs, p)
+    gated = np.where(z > 0, g * np.float32(1 / (1 - p)), np.float32(0))
+    want = (gated @ w, gated.T @ x, gated.sum(0))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.copy_to_host(), b, rtol=2e-5, atol=2e-5)
+    # grad_b alone (no grad_W GEMM to carry it): the mask and scale applied before the sum
+    _, _, grad_b = cu.linear_relu_dropout_backward(cu.to_device(g), cu.to_device(z), cu.to_device(x),
+                                                   cu.to_device(w), (False, False, True), p)
+    np.testing.assert_allclose(grad_b.copy_to_host(), gated.sum(0), rtol=2e-5, atol=2e-5)
+
+
+def test_a_fused_dropout_needs_a_plain_output_and_no_masked_operand():
+    a = cu.to_device(np.ones((1, 2, 3), np.float32))
+    c = cu.empty((2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="fused dropout"):
+        linear.gemm(a, 0, 3, a, 1, 3, c, 1, 2, 2, 3, dropout=(0.5, 1))

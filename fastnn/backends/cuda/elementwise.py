@@ -22,7 +22,7 @@ __all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", 
            "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
            "concatenate", "split", "accumulate_", "relu_forward", "relu_backward", "sigmoid_forward",
            "sigmoid_backward", "tanh_forward", "tanh_backward", "leaky_relu_forward", "leaky_relu_backward",
-           "elu_forward", "elu_backward", "dropout_forward", "dropout_backward", "count_correct"]
+           "elu_forward", "elu_backward", "dropout_forward", "dropout_backward", "dropout_mask", "count_correct"]
 
 ADD, SUB, MUL, DIV = 0, 1, 2, 3
 NEG, EXP, LOG, ABS, SIGN, POW, SCALE, RELU, SIGMOID, TANH, LEAKY, ELU, FILL, DIV_BY, RSUB, RDIV, SHIFT = range(17)
@@ -494,12 +494,18 @@ def elu_backward(grad_y, y, alpha):
     return unary_grad("elu", grad_y, y, alpha)
 
 
+def dropout_mask(p, dtype):
+    """(threshold, scale) of a dropout with probability p < 1 on arrays of ``dtype``: element i is
+    kept, times scale = 1 / (1 - p) in that dtype, where hash(seed, i) >= threshold = ceil(p 2³²)."""
+    return math.ceil(p * 2**32), np.dtype(dtype).type(1.0 / (1.0 - p))
+
+
 def dropout_forward(x, p, seed):
     """y = x ⊙ mask / (1 - p), mask_i = 1[hash(seed, i) >= p]; returns y (the mask is not stored)."""
     shape = x.shape
     x = _flat(x)
     out = empty(x.shape, x.dtype)
-    launch(_dropout, x.size, x, out, int(seed), math.ceil(p * 2**32), x.dtype.type(1.0 / (1.0 - p)), x.size)
+    launch(_dropout, x.size, x, out, int(seed), *dropout_mask(p, x.dtype), x.size)
     return out.reshape(shape)
 
 

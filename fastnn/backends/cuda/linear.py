@@ -16,9 +16,9 @@ grad_y is read through the ReLU's mask (y > 0) as the slabs are loaded.
 Split-K: a GEMM whose tiles would leave multiprocessors idle (a weight gradient: small output,
 k = the batch's pixels; a dense layer at a small batch: few rows) is cut along k into slices run as
 gridDim.z. Each block writes its partial product to a workspace and counts itself in at its tile's
-arrival counter; the last block of the tile to arrive (whichever it is) adds the partials (and the
-row sums) in slice order, applies the epilogue and resets the counter: deterministic, one launch,
-atomics only on the counter.
+arrival counter; in the last block of the tile to arrive (whichever it is) each thread adds up its
+own elements' partials (and row sums) in slice order and goes on to the epilogue (the same code as
+unsplit), and the counter is reset: deterministic, one launch, atomics only on the counter.
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y.
 """
@@ -28,9 +28,10 @@ import numpy as np
 from numba import cuda, float32, float64, int32
 
 from ._core import SIMULATOR, context_key, empty, kernel, launch_grid, multiprocessors, to_device
-from .elementwise import contiguous, relu_backward, sum as _sum
+from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backward, scalar_op, sum as _sum
 
-__all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward", "matmul", "gemm"]
+__all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward",
+           "linear_relu_dropout_forward", "linear_relu_dropout_backward", "matmul", "gemm"]
 
 if SIMULATOR:
     BM, BN, BK, TM, TN = 8, 8, 8, 4, 4
@@ -41,9 +42,10 @@ else:
     MIN_K_CHUNK = 256          # k per slice: 16 slabs, so writing and re-reading a partial costs little
     MAX_SPLITS = 32            # the last block of a tile reads all its partials: bound that serial work
 MAX_GRID_Y = 65535
-# the float32 GEMM: two blocks of TX x TY = 256 threads per multiprocessor (65536 registers); ptxas
-# fits it in 127 without spilling (it takes 136 when free to, which leaves room for one block). The
-# float64 one (two registers a value) would spill under that cap: it is left free.
+# the float32 GEMM: two blocks of TX x TY = 256 threads per multiprocessor (65536 registers). ptxas
+# -v (sm_90) gives 124 uncapped, no spill; the cap keeps a change from quietly halving the blocks
+# per multiprocessor (a test assembles it). The float64 one (two registers a value) would spill
+# under the cap: it is left free.
 GEMM_MAX_REGISTERS = 128
 BM_PADDED, BN_PADDED = BM + 1, BN + 1    # shared-memory tile widths (see gemm_kernel)
 TX, TY = BN // TN, BM // TM
@@ -56,12 +58,13 @@ MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
 @cuda.jit(device=True)
-def _load_slab(src, k_rows, p, tile, outer0, outer, width, k0, k_end, mask, masked, zero, tid):
+def _load_slab(src, k_rows, p, tile, outer0, outer, width, k0, k_end, mask, masked, mask_scale, zero, tid):
     """tile[kk, o] = op(src)[outer0 + o, k0 + kk] for one BK-deep slab (zero outside the matrix):
     the A slab (outer = m, k_rows = ta) or the B slab (outer = n, k_rows = not tb). ``k_rows``: k
     is the operand's row index (its fast axis is the outer one), else its column index.
     Consecutive threads read consecutive addresses of the operand's fast axis. With ``masked``,
-    an element whose ``mask`` (laid out like src) is not > 0 is read as zero."""
+    an element whose ``mask`` (laid out like src) is not > 0 is read as zero, the others times
+    ``mask_scale`` (1, or a fused dropout's 1 / (1 - p))."""
     for slot in range(tid, width * BK, NT):
         if k_rows:
             o = slot % width
@@ -80,20 +83,24 @@ def _load_slab(src, k_rows, p, tile, outer0, outer, width, k0, k_end, mask, mask
                 r = go
                 cc = gk
             v = src[cc // p, r, cc % p]
-            if masked and not mask[cc // p, r, cc % p] > zero:
-                v = zero
+            if masked:
+                v = v * mask_scale if mask[cc // p, r, cc % p] > zero else zero
         tile[kk, o] = v
 
 
 @cuda.jit(device=True)
-def _epilogue(v, gi, gj, bias, bias_mode, relu, zero):
-    """C[gi, gj] from the product v: the bias (per row or per column), then the fused ReLU."""
+def _epilogue(v, gi, gj, n, bias, bias_mode, relu, dropout, drop_seed, drop_threshold, drop_scale, zero):
+    """C[gi, gj] from the product v: the bias (per row or per column), then the fused ReLU, then the
+    fused dropout: the element of flat index gi n + gj (C plain (m, n)) is kept, times drop_scale,
+    where hash(drop_seed, index) >= drop_threshold: the mask of elementwise._dropout on that C."""
     if bias_mode == BIAS_ROW:
         v += bias[gi]
     elif bias_mode == BIAS_COL:
         v += bias[gj]
     if relu != 0 and v < zero:
         v = zero
+    if dropout != 0:
+        v = v * drop_scale if _hash_bits_device(drop_seed, gi * n + gj) >= drop_threshold else zero
     return v
 
 
@@ -102,7 +109,7 @@ def _make_gemm(dtype):
 
     @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
     def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
-                    k_chunk, mask, masked, part, row_part, arrivals):
+                    k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed, drop_threshold, drop_scale):
         # tiles padded by one column: the slab stores of a transposed-free operand walk kk fastest,
         # which would otherwise put a whole warp on two shared-memory banks
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
@@ -128,8 +135,10 @@ def _make_gemm(dtype):
                 for j in range(TN):
                     acc[i, j] = zero
             for k0 in range(k_begin, k_end, BK):
-                _load_slab(a, ta != 0, pa, a_tile, row0, m, BM, k0, k_end, mask, masked == MASK_A, zero, tid)
-                _load_slab(b, tb == 0, pb, b_tile, col0, n, BN, k0, k_end, mask, masked == MASK_B, zero, tid)
+                _load_slab(a, ta != 0, pa, a_tile, row0, m, BM, k0, k_end, mask, masked == MASK_A, drop_scale, zero,
+                           tid)
+                _load_slab(b, tb == 0, pb, b_tile, col0, n, BN, k0, k_end, mask, masked == MASK_B, drop_scale, zero,
+                           tid)
                 cuda.syncthreads()
                 for kk in range(BK):
                     for i in range(TM):
@@ -143,55 +152,61 @@ def _make_gemm(dtype):
                         for j in range(TN):
                             acc[i, j] += ra[i] * rb[j]
                 cuda.syncthreads()
-            splits = cuda.gridDim.z
-            z = cuda.blockIdx.z
-            for i in range(TM):
-                gi = row0 + ty + i * TY
-                if gi < m:
-                    # unsplit: the epilogue straight into C; split: slice z's partial products into
-                    # part[z] and its row sums into row_part[z m:]
-                    if sum_rows:
-                        if splits == 1:
-                            row_sums[gi] = rs[i]
-                        else:
+            finish = True       # this block writes C for the tile (always, unless split)
+            if cuda.gridDim.z > 1:
+                # split: slice z's partial products go to part[z], its row sums to row_part[z m:]
+                z = cuda.blockIdx.z
+                for i in range(TM):
+                    gi = row0 + ty + i * TY
+                    if gi < m:
+                        if sum_rows:
                             row_part[z * m + gi] = rs[i]
-                    for j in range(TN):
-                        gj = col0 + tx + j * TX
-                        if gj < n:
-                            if splits == 1:
-                                c[gj // pc, gi, gj % pc] = _epilogue(acc[i, j], gi, gj, bias, bias_mode, relu, zero)
-                            else:
+                        for j in range(TN):
+                            gj = col0 + tx + j * TX
+                            if gj < n:
                                 part[z, gi, gj] = acc[i, j]
-            if splits > 1:
                 # every thread's partials are visible device-wide before the block counts itself in
                 cuda.threadfence()
                 cuda.syncthreads()
                 tile = (row0 // BM) * cuda.gridDim.x + cuda.blockIdx.x
                 if tid == 0:
-                    last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == splits - 1 else 0
+                    last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == cuda.gridDim.z - 1 else 0
                 cuda.syncthreads()
-                if last[0] != 0:
-                    # the tile's last block: the other slices' partials are all written
+                finish = last[0] != 0
+                cuda.syncthreads()      # all have read `last` before the next row tile rewrites it
+                if finish:
+                    # the tile's last block: every slice's partials are written; each thread adds
+                    # up its own elements in slice order (whichever block is last, the same sum)
                     cuda.threadfence()
-                    for t in range(tid, BM * BN, NT):
-                        gi = row0 + t // BN
-                        gj = col0 + t % BN
-                        if gi < m and gj < n:
-                            v = part[0, gi, gj]
-                            for zz in range(1, splits):
-                                v += part[zz, gi, gj]
-                            c[gj // pc, gi, gj % pc] = _epilogue(v, gi, gj, bias, bias_mode, relu, zero)
-                    if want_row_sums != 0 and col0 == 0:
-                        for t in range(tid, BM, NT):
-                            gi = row0 + t
-                            if gi < m:
+                    for i in range(TM):
+                        gi = row0 + ty + i * TY
+                        if gi < m:
+                            if sum_rows:
                                 r = row_part[gi]
-                                for zz in range(1, splits):
+                                for zz in range(1, cuda.gridDim.z):
                                     r += row_part[zz * m + gi]
-                                row_sums[gi] = r
+                                rs[i] = r
+                            for j in range(TN):
+                                gj = col0 + tx + j * TX
+                                if gj < n:
+                                    v = part[0, gi, gj]
+                                    for zz in range(1, cuda.gridDim.z):
+                                        v += part[zz, gi, gj]
+                                    acc[i, j] = v
                     if tid == 0:
                         arrivals[tile] = 0      # ready for the next split launch
-                cuda.syncthreads()              # `last` is rewritten for the next row tile
+            if finish:
+                for i in range(TM):
+                    gi = row0 + ty + i * TY
+                    if gi < m:
+                        if sum_rows:
+                            row_sums[gi] = rs[i]
+                        for j in range(TN):
+                            gj = col0 + tx + j * TX
+                            if gj < n:
+                                c[gj // pc, gi, gj % pc] = _epilogue(acc[i, j], gi, gj, n, bias, bias_mode, relu,
+                                                                     dropout, drop_seed, drop_threshold, drop_scale,
+                                                                     zero)
 
     return gemm_kernel
 
@@ -258,7 +273,7 @@ def _arrivals(tiles):
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
-         mask=None, masked=MASK_NONE):
+         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
     C = max(that, 0) with ``relu``. One launch.
 
@@ -269,9 +284,18 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     by separate blocks into partial products (splits, m, n); the last block of each tile adds them
     up in slice order (the result does not depend on which block that is).
 
-    ``mask`` with ``masked`` = MASK_A or MASK_B: that operand is read as operand ⊙ 1[mask > 0],
-    ``mask`` laid out like it (a fused ReLU's output y, the operand its grad_y).
+    ``mask`` with ``masked`` = MASK_A or MASK_B: that operand is read as operand ⊙ 1[mask > 0]
+    times ``mask_scale``, ``mask`` laid out like it (a fused ReLU's output y, the operand its grad_y;
+    after a fused dropout, y's zeros are its dropped elements too and mask_scale is 1 / (1 - p)).
+
+    ``dropout`` = (p, seed), p < 1, C plain (one (m, n) row-major matrix): C = dropout(C) in the
+    epilogue, the mask of ``dropout_forward(C, p, seed)``.
     """
+    if dropout is not None and (c.shape[0] != 1 or pc != n or not c.is_c_contiguous() or mask is not None):
+        raise ValueError("gemm: a fused dropout needs C as one row-major (m, n) matrix (its flat index) "
+                         "and no masked operand")
+    drop_seed, (drop_threshold, drop_scale) = (0, (0, c.dtype.type(mask_scale))) if dropout is None else \
+        (int(dropout[1]), dropout_mask(dropout[0], c.dtype))
     dummy = _placeholder(c.dtype)
     if mask is None:
         mask, masked = _placeholder(c.dtype, 3), MASK_NONE
@@ -292,43 +316,49 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
                 bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
                 int(row_sums is not None), int(m), int(n), int(k), int(k_chunk), mask, int(masked),
-                part, row_part, arrivals)
+                part, row_part, arrivals, int(dropout is not None), drop_seed, drop_threshold, drop_scale)
 
 
-def linear_forward(x, weight, bias, relu=False):
-    """y = x W^T + b (bias added in the GEMM's epilogue, and the ReLU with ``relu``)."""
+def linear_forward(x, weight, bias, relu=False, dropout=None):
+    """y = x W^T + b (bias added in the GEMM's epilogue, and the ReLU with ``relu``, and with
+    ``dropout`` = (p, seed) the dropout after it)."""
     n, k = x.shape
     o = weight.shape[0]
     y = empty((n, o), x.dtype)
     a, pa = plain(x)
     w, pw = plain(weight)
-    gemm(a, 0, pa, w, 1, pw, y.reshape(1, n, o), o, n, o, k, bias, BIAS_COL, relu=relu)
+    gemm(a, 0, pa, w, 1, pw, y.reshape(1, n, o), o, n, o, k, bias, BIAS_COL, relu=relu, dropout=dropout)
     return y
 
 
-def linear_backward(grad_y, x, weight, needs_input_grad, relu_output=None):
+def linear_backward(grad_y, x, weight, needs_input_grad, relu_output=None, mask_scale=1.0):
     """(grad_x, grad_W, grad_b) = (grad_y W, grad_y^T x, Σ_n grad_y); None where not needed.
-    With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as the GEMMs read grad_y."""
+    With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0] ⊙ mask_scale, the mask applied as the GEMMs
+    read grad_y (mask_scale: 1, or 1 / (1 - p) after a fused dropout, whose dropped elements are
+    zeros of y)."""
     n, o = grad_y.shape
     k = weight.shape[1]
     # grad_b comes with the grad_W GEMM's row sums, whose blocks exist only for k > 0 columns
     fuse_bias = needs_input_grad[2] and needs_input_grad[1] and k > 0
     if relu_output is not None and needs_input_grad[2] and not fuse_bias:
         grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
+        if mask_scale != 1.0:
+            grad_y = scalar_op("mul", grad_y, mask_scale)
     grad_x = grad_w = grad_b = None
     g, pg = plain(grad_y)
     mask = None if relu_output is None else plain(relu_output)[0]
     if needs_input_grad[0]:
         grad_x = empty((n, k), grad_y.dtype)
         w, pw = plain(weight)
-        gemm(g, 0, pg, w, 0, pw, grad_x.reshape(1, n, k), k, n, k, o, mask=mask, masked=MASK_A)
+        gemm(g, 0, pg, w, 0, pw, grad_x.reshape(1, n, k), k, n, k, o, mask=mask, masked=MASK_A,
+             mask_scale=mask_scale)
     if fuse_bias:
         grad_b = empty((o,), grad_y.dtype)
     if needs_input_grad[1]:
         grad_w = empty((o, k), grad_y.dtype)
         xa, px = plain(x)
         gemm(g, 1, pg, xa, 0, px, grad_w.reshape(1, o, k), k, o, k, n, row_sums=grad_b,   # grad_b fused
-             mask=mask, masked=MASK_A)
+             mask=mask, masked=MASK_A, mask_scale=mask_scale)
     if needs_input_grad[2] and not fuse_bias:
         grad_b = _sum(grad_y, (0,))
     return grad_x, grad_w, grad_b
@@ -343,6 +373,20 @@ def linear_relu_backward(grad_y, y, x, weight, needs_input_grad):
     """linear_backward at grad_y ⊙ 1[y > 0], y the output of linear_relu_forward: the mask is
     applied as the backward GEMMs read grad_y (no relu_backward launch)."""
     return linear_backward(grad_y, x, weight, needs_input_grad, relu_output=y)
+
+
+def linear_relu_dropout_forward(x, weight, bias, p, seed):
+    """dropout(max(x W^T + b, 0), p) in one launch, 0 < p < 1: the mask of
+    ``dropout_forward(y, p, seed)`` applied in the GEMM's epilogue."""
+    return linear_forward(x, weight, bias, relu=True, dropout=(p, seed))
+
+
+def linear_relu_dropout_backward(grad_z, z, x, weight, needs_input_grad, p):
+    """linear_relu_backward at dropout_backward(grad_z): z = linear_relu_dropout_forward's output is > 0
+    exactly where the ReLU passed and dropout kept (its scale 1 / (1 - p) >= 1 keeps positives
+    positive), so the backward GEMMs read grad_z ⊙ 1[z > 0] / (1 - p): no dropout or ReLU launch."""
+    return linear_backward(grad_z, x, weight, needs_input_grad, relu_output=z,
+                           mask_scale=dropout_mask(p, grad_z.dtype)[1])
 
 
 def matmul(a, b):
