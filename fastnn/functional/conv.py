@@ -117,36 +117,34 @@ def linear_relu_dropout(input, weight, bias=None, p=0.5, training=True) -> Tenso
     backward in the mask the backward GEMMs read grad_y through) it is one autograd node and one
     launch; elsewhere, and when dropout does nothing (eval, p = 0) or everything (p = 1), it is
     linear_relu then dropout."""
+    if training and isinstance(p, numbers.Real) and 0 < p < 1:
+        return _linear(input, weight, bias, relu=True, dropout_p=p)
     from .activation import dropout
-    if not (training and isinstance(p, numbers.Real) and 0 < p < 1):
-        return dropout(linear_relu(input, weight, bias), p, training)
-    x, w, b = _linear_arguments("linear", input, weight, bias)
-    k = kernels_for(x, w, b)
-    if not hasattr(k, "linear_relu_dropout_forward"):
-        return dropout(linear_relu(x, w, b), p, training)
-    from ..random import generator
-    p = float(p)
-    seed = int(generator().integers(0, 2**31))    # dropout's draw, at the same point of the sequence
-    out_f, in_f = w.shape
-    lead = x.shape[:-1]
-    x2 = x.data.reshape(-1, in_f)
-    z = k.linear_relu_dropout_forward(x2, w.data, None if b is None else b.data, p, seed)
-
-    def backward(grad_z):
-        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        gx, gw, gb = k.linear_relu_dropout_backward(grad_z.reshape(-1, out_f), z, x2, w.data, needs, p)
-        return (None if gx is None else gx.reshape(x.shape)), gw, gb
-
-    return _result(z.reshape(lead + (out_f,)), "linear_relu_dropout", (x, w, b), backward)
+    return dropout(linear_relu(input, weight, bias), p, training)
 
 
-def _linear(input, weight, bias, relu):
-    """linear, or linear_relu when ``relu`` (kernels ``linear_relu_*``, whose backward also takes y)."""
+def _linear(input, weight, bias, relu, dropout_p=None):
+    """linear, or linear_relu when ``relu`` (kernels ``linear_relu_*``, whose backward also takes y),
+    or with ``dropout_p`` (0 < p < 1, training) linear_relu_dropout."""
     x, w, b = _linear_arguments("linear", input, weight, bias)
     out_f, in_f = w.shape
     lead = x.shape[:-1]
     x2 = x.data.reshape(-1, in_f)
     k = kernels_for(x, w, b)
+    if dropout_p is not None:
+        from .activation import dropout
+        if not hasattr(k, "linear_relu_dropout_forward"):
+            return dropout(_linear(x, w, b, relu=True), dropout_p, True)
+        from ..random import generator
+        seed = int(generator().integers(0, 2**31))    # F.dropout's draw, at the same point of the sequence
+        z = k.linear_relu_dropout_forward(x2, w.data, None if b is None else b.data, dropout_p, seed)
+
+        def backward_dropout(grad_z):
+            needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+            gx, gw, gb = k.linear_relu_dropout_backward(grad_z.reshape(-1, out_f), z, x2, w.data, needs, dropout_p)
+            return (None if gx is None else gx.reshape(x.shape)), gw, gb
+
+        return _result(z.reshape(lead + (out_f,)), "linear_relu_dropout", (x, w, b), backward_dropout)
     y = (k.linear_relu_forward if relu else k.linear_forward)(x2, w.data, None if b is None else b.data)
 
     def backward(grad_y):

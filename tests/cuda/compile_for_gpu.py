@@ -3,9 +3,9 @@
 
     python tests/cuda/compile_for_gpu.py SIGNATURES.pkl
 
-SIGNATURES.pkl holds ``{(module, kernel, dtype or None): {argument-type tuple, ...}}`` as recorded
-from the launches of a simulated run; ``kernel`` names a module-level ``@cuda.jit`` kernel, or with
-a dtype the factory function that makes the kernel for that dtype. Each signature is compiled to
+SIGNATURES.pkl holds ``{(module, kernel, factory arguments or None): {argument-type tuple, ...}}`` as recorded
+from the launches of a simulated run; ``kernel`` names a module-level ``@cuda.jit`` kernel, or
+with factory arguments (a dtype, or a tuple) the function that makes the kernel for them. Each signature is compiled to
 PTX for compute capability 9.0 (an H100) by numba-cuda and NVVM, which need no driver. Prints one
 JSON object: ``{"compiled": n, "failures": [[module, kernel, signature, error], ...],
 "float64_instructions": [[module, kernel, signature, count], ...], "registers": [[module, kernel,
@@ -98,7 +98,7 @@ def main(path):
     registers = [] if ptxas else None
     for (module, name, dtype), sigs in sorted(signatures.items(), key=str):
         target = getattr(importlib.import_module(module), name)
-        kernel = target(dtype) if dtype is not None else target
+        kernel = target(*dtype) if isinstance(dtype, tuple) else target(dtype) if dtype is not None else target
         for sig in sorted(sigs, key=str):
             try:
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=COMPUTE_CAPABILITY)

@@ -237,17 +237,21 @@ def test_dropout_on_device_in_training_only():
     assert F.dropout(x, 0.5, training=False) is x
 
 
-@pytest.mark.parametrize("batch", [3, 24])     # 24 x 40 outputs: the fc GEMM splits k in the simulator
-@pytest.mark.parametrize("bias", [True, False])
-def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(batch, bias):
+@pytest.mark.parametrize("batch, bias, dtype, p", [(3, True, np.float32, 0.3), (24, True, np.float32, 0.3),
+                                                   (3, False, np.float32, np.float32(0.15)),
+                                                   (24, True, np.float64, np.float32(0.29))])
+def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(batch, bias, dtype, p):
     """One GEMM launch with the dropout mask in its epilogue, and its backward through the mask
-    z > 0 scaled by 1 / (1 - p): the values, gradients and random draws of Linear, ReLU, Dropout."""
+    z > 0 scaled by 1 / (1 - p): the values, gradients and random draws of Linear, ReLU, Dropout.
+    (Batch 24 x 40 outputs: the GEMM splits k in the simulator; a NumPy float32 p: the scale is
+    worked out from the same float either way.)"""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((batch, 20)).astype(np.float32)
+    x = rng.standard_normal((batch, 20)).astype(dtype)
     results = []
     for fuse in (True, False):
         fastnn.manual_seed(0)
-        model = nn.Sequential(nn.Linear(20, 40, bias=bias), nn.ReLU(), nn.Dropout(0.3), nn.Linear(40, 3)).to("cuda")
+        model = nn.Sequential(nn.Linear(20, 40, bias=bias, dtype=dtype), nn.ReLU(), nn.Dropout(p),
+                              nn.Linear(40, 3, dtype=dtype)).to("cuda")
         previous = nn.Sequential.fuse_relu
         nn.Sequential.fuse_relu = fuse
         try:
@@ -255,13 +259,13 @@ def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(ba
             with cu.count_launches() as launches:
                 z = model[:3](xt) if fuse else model[2](model[1](model[0](xt)))
                 forward = launches()
-            (model[3](z) * fastnn.tensor(rng.standard_normal((batch, 3)).astype(np.float32), device="cuda")).sum().backward()
+            (model[3](z) * fastnn.tensor(rng.standard_normal((batch, 3)).astype(dtype), device="cuda")).sum().backward()
         finally:
             nn.Sequential.fuse_relu = previous
         results.append((forward, z.numpy(), xt.grad.numpy(), [p.grad.numpy() for p in model.parameters()],
                         fastnn.random.generator().integers(0, 2**31)))
         rng = np.random.default_rng(3)
-        x = rng.standard_normal((batch, 20)).astype(np.float32)
+        x = rng.standard_normal((batch, 20)).astype(dtype)
     (launches_fused, *fused), (launches_plain, *plain) = results
     assert (launches_fused, launches_plain) == (1, 3)
     dropped = fused[0] == 0
@@ -286,6 +290,34 @@ def test_a_fused_linear_relu_dropout_saves_the_two_dropout_launches_of_a_trainin
             model(x).sum().backward()
             counts.append(launches())
     assert counts[1] - counts[0] == 2
+
+
+def test_an_observer_sees_every_launch_that_runs_and_runs_it():
+    """cu.observe_launches (bench/cuda_step_profile.py times launches with it): each kernel that runs
+    goes through the observer once, and the results are those of an unobserved run."""
+    x = np.random.default_rng(4).standard_normal((5, 6)).astype(np.float32)
+    results, seen = [], []
+
+    def observer(kernel, grid, args, run):
+        seen.append(kernel)
+        run()
+    for observe in (False, True):
+        fastnn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)).to("cuda")
+        xt = fastnn.tensor(x, device="cuda", requires_grad=True)
+        with cu.count_launches() as launches:
+            if observe:
+                with cu.observe_launches(observer):
+                    model(xt).sum().backward()
+            else:
+                model(xt).sum().backward()
+            count = launches()
+        results.append((count, xt.grad.numpy(), [p.grad.numpy() for p in model.parameters()]))
+    (plain_count, plain_gx, plain_grads), (observed_count, gx, grads) = results
+    assert observed_count == plain_count == len(seen) > 0
+    np.testing.assert_array_equal(gx, plain_gx)
+    for a, b in zip(grads, plain_grads):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_fit_and_evaluate_on_cuda():
@@ -317,7 +349,7 @@ def test_launches_per_training_step_on_an_h100_are_the_documented_ones(monkeypat
     monkeypatch.setattr(linear, "BM", 64)
     monkeypatch.setattr(linear, "BN", 64)
     monkeypatch.setattr(linear, "MIN_K_CHUNK", 256)
-    monkeypatch.setattr(linear, "MAX_SPLITS", 32)
+    monkeypatch.setattr(linear, "MAX_SPLITS", 128)
     monkeypatch.setattr(_core, "_multiprocessors", 132)
     counts = {name: cu.training_step_launches(name, 64) for name in ("mlp", "lenet5", "tfconvnet", "bnconvnet")}
     assert counts == {"mlp": 13, "lenet5": 23, "tfconvnet": 20, "bnconvnet": 28}

@@ -1,7 +1,8 @@
 """The tiled GEMM's launch geometry (``backends/cuda/linear.py``): split-K for outputs too small to
 fill the GPU (partial products summed in a fixed order by each tile's last block, in the same launch), row tiles beyond the
-grid's y limit, empty grids, and an operand read through a ReLU mask, against NumPy in float64. Simulator: 8x8 tiles, 4
-multiprocessors, slices of one slab, so small shapes take every path."""
+grid's y limit, empty grids, and an operand read through a ReLU mask, against NumPy in float64. Every
+test runs with 4 multiprocessors, slices of one slab and at most 8 of them (``small_split_geometry``), so
+small shapes take every path, in the simulator (8x8 tiles) and on a GPU (64x64 tiles) alike."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,6 +19,13 @@ from fastnn.backends.cuda import _core, linear  # noqa: E402
 def product(a, ta, b, tb):
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     return (a64.T if ta else a64) @ (b64.T if tb else b64)
+
+
+@pytest.fixture(autouse=True)
+def small_split_geometry(monkeypatch):
+    monkeypatch.setattr(_core, "_multiprocessors", 4)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.BK)
+    monkeypatch.setattr(linear, "MAX_SPLITS", 8)
 
 
 def run_gemm(a, ta, b, tb, dtype, row_sums=False, bias=None, bias_mode=linear.BIAS_NONE, relu=False):
@@ -52,8 +60,8 @@ def test_split_k_products_and_row_sums_match_numpy(m, n, k, ta, tb, dtype, seed)
 
 
 def test_a_small_output_is_split_along_k_within_one_launch(monkeypatch):
-    assert linear.split_k(4, 6, 64) > 1          # one 8x8 tile for 4 multiprocessors
-    assert linear.split_k(64, 64, 64) == 1       # 64 tiles: enough blocks already
+    assert linear.split_k(4, 6, 64) > 1          # one tile for 4 multiprocessors
+    assert linear.split_k(8 * linear.BM, linear.BN, 64) == 1    # 8 tiles: two blocks per multiprocessor already
     assert linear.split_k(4, 6, 2 * linear.MIN_K_CHUNK - 1) == 1   # too little k for two slices
     assert linear.split_k(4, 6, 10**6) == linear.MAX_SPLITS
     rng = np.random.default_rng(1)
@@ -73,7 +81,7 @@ def test_a_small_output_is_split_along_k_within_one_launch(monkeypatch):
 @pytest.mark.parametrize("relu", [False, True])
 def test_a_split_product_gets_the_bias_and_relu_once_after_the_sum(bias_mode, relu):
     rng = np.random.default_rng(2)
-    m, n, k = 11, 9, 70                          # 2 x 2 tiles of 8, slices of 8 over 70
+    m, n, k = 11, 9, 70                          # slices of one slab over 70
     assert linear.split_k(m, n, k) > 1
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     bias = rng.standard_normal(m if bias_mode == linear.BIAS_ROW else n)
@@ -84,10 +92,21 @@ def test_a_split_product_gets_the_bias_and_relu_once_after_the_sum(bias_mode, re
     assert not arrival_counters().any()
 
 
-def test_a_split_product_adds_its_slices_in_slice_order():
+@pytest.mark.parametrize("last_slice_arrives", ["last", "first"])
+def test_a_split_product_adds_its_slices_in_slice_order(last_slice_arrives, monkeypatch):
     """Deterministic: the last block to arrive adds slice 0, 1, 2, 3 in that order, whichever block
     it is. The slices' partial products 1e16, 1, -1e16, 1 give 1 in that order (float64: 1e16 + 1
-    rounds to 1e16), 0 in reverse or starting from the last slice."""
+    rounds to 1e16), 0 in reverse or starting from the last slice. The simulator runs the blocks in
+    np.ndindex order (z fastest: slice 3 arrives last); reversed, slice 0 arrives last."""
+    if last_slice_arrives == "first":
+        import types
+
+        import numba.cuda.simulator.kernel as simulated
+        if not hasattr(simulated, "np"):
+            pytest.skip("not Numba's simulator")
+        reversed_np = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np) if not name.startswith("__")})
+        reversed_np.ndindex = lambda *shape: reversed(list(np.ndindex(*shape)))
+        monkeypatch.setattr(simulated, "np", reversed_np)
     k = 4 * linear.MIN_K_CHUNK
     assert linear.split_k(1, 1, k) == 4
     a = np.ones((1, k))
@@ -101,8 +120,9 @@ def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
     monkeypatch.setattr(linear, "MAX_GRID_Y", 2)      # 5 row tiles on a grid 2 tiles high
     monkeypatch.setattr(_core, "_multiprocessors", 20)   # and enough multiprocessors to split k in 3
     rng = np.random.default_rng(3)
-    a, b = rng.standard_normal((37, 24)), rng.standard_normal((24, 11))
-    assert linear.split_k(37, 11, 24) == 3
+    m, k = 4 * linear.BM + 5, 3 * linear.BK
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, 11))
+    assert linear.split_k(m, 11, k) == 3
     for max_splits in (1, linear.MAX_SPLITS):
         monkeypatch.setattr(linear, "MAX_SPLITS", max_splits)
         c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True)
@@ -189,6 +209,9 @@ def test_a_masked_operand_is_scaled_where_its_mask_passes():
 
 def test_a_fused_dropout_needs_a_plain_output_and_no_masked_operand():
     a = cu.to_device(np.ones((1, 2, 3), np.float32))
-    c = cu.empty((2, 2, 2), np.float32)
-    with pytest.raises(ValueError, match="fused dropout"):
-        linear.gemm(a, 0, 3, a, 1, 3, c, 1, 2, 2, 3, dropout=(0.5, 1))
+    plain_c = cu.empty((1, 2, 2), np.float32)
+    linear.gemm(a, 0, 3, a, 1, 3, plain_c, 2, 2, 2, 3, dropout=(0.5, 1))      # accepted
+    with pytest.raises(ValueError, match="fused dropout"):                     # C split over planes
+        linear.gemm(a, 0, 3, a, 1, 3, cu.empty((2, 2, 1), np.float32), 1, 2, 2, 3, dropout=(0.5, 1))
+    with pytest.raises(ValueError, match="fused dropout"):                     # a masked operand
+        linear.gemm(a, 0, 3, a, 1, 3, plain_c, 2, 2, 2, 3, dropout=(0.5, 1), mask=a, masked=linear.MASK_A)

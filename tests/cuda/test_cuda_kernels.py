@@ -496,3 +496,9 @@ def test_conv2d_backward_with_no_input_channels_sums_the_bias_gradient_alone(rng
     want = ref.conv2d_backward(ref.relu_backward(g, y_ref) if relu else g, saved_ref, needs)
     for a, e in zip(got, want):
         close(a, e)
+
+
+def test_relu_on_cuda_propagates_nan_like_the_reference():
+    x = np.array([np.nan, -1.0, -0.0, 2.0], np.float32)
+    np.testing.assert_array_equal(cu.relu_forward(dev(x)).copy_to_host(), ref.relu_forward(x))
+

@@ -68,8 +68,10 @@ def _kernels():
             if isinstance(value, FakeCUDAKernel) and not value._device and value.__module__ == module.__name__:
                 found[id(value)] = (module.__name__, name, None)
     linear = importlib.import_module("fastnn.backends.cuda.linear")
-    for dtype in ("float32", "float64"):       # the GEMM is made per dtype by linear._kernel
-        found[id(linear._kernel(dtype))] = (linear.__name__, "_kernel", dtype)
+    # the GEMM is made per dtype and transpose flags by linear._kernel; the backend uses these three
+    for dtype in ("float32", "float64"):
+        for ta, tb in ((False, False), (False, True), (True, False)):
+            found[id(linear._kernel(dtype, ta, tb))] = (linear.__name__, "_kernel", (dtype, ta, tb))
     return found
 
 

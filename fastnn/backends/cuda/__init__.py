@@ -8,7 +8,8 @@ naming the op, instead of copying to the host behind the user's back.
 Launch accounting: ``launch_count()``, ``reset_launch_count()`` and ``count_launches()``.
 Memory: a caching allocator (``memory.py``); ``memory_stats()`` and ``empty_cache()``.
 """
-from ._core import (SIMULATOR, array_interface, count_launches, empty, from_interface, launch_count, pointer,  # noqa: F401
+from ._core import (SIMULATOR, array_interface, count_launches, empty, from_interface, launch_count, observe_launches,  # noqa: F401
+                    pointer,  # noqa: F401
                     reset_launch_count, to_device, to_host)
 from .conv import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403

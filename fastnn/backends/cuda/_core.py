@@ -90,6 +90,29 @@ def count_launches(dry_run=False):
         _dry_run = previous
 
 
+_observer = None
+
+
+@contextlib.contextmanager
+def observe_launches(observer):
+    """Inside the block, every kernel that runs goes through ``observer(kernel, grid, args, run)``,
+    which must call ``run()`` once to launch it (``bench/cuda_step_profile.py`` times each launch
+    this way). Dry-run and empty launches are not observed (they run nothing)."""
+    global _observer
+    previous, _observer = _observer, observer
+    try:
+        yield
+    finally:
+        _observer = previous
+
+
+def _run(kernel, grid, block, args):
+    if _observer is None:
+        kernel[grid, block](*args)
+    else:
+        _observer(kernel, grid, args, lambda: kernel[grid, block](*args))
+
+
 def _check_args(kernel, args):
     for a in args:
         if isinstance(a, np.ndarray):
@@ -105,8 +128,7 @@ def launch(kernel, n, *args):
         _check_args(kernel, args)
     if _dry_run or n == 0:
         return
-    blocks = min(MAX_BLOCKS, (n + THREADS - 1) // THREADS)
-    kernel[blocks, THREADS](*args)
+    _run(kernel, min(MAX_BLOCKS, (n + THREADS - 1) // THREADS), THREADS, args)
 
 
 def launch_grid(kernel, grid, block, *args):
@@ -118,7 +140,7 @@ def launch_grid(kernel, grid, block, *args):
         _check_args(kernel, args)
     if _dry_run or 0 in (grid if isinstance(grid, tuple) else (grid,)):
         return
-    kernel[grid, block](*args)
+    _run(kernel, grid, block, args)
 
 
 _multiprocessors = None

@@ -87,7 +87,7 @@ def _unary(op, x, y, alpha, n):
         elif op == SCALE:
             r = v * alpha
         elif op == RELU:
-            r = v if v > zero else zero
+            r = zero if v < zero else v     # NaN propagates, like np.maximum (the reference)
         elif op == SIGMOID:
             if v >= zero:
                 r = one / (one + math.exp(-v))
@@ -496,7 +496,10 @@ def elu_backward(grad_y, y, alpha):
 
 def dropout_mask(p, dtype):
     """(threshold, scale) of a dropout with probability p < 1 on arrays of ``dtype``: element i is
-    kept, times scale = 1 / (1 - p) in that dtype, where hash(seed, i) >= threshold = ceil(p 2³²)."""
+    kept, times scale = 1 / (1 - p) in that dtype, where hash(seed, i) >= threshold = ceil(p 2³²).
+    p is taken as a Python float first, whatever its type (a NumPy float32 p would otherwise give a
+    float32 1 / (1 - p), and a float16 one overflow p 2³²)."""
+    p = float(p)
     return math.ceil(p * 2**32), np.dtype(dtype).type(1.0 / (1.0 - p))
 
 

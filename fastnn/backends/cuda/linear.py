@@ -34,17 +34,19 @@ __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_r
            "linear_relu_dropout_forward", "linear_relu_dropout_backward", "matmul", "gemm"]
 
 if SIMULATOR:
-    BM, BN, BK, TM, TN = 8, 8, 8, 4, 4
+    BM, BN, BK, TM, TN = 8, 8, 8, 2, 2
     MIN_K_CHUNK = BK           # split-K in the simulator's small tests
     MAX_SPLITS = 8
 else:
     BM, BN, BK, TM, TN = 64, 64, 16, 4, 4
     MIN_K_CHUNK = 256          # k per slice: 16 slabs, so writing and re-reading a partial costs little
-    MAX_SPLITS = 32            # the last block of a tile reads all its partials: bound that serial work
+    # the last block of a tile reads all its partials: bound that serial work. 32 left tfconvnet's
+    # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
+    MAX_SPLITS = 128
 MAX_GRID_Y = 65535
 # the float32 GEMM: two blocks of TX x TY = 256 threads per multiprocessor (65536 registers). ptxas
-# -v (sm_90) gives 124 uncapped, no spill; the cap keeps a change from quietly halving the blocks
-# per multiprocessor (a test assembles it). The float64 one (two registers a value) would spill
+# -v (sm_90) takes 128-156 uncapped depending on (ta, tb), 126-128 under the cap with no spill (a
+# test assembles every recorded signature). The float64 one (two registers a value) would spill
 # under the cap: it is left free.
 GEMM_MAX_REGISTERS = 128
 BM_PADDED, BN_PADDED = BM + 1, BN + 1    # shared-memory tile widths (see gemm_kernel)
@@ -57,35 +59,58 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
+# the slab loads give each thread a fixed column of the slab (k index tid % BK, or outer index
+# tid % width) and rows a stride NT / BK or NT / width apart: NT must be a multiple of BK and of
+# the tile widths, and divide a slab
+assert NT % BK == 0 and NT % BM == 0 and NT % BN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0
+
+
 @cuda.jit(device=True)
-def _load_slab(src, k_rows, p, tile, outer0, outer, width, k0, k_end, mask, masked, mask_scale, zero, tid):
+def _load_slab(src, k_rows, tile, outer0, outer, width, k0, k_end, q, rem, mask, masked, mask_scale, zero, tid):
     """tile[kk, o] = op(src)[outer0 + o, k0 + kk] for one BK-deep slab (zero outside the matrix):
     the A slab (outer = m, k_rows = ta) or the B slab (outer = n, k_rows = not tb). ``k_rows``: k
     is the operand's row index (its fast axis is the outer one), else its column index.
+
+    The column c of the split layout is fixed for the thread: its outer index outer0 + tid % width
+    (k_rows) or its k index k0 + tid % BK; (q, rem) = divmod(c, p) comes from the caller (worked
+    out once per tile, or stepped per slab by ``_next_slab_column``): no division per element.
     Consecutive threads read consecutive addresses of the operand's fast axis. With ``masked``,
     an element whose ``mask`` (laid out like src) is not > 0 is read as zero, the others times
     ``mask_scale`` (1, or a fused dropout's 1 / (1 - p))."""
-    for slot in range(tid, width * BK, NT):
-        if k_rows:
-            o = slot % width
-            kk = slot // width
-        else:
-            kk = slot % BK
-            o = slot // BK
+    if k_rows:
+        o = tid % width
         go = outer0 + o
+        for s in range(width * BK // NT):
+            kk = tid // width + s * (NT // width)
+            gk = k0 + kk
+            v = zero
+            if go < outer and gk < k_end:
+                v = src[q, gk, rem]
+                if masked:
+                    v = v * mask_scale if mask[q, gk, rem] > zero else zero
+            tile[kk, o] = v
+    else:
+        kk = tid % BK
         gk = k0 + kk
-        v = zero
-        if go < outer and gk < k_end:
-            if k_rows:
-                r = gk
-                cc = go
-            else:
-                r = go
-                cc = gk
-            v = src[cc // p, r, cc % p]
-            if masked:
-                v = v * mask_scale if mask[cc // p, r, cc % p] > zero else zero
-        tile[kk, o] = v
+        for s in range(width * BK // NT):
+            o = tid // BK + s * (NT // BK)
+            go = outer0 + o
+            v = zero
+            if go < outer and gk < k_end:
+                v = src[q, go, rem]
+                if masked:
+                    v = v * mask_scale if mask[q, go, rem] > zero else zero
+            tile[kk, o] = v
+
+
+@cuda.jit(device=True)
+def _next_slab_column(q, rem, p):
+    """divmod(c + BK, p) from (q, rem) = divmod(c, p), without a division."""
+    rem += BK
+    while rem >= p:
+        rem -= p
+        q += 1
+    return q, rem
 
 
 @cuda.jit(device=True)
@@ -104,11 +129,15 @@ def _epilogue(v, gi, gj, n, bias, bias_mode, relu, dropout, drop_seed, drop_thre
     return v
 
 
-def _make_gemm(dtype):
+def _make_gemm(dtype, ta, tb):
+    """The GEMM kernel for one dtype and one pair of transpose flags: ``ta`` and ``tb`` are
+    compile-time constants, so each operand has one slab-load path and the registers it needs
+    (with both paths in one kernel the float32 GEMM needed 164 registers and spilled)."""
     zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
+    ta, tb = bool(ta), bool(tb)
 
     @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
-    def gemm_kernel(a, ta, pa, b, tb, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
+    def gemm_kernel(a, pa, b, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
                     k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed, drop_threshold, drop_scale):
         # tiles padded by one column: the slab stores of a transposed-free operand walk kk fastest,
         # which would otherwise put a whole warp on two shared-memory banks
@@ -134,11 +163,27 @@ def _make_gemm(dtype):
                 rs[i] = zero
                 for j in range(TN):
                     acc[i, j] = zero
+            # each thread's fixed slab column as (q, rem) = divmod(c, p): A's and B's, c their outer
+            # index (once per tile) or their k index (stepped along with the slabs). p is 0 only for an
+            # operand with no columns, of which no element is read: taken as 1 (no division by zero,
+            # and _next_slab_column's loop ends)
+            pa1 = max(pa, 1)
+            pb1 = max(pb, 1)
+            a_c = row0 + tid % BM if ta else k_begin + tid % BK
+            aq = a_c // pa1
+            ar = a_c % pa1
+            b_c = col0 + tid % BN if not tb else k_begin + tid % BK
+            bq = b_c // pb1
+            br = b_c % pb1
             for k0 in range(k_begin, k_end, BK):
-                _load_slab(a, ta != 0, pa, a_tile, row0, m, BM, k0, k_end, mask, masked == MASK_A, drop_scale, zero,
-                           tid)
-                _load_slab(b, tb == 0, pb, b_tile, col0, n, BN, k0, k_end, mask, masked == MASK_B, drop_scale, zero,
-                           tid)
+                _load_slab(a, ta, a_tile, row0, m, BM, k0, k_end, aq, ar, mask, masked == MASK_A, drop_scale,
+                           zero, tid)
+                _load_slab(b, not tb, b_tile, col0, n, BN, k0, k_end, bq, br, mask, masked == MASK_B, drop_scale,
+                           zero, tid)
+                if not ta:
+                    aq, ar = _next_slab_column(aq, ar, pa1)
+                if tb:
+                    bq, br = _next_slab_column(bq, br, pb1)
                 cuda.syncthreads()
                 for kk in range(BK):
                     for i in range(TM):
@@ -214,13 +259,14 @@ def _make_gemm(dtype):
 _KERNELS = {}
 
 
-def _kernel(dtype):
-    dtype = np.dtype(dtype)
-    kernel = _KERNELS.get(dtype)
+def _kernel(dtype, ta, tb):
+    """The GEMM kernel for ``dtype`` and the transpose flags (made, and compiled, on first use)."""
+    key = (np.dtype(dtype), bool(ta), bool(tb))
+    kernel = _KERNELS.get(key)
     if kernel is None:
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise NotImplementedError(f"cuda gemm: no kernel for dtype {dtype} (float32 and float64 only)")
-        kernel = _KERNELS[dtype] = _make_gemm(float32 if dtype == np.float32 else float64)
+        if key[0] not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise NotImplementedError(f"cuda gemm: no kernel for dtype {key[0]} (float32 and float64 only)")
+        kernel = _KERNELS[key] = _make_gemm(float32 if key[0] == np.float32 else float64, key[1], key[2])
     return kernel
 
 
@@ -301,7 +347,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         mask, masked = _placeholder(c.dtype, 3), MASK_NONE
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
-    compiled = _kernel(c.dtype)
+    compiled = _kernel(c.dtype, ta, tb)
     grid_x, grid_y = _ceil_div(n, BN), min(_ceil_div(m, BM), MAX_GRID_Y)
     splits = split_k(m, n, k)
     k_chunk = _ceil_div(_ceil_div(k, splits), BK) * BK if k else 1    # ceil(k / splits) in whole slabs
@@ -313,7 +359,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         arrivals = _arrivals(_ceil_div(m, BM) * grid_x)
     else:
         part, row_part, arrivals = _placeholder(c.dtype, 3), dummy, _placeholder(np.int32)
-    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(ta), int(pa), b, int(tb), int(pb), c, int(pc),
+    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(pa), b, int(pb), c, int(pc),
                 bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
                 int(row_sums is not None), int(m), int(n), int(k), int(k_chunk), mask, int(masked),
                 part, row_part, arrivals, int(dropout is not None), drop_seed, drop_threshold, drop_scale)

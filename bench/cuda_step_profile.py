@@ -1,0 +1,84 @@
+"""Where a training step goes on the GPU: per step, the wall time and the host's time to queue it;
+per launch, the host's enqueue time and the launch's time to completion (synchronised around it).
+
+    python bench/cuda_step_profile.py --model tfconvnet --batches 64 256
+
+Needs a real NVIDIA GPU (the simulator's timings mean nothing). A step whose wall time equals its
+enqueue time is host-bound: the GPU waits for Python and Numba's launch path, not the other way.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+
+def _step_function(model_name, batch):
+    import fastnn
+    from fastnn import models, nn, optim
+    fastnn.manual_seed(0)
+    model = models.get_model(model_name).to("cuda")
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    x = fastnn.tensor(np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32), device="cuda")
+    y = fastnn.tensor(np.zeros(batch, np.int64), device="cuda")
+
+    def step():
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def profile(model_name, batch, steps=20):
+    from numba import cuda
+    import fastnn.backends.cuda as cu
+    step = _step_function(model_name, batch)
+    for _ in range(3):                       # compile (or load from the cache), warm the allocator
+        step()
+    cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    queued = time.perf_counter()
+    cuda.synchronize()
+    done = time.perf_counter()
+    print(f"{model_name} batch {batch}: {1e3 * (done - start) / steps:.2f} ms per step, "
+          f"{1e3 * (queued - start) / steps:.2f} ms of it to queue the launches")
+
+    launches = []
+
+    def timed(kernel, grid, args, run):
+        cuda.synchronize()
+        t0 = time.perf_counter()
+        run()
+        t1 = time.perf_counter()
+        cuda.synchronize()
+        name = kernel.py_func.__name__
+        shape = "m %d n %d k %d" % tuple(args[11:14]) if name == "gemm_kernel" else ""
+        launches.append((name, f"{shape} grid {grid}", (t1 - t0) * 1e6, (time.perf_counter() - t0) * 1e6))
+
+    with cu.observe_launches(timed):
+        step()
+    print(f"  one step launch by launch: {len(launches)} launches, enqueue {sum(x[2] for x in launches) / 1e3:.2f} ms, "
+          f"enqueue + run {sum(x[3] for x in launches) / 1e3:.2f} ms (median enqueue "
+          f"{statistics.median(x[2] for x in launches):.0f} us)")
+    for name, what, enqueue, total in launches:
+        print(f"  {name:28s} {what:42s} enqueue {enqueue:7.1f} us   to completion {total:8.1f} us")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tfconvnet")
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    args = parser.parse_args(argv)
+    from numba import config
+    if config.ENABLE_CUDASIM:
+        parser.error("needs a real GPU: unset NUMBA_ENABLE_CUDASIM")
+    for batch in args.batches:
+        profile(args.model, batch)
+
+
+if __name__ == "__main__":
+    main()
