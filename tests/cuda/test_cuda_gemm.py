@@ -215,3 +215,34 @@ def test_a_fused_dropout_needs_a_plain_output_and_no_masked_operand():
         linear.gemm(a, 0, 3, a, 1, 3, cu.empty((2, 2, 1), np.float32), 1, 2, 2, 3, dropout=(0.5, 1))
     with pytest.raises(ValueError, match="fused dropout"):                     # a masked operand
         linear.gemm(a, 0, 3, a, 1, 3, plain_c, 2, 2, 2, 3, dropout=(0.5, 1), mask=a, masked=linear.MASK_A)
+
+
+def split_columns(matrix, p):
+    """The split-column layout of a logical (R, C) matrix: element (r, c) at [c // p, r, c % p]
+    (an NCHW activation is (C, N P) with p = P), its slots past C filled with NaN (never read)."""
+    r, c = matrix.shape
+    q = -(-c // p)
+    padded = np.full((r, q * p), np.nan)
+    padded[:, :c] = matrix
+    return np.ascontiguousarray(padded.reshape(r, q, p).transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("ta", [0, 1])
+@pytest.mark.parametrize("tb", [0, 1])
+@pytest.mark.parametrize("pa, pb", [(1, 3), (3, 1), (5, 13)])
+def test_operands_split_in_planes_narrower_than_a_slab_are_read_right(ta, tb, pa, pb):
+    """Planes of p < BK columns (tiny NCHW outputs): each thread's k column steps across several
+    planes per slab (_next_slab_column), also from a split-K slice's start (k = 37: slices start at
+    multiples of BK, not of p)."""
+    rng = np.random.default_rng(pa * 10 + pb + 100 * ta + 1000 * tb)
+    m, n, k = 5, 6, 37
+    assert linear.split_k(m, n, k) > 1
+    a = rng.standard_normal((k, m) if ta else (m, k))
+    b = rng.standard_normal((n, k) if tb else (k, n))
+    c = cu.empty((m, n), np.float64)
+    sums = cu.empty((m,), np.float64)
+    linear.gemm(cu.to_device(split_columns(a, pa)), ta, pa, cu.to_device(split_columns(b, pb)), tb, pb,
+                c.reshape(1, m, n), n, m, n, k, row_sums=sums)
+    op_a, op_b = (a.T if ta else a), (b.T if tb else b)
+    np.testing.assert_allclose(c.copy_to_host(), op_a @ op_b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums.copy_to_host(), op_a.sum(1), rtol=1e-12, atol=1e-12)

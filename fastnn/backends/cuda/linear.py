@@ -62,7 +62,9 @@ MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 # the slab loads give each thread a fixed column of the slab (k index tid % BK, or outer index
 # tid % width) and rows a stride NT / BK or NT / width apart: NT must be a multiple of BK and of
 # the tile widths, and divide a slab
-assert NT % BK == 0 and NT % BM == 0 and NT % BN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0
+if not (NT % BK == 0 and NT % BM == 0 and NT % BN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0):
+    raise ValueError(f"cuda gemm tiles: {NT} threads must be a multiple of BK={BK}, BM={BM} and BN={BN} and "
+                     "divide BM * BK and BN * BK")
 
 
 @cuda.jit(device=True)
@@ -105,7 +107,10 @@ def _load_slab(src, k_rows, tile, outer0, outer, width, k0, k_end, q, rem, mask,
 
 @cuda.jit(device=True)
 def _next_slab_column(q, rem, p):
-    """divmod(c + BK, p) from (q, rem) = divmod(c, p), without a division."""
+    """divmod(c + BK, p) from (q, rem) = divmod(c, p), without a division: one or two turns of the
+    loop when p >= BK (plain matrices, NCHW planes of 16 pixels or more), BK / p + 1 below that.
+    (Keeping divmod(BK, p) per tile for a constant-time step cost two live registers: the (0, 0)
+    kernel spilled under the 128-register cap.)"""
     rem += BK
     while rem >= p:
         rem -= p
