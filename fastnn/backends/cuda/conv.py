@@ -85,6 +85,14 @@ def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, t
         grad_x[n, c, ih, iw] = acc
 
 
+def _group(a, axis, g, size):
+    """Group g's part of ``a`` along ``axis`` (size ``size`` each): a[..., g size:(g + 1) size, ...];
+    ``a`` itself when that is all of it (one group: a view costs ~20 us of host time per launch)."""
+    if g == 0 and size == a.shape[axis]:
+        return a
+    return a[(slice(None),) * axis + (slice(g * size, (g + 1) * size),)]
+
+
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
     h, w = x_shape[2:]
     return (conv_output_size(h, kernel_size[0], stride[0], padding[0], dilation[0]),
@@ -139,10 +147,10 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=Fals
     w2 = weight.reshape(o, k)
     og = o // groups
     for g in range(groups):
-        a = w2[g * og:(g + 1) * og].reshape(1, og, k)
-        b = cols[:, g * k:(g + 1) * k, :]
-        out = y3[:, g * og:(g + 1) * og, :]
-        gb = None if bias is None else bias[g * og:(g + 1) * og]
+        a = _group(w2, 0, g, og).reshape(1, og, k)
+        b = _group(cols, 1, g, k)
+        out = _group(y3, 1, g, og)
+        gb = None if bias is None else _group(bias, 0, g, og)
         gemm(a, 0, k, b, 0, n * p, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW, relu=relu)
     saved = (x.shape, weight, cols, stride, padding, dilation, groups, bias is not None)
     return y, saved
@@ -173,22 +181,22 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
         grad_b = empty((o,), grad_y.dtype) if fuse_bias else None
         gw2 = grad_w.reshape(o, k)
         for g in range(groups):
-            a = gy3[:, g * og:(g + 1) * og, :]
-            b = cols[:, g * k:(g + 1) * k, :]
-            out = gw2[g * og:(g + 1) * og].reshape(1, og, k)
+            a = _group(gy3, 1, g, og)
+            b = _group(cols, 1, g, k)
+            out = _group(gw2, 0, g, og).reshape(1, og, k)
             gemm(a, 0, p, b, 1, n * p, out, k, og, k, n * p,
-                 row_sums=None if grad_b is None else grad_b[g * og:(g + 1) * og],   # grad_b fused
-                 mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_A)
+                 row_sums=None if grad_b is None else _group(grad_b, 0, g, og),   # grad_b fused
+                 mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_A)
     if want_bias and not fuse_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
     if needs_input_grad[0]:
         grad_cols = empty(cols.shape, cols.dtype)
         for g in range(groups):
-            a = w2[g * og:(g + 1) * og].reshape(1, og, k)
-            b = gy3[:, g * og:(g + 1) * og, :]
-            out = grad_cols[:, g * k:(g + 1) * k, :]
+            a = _group(w2, 0, g, og).reshape(1, og, k)
+            b = _group(gy3, 1, g, og)
+            out = _group(grad_cols, 1, g, k)
             gemm(a, 1, k, b, 0, p, out, n * p, k, n * p, og,
-                 mask=None if y3 is None else y3[:, g * og:(g + 1) * og, :], masked=MASK_B)
+                 mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_B)
         grad_x = _col2im_from(grad_cols, tuple(x_shape), False, (kh, kw), stride, padding, dilation, ho, wo,
                               cols.dtype)
     return grad_x, grad_w, grad_b

@@ -100,7 +100,7 @@ def _rmsprop(param, grad, square_avg, buf, grad_avg, lr, alpha, one_minus_alpha,
 
 
 def _flat(a):
-    return a.reshape(a.size)
+    return a if a.ndim == 1 else a.reshape(a.size)
 
 
 def _typed(param, *values):
