@@ -189,5 +189,5 @@ def test_lent_arrays_give_their_block_back_when_the_last_view_dies():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     here = str(Path(fastnn.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
-    run = subprocess.run([sys.executable, "-c", LIFECYCLE], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run([sys.executable, "-c", LIFECYCLE], capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

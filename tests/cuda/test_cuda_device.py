@@ -45,6 +45,7 @@ def test_device_tensors_wrap_device_arrays_without_copy():
     assert t.device == "cuda" and t.data is d
 
 
+@pytest.mark.skipif(not cu.SIMULATOR, reason="about the simulator's arrays")
 def test_simulator_device_arrays_are_strict():
     d = cu.to_device(np.ones(3, np.float32))
     with pytest.raises(TypeError):
@@ -240,17 +241,23 @@ def test_dropout_on_device_in_training_only():
 @pytest.mark.parametrize("batch, bias, dtype, p", [(3, True, np.float32, 0.3), (24, True, np.float32, 0.3),
                                                    (3, False, np.float32, np.float32(0.15)),
                                                    (24, True, np.float64, np.float32(0.29))])
-def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(batch, bias, dtype, p):
+def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(batch, bias, dtype, p, monkeypatch):
     """One GEMM launch with the dropout mask in its epilogue, and its backward through the mask
     z > 0 scaled by 1 / (1 - p): the values, gradients and random draws of Linear, ReLU, Dropout.
-    (Batch 24 x 40 outputs: the GEMM splits k in the simulator; a NumPy float32 p: the scale is
-    worked out from the same float either way.)"""
+    The fused GEMMs split k (8 multiprocessors, slices of one slab), in the simulator and on a GPU,
+    so the last block of a split tile applies the mask too. A NumPy float32 p: the scale is worked
+    out from the same float either way."""
+    from fastnn.backends.cuda import _core, linear
+    monkeypatch.setattr(_core, "_multiprocessors", 8)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.BK)
+    monkeypatch.setattr(linear, "MAX_SPLITS", 8)
+    assert linear.split_k(batch, 40, 40) > 1
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((batch, 20)).astype(dtype)
+    x = rng.standard_normal((batch, 40)).astype(dtype)
     results = []
     for fuse in (True, False):
         fastnn.manual_seed(0)
-        model = nn.Sequential(nn.Linear(20, 40, bias=bias, dtype=dtype), nn.ReLU(), nn.Dropout(p),
+        model = nn.Sequential(nn.Linear(40, 40, bias=bias, dtype=dtype), nn.ReLU(), nn.Dropout(p),
                               nn.Linear(40, 3, dtype=dtype)).to("cuda")
         previous = nn.Sequential.fuse_relu
         nn.Sequential.fuse_relu = fuse
@@ -265,7 +272,7 @@ def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(ba
         results.append((forward, z.numpy(), xt.grad.numpy(), [p.grad.numpy() for p in model.parameters()],
                         fastnn.random.generator().integers(0, 2**31)))
         rng = np.random.default_rng(3)
-        x = rng.standard_normal((batch, 20)).astype(dtype)
+        x = rng.standard_normal((batch, 40)).astype(dtype)
     (launches_fused, *fused), (launches_plain, *plain) = results
     assert (launches_fused, launches_plain) == (1, 3)
     dropped = fused[0] == 0
