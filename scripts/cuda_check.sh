@@ -11,8 +11,11 @@
 #
 # On a machine that reaches no package registry (numba, scipy, Cython, pytest and PyTorch CUDA
 # already there): `pip install --no-deps --no-build-isolation .` first, then SKIP_INSTALL=1.
-# If numba.cuda cannot compile there because of the installed NumPy (numba.cuda before numba-cuda
-# calls np.row_stack, gone in NumPy 2.5), put a NumPy 2.3 wheel first on PYTHONPATH.
+# If numba.cuda cannot compile there because of the installed NumPy (numba-cuda 0.30 registers an
+# overload of np.row_stack, gone in NumPy 2.5), put a NumPy 2.3 wheel first on PYTHONPATH. What ran on
+# an H200 (no registry, Python 3.12): `pip install --no-index --no-deps --target /tmp/site numpy-2.3.5-*.whl
+# hypothesis-*.whl sortedcontainers-*.whl`, `python3 setup.py build_ext --inplace -j 16` (33 s),
+# `export PYTHONPATH=$PWD:/tmp/site`, then the commands below with `python3 -m fastnn` for `fastnn`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SKIP_INSTALL:-}" ]; then
