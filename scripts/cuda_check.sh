@@ -15,7 +15,7 @@
 # overload of np.row_stack, gone in NumPy 2.5), put a NumPy 2.3 wheel first on PYTHONPATH. What ran on
 # an H200 (no registry, Python 3.12): `pip install --no-index --no-deps --target /tmp/site numpy-2.3.5-*.whl
 # hypothesis-*.whl sortedcontainers-*.whl`, `python3 setup.py build_ext --inplace -j 16` (33 s),
-# `export PYTHONPATH=$PWD:/tmp/site`, then the commands below with `python3 -m fastnn` for `fastnn`.
+# `export PYTHONPATH=$PWD:/tmp/site`, then this script with SKIP_INSTALL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SKIP_INSTALL:-}" ]; then
@@ -44,8 +44,8 @@ for batch in 64 256; do
 done
 
 echo "== 2 epochs of tfconvnet on Fashion-MNIST, on the GPU"
-NUMBA_ENABLE_CUDASIM=0 fastnn train --model tfconvnet --dataset fashion-mnist --epochs 2 --batch-size 64 \
+NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn train --model tfconvnet --dataset fashion-mnist --epochs 2 --batch-size 64 \
     --device cuda --no-progress ${FASHION_DIR:+--data-dir "$FASHION_DIR"}
 
 echo "== fastnn bench --device cuda (against PyTorch CUDA when torch.cuda is available)"
-NUMBA_ENABLE_CUDASIM=0 fastnn bench --device cuda --models tfconvnet --batches 64 256 --out bench_results_cuda
+NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn bench --device cuda --models tfconvnet --batches 64 256 --out bench_results_cuda
