@@ -21,7 +21,6 @@ import time
 
 os.environ.pop("NUMBA_ENABLE_CUDASIM", None)   # Numba's real device arrays
 
-import numpy as np  # noqa: E402
 
 
 def _without_a_driver():
@@ -54,20 +53,9 @@ def _without_a_driver():
 
 def measure(model_name, batch, steps=50, profile=False):
     core = _without_a_driver()
-    import fastnn
-    from fastnn import models, nn, optim
+    from fastnn.backends.cuda.report import training_step
     with core.count_launches(dry_run=True) as launches:
-        model = models.get_model(model_name).to("cuda")
-        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        loss_fn = nn.CrossEntropyLoss()
-        x = fastnn.tensor(np.zeros((batch, 1, 28, 28), np.float32), device="cuda")
-        y = fastnn.tensor(np.zeros(batch, np.int64), device="cuda")
-
-        def step():
-            loss = loss_fn(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        step = training_step(model_name, batch)
         for _ in range(3):
             step()
         before = launches()

@@ -10,31 +10,14 @@ import argparse
 import statistics
 import time
 
-import numpy as np
-
-
-def _step_function(model_name, batch):
-    import fastnn
-    from fastnn import models, nn, optim
-    fastnn.manual_seed(0)
-    model = models.get_model(model_name).to("cuda")
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    x = fastnn.tensor(np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32), device="cuda")
-    y = fastnn.tensor(np.zeros(batch, np.int64), device="cuda")
-
-    def step():
-        loss = loss_fn(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return step
-
 
 def profile(model_name, batch, steps=20):
     from numba import cuda
     import fastnn.backends.cuda as cu
-    step = _step_function(model_name, batch)
+    import fastnn
+    from fastnn.backends.cuda.report import training_step
+    fastnn.manual_seed(0)
+    step = training_step(model_name, batch)
     for _ in range(3):                       # compile (or load from the cache), warm the allocator
         step()
     cuda.synchronize()
