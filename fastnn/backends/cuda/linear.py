@@ -79,30 +79,22 @@ def _load_slab(src, k_rows, tile, outer0, outer, width, k0, k_end, q, rem, mask,
     Consecutive threads read consecutive addresses of the operand's fast axis. With ``masked``,
     an element whose ``mask`` (laid out like src) is not > 0 is read as zero, the others times
     ``mask_scale`` (1, or a fused dropout's 1 / (1 - p))."""
-    if k_rows:
-        o = tid % width
-        go = outer0 + o
-        for s in range(width * BK // NT):
+    for s in range(width * BK // NT):
+        if k_rows:
+            o = tid % width
             kk = tid // width + s * (NT // width)
-            gk = k0 + kk
-            v = zero
-            if go < outer and gk < k_end:
-                v = src[q, gk, rem]
-                if masked:
-                    v = v * mask_scale if mask[q, gk, rem] > zero else zero
-            tile[kk, o] = v
-    else:
-        kk = tid % BK
-        gk = k0 + kk
-        for s in range(width * BK // NT):
+        else:
+            kk = tid % BK
             o = tid // BK + s * (NT // BK)
-            go = outer0 + o
-            v = zero
-            if go < outer and gk < k_end:
-                v = src[q, go, rem]
-                if masked:
-                    v = v * mask_scale if mask[q, go, rem] > zero else zero
-            tile[kk, o] = v
+        go = outer0 + o
+        gk = k0 + kk
+        r = gk if k_rows else go        # the element's row in src (its split column is (q, rem))
+        v = zero
+        if go < outer and gk < k_end:
+            v = src[q, r, rem]
+            if masked:
+                v = v * mask_scale if mask[q, r, rem] > zero else zero
+        tile[kk, o] = v
 
 
 @cuda.jit(device=True)
