@@ -131,30 +131,37 @@ def _linear(input, weight, bias, relu, dropout_p=None):
     lead = x.shape[:-1]
     x2 = x.data.reshape(-1, in_f)
     k = kernels_for(x, w, b)
+    bias_data = None if b is None else b.data
     if dropout_p is not None:
-        from .activation import dropout
         if not hasattr(k, "linear_relu_dropout_forward"):
+            from .activation import dropout
             return dropout(_linear(x, w, b, relu=True), dropout_p, True)
         from ..random import generator
         seed = int(generator().integers(0, 2**31))    # F.dropout's draw, at the same point of the sequence
-        z = k.linear_relu_dropout_forward(x2, w.data, None if b is None else b.data, dropout_p, seed)
+        y = k.linear_relu_dropout_forward(x2, w.data, bias_data, dropout_p, seed)
+        op = "linear_relu_dropout"
 
-        def backward_dropout(grad_z):
-            needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-            gx, gw, gb = k.linear_relu_dropout_backward(grad_z.reshape(-1, out_f), z, x2, w.data, needs, dropout_p)
-            return (None if gx is None else gx.reshape(x.shape)), gw, gb
+        def kernel_backward(grad_y, needs):
+            return k.linear_relu_dropout_backward(grad_y, y, x2, w.data, needs, dropout_p)
+    elif relu:
+        y = k.linear_relu_forward(x2, w.data, bias_data)
+        op = "linear_relu"
 
-        return _result(z.reshape(lead + (out_f,)), "linear_relu_dropout", (x, w, b), backward_dropout)
-    y = (k.linear_relu_forward if relu else k.linear_forward)(x2, w.data, None if b is None else b.data)
+        def kernel_backward(grad_y, needs):
+            return k.linear_relu_backward(grad_y, y, x2, w.data, needs)
+    else:
+        y = k.linear_forward(x2, w.data, bias_data)
+        op = "linear"
+
+        def kernel_backward(grad_y, needs):
+            return k.linear_backward(grad_y, x2, w.data, needs)
 
     def backward(grad_y):
         needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        grad_y = grad_y.reshape(-1, out_f)
-        gx, gw, gb = (k.linear_relu_backward(grad_y, y, x2, w.data, needs) if relu
-                      else k.linear_backward(grad_y, x2, w.data, needs))
+        gx, gw, gb = kernel_backward(grad_y.reshape(-1, out_f), needs)
         return (None if gx is None else gx.reshape(x.shape)), gw, gb
 
-    return _result(y.reshape(lead + (out_f,)), "linear_relu" if relu else "linear", (x, w, b), backward)
+    return _result(y.reshape(lead + (out_f,)), op, (x, w, b), backward)
 
 
 def _linear_arguments(op, input, weight, bias):
