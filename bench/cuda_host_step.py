@@ -1,91 +1,82 @@
-"""Host time of a steady-state training step on the cuda backend, measured without a GPU: fastnn's
-Python (autograd, allocation from the caching allocator, views, argument set-up) with Numba's real
-device-array classes on fake device memory, kernels counted but not run (``count_launches(dry_run=
-True)``) and host-device copies skipped. What it leaves out is Numba's launch marshalling and the
-driver, which ``bench/cuda_step_profile.py`` measures on a GPU.
+"""Host time of a steady-state training step on the cuda backend, measured without a GPU, with
+fastnn's launcher against Numba's own launch in the same run.
 
-    python bench/cuda_host_step.py --model tfconvnet --batches 64 256 [--profile]
+Everything the host does runs: fastnn's Python (autograd, the caching allocator, views, argument
+set-up) and each launch through Numba's dispatcher and argument marshalling down to the call of
+``cuda.core``'s ``launch``, with Numba's real classes on fake device memory and kernels compiled for
+an H100 but never run (``fastnn/backends/cuda/host_only.py``). What it leaves out is
+``cuda.core``'s launch itself and the driver (a few us per launch), which
+``bench/cuda_step_profile.py`` measures on a GPU.
 
-It stubs a few of numba.cuda's driver-facing calls (context, copies), so it is a development tool for
-numba-cuda's current classes, not a test.
+    python bench/cuda_host_step.py --model tfconvnet --batches 64 256 [--rounds 3] [--profile]
+
+Each (batch, launch) is timed in a process of its own (``FASTNN_CUDA_FAST_LAUNCH=1`` is fastnn's
+launcher, ``0`` Numba's), alternating for ``--rounds`` rounds; the report gives the median ms per
+step of each and their ratio. The first run compiles the kernels (about a minute; cached after).
 """
 import argparse
-import contextlib
 import cProfile
-import ctypes
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import time
 
-os.environ.pop("NUMBA_ENABLE_CUDASIM", None)   # Numba's real device arrays
-
-
-
-def _without_a_driver():
-    """Real DeviceNDArrays on fake memory: no context, no copies, 132 multiprocessors."""
-    import fastnn.device
-    from numba.cuda.cudadrv import devices, driver
-    from numba.cuda.cudadrv.devicearray import DeviceNDArray
-    from numba.cuda.cudadrv.driver import MemoryPointer
-
-    from fastnn.backends.cuda import _core, elementwise, linear, memory
-
-    class Block:
-        def __init__(self, address, size):
-            nvidia = getattr(driver, "USE_NV_BINDING", True)
-            pointer = driver.binding.CUdeviceptr(address) if nvidia else ctypes.c_void_p(address)
-            self.gpu_data = MemoryPointer(None, pointer, size)
-
-    addresses = iter(range(1 << 20, 1 << 46, 1 << 22))
-    cache = memory.DeviceArrayCache()
-    cache._allocate = lambda size: Block(next(addresses), size)
-    memory._cache = cache
-    fastnn.device.cuda_unavailable_reason = lambda: None
-    DeviceNDArray.copy_to_device = lambda self, ary, stream=0: None
-    devices._runtime.ensure_context = lambda: contextlib.nullcontext()     # slicing asks for one
-    for module in (_core, elementwise, linear):
-        module.context_key = lambda: 0
-    _core._multiprocessors = 132
-    return _core
+os.environ.pop("NUMBA_ENABLE_CUDASIM", None)   # Numba's real classes
 
 
 def measure(model_name, batch, steps=50, profile=False):
-    core = _without_a_driver()
+    import fastnn.backends.cuda.host_only as host_only
+    host_only.install()
+    from fastnn.backends.cuda import count_launches
     from fastnn.backends.cuda.report import training_step
-    with core.count_launches(dry_run=True) as launches:
-        step = training_step(model_name, batch)
-        for _ in range(3):
-            step()
-        before = launches()
+    step = training_step(model_name, batch)
+    for _ in range(3):
+        step()
+    with count_launches() as launches:
         start = time.perf_counter()
         for _ in range(steps):
             step()
         seconds = (time.perf_counter() - start) / steps
-        print(f"{model_name} batch {batch}: {1e3 * seconds:.2f} ms of host time per step without the launches "
-              f"({(launches() - before) // steps} launches)")
-        if profile:
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(steps):
-                step()
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    print(f"{1e3 * seconds:.4f} {launches() // steps}")
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(steps):
+            step()
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("ROWS", "20")))
+
+
+def _one(model, batch, fast, profile):
+    env = dict(os.environ, FASTNN_CUDA_FAST_LAUNCH="1" if fast else "0")
+    run = subprocess.run([sys.executable, __file__, "--model", model, "--batches", str(batch), "--one"]
+                         + (["--profile"] if profile else []), env=env, check=True, stdout=subprocess.PIPE, text=True)
+    ms, launches = run.stdout.split()[-2:]
+    return float(ms), int(launches)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tfconvnet")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile of fastnn's launcher's steps (stderr)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if len(args.batches) == 1:
+    if args.one:
         measure(args.model, args.batches[0], profile=args.profile)
         return
-    for batch in args.batches:      # one process each: the stubs and the allocator start afresh
-        subprocess.run([sys.executable, __file__, "--model", args.model, "--batches", str(batch)]
-                       + (["--profile"] if args.profile else []), check=True)
+    for batch in args.batches:
+        times = {True: [], False: []}
+        for _ in range(args.rounds):
+            for fast in (False, True):
+                ms, launches = _one(args.model, batch, fast, args.profile and fast)
+                times[fast].append(ms)
+        numba_ms, fast_ms = statistics.median(times[False]), statistics.median(times[True])
+        print(f"{args.model} batch {batch}: {launches} launches; host ms per step, median of {args.rounds}: "
+              f"Numba's launch {numba_ms:.2f}, fastnn's launcher {fast_ms:.2f} ({numba_ms / fast_ms:.1f}x less)")
 
 
 if __name__ == "__main__":

@@ -20,19 +20,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from numba import types, typeof
 
 import fastnn
 import fastnn.device
-import fastnn.functional as F
-from fastnn import course_models, models, nn, optim
 
 if fastnn.device.cuda_unavailable_reason():
     pytest.skip(f"the cuda device is not usable: {fastnn.device.cuda_unavailable_reason()}", allow_module_level=True)
 import fastnn.backends.cuda as cu  # noqa: E402
 from fastnn.backends.cuda import _core  # noqa: E402
+from workload import exercise_every_op  # noqa: E402
 
 if not _core.SIMULATOR:
     pytest.skip("on a GPU every launch compiles its kernel for real", allow_module_level=True)
@@ -86,58 +84,9 @@ def _numba_type(value):
     return typeof(value)
 
 
-def _train_step(model, x, target, optimizer):
-    loss = nn.CrossEntropyLoss()(model(x), target)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-
-
-def _exercise_every_op():
-    """Training steps of the zoo (every optimizer) and the ops that are not on their path."""
-    fastnn.manual_seed(0)
-    rng = np.random.default_rng(0)
-    image = fastnn.tensor(rng.standard_normal((2, 1, 28, 28)).astype(np.float32), device="cuda")
-    labels = fastnn.tensor(np.array([1, 3]), device="cuda")
-    optimizers = [lambda p: optim.SGD(p, lr=0.1), lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-4),
-                  lambda p: optim.Adam(p, lr=1e-3), lambda p: optim.RMSprop(p, lr=1e-3, momentum=0.9, centered=True)]
-    for name in models.MODELS:
-        for make_optimizer in optimizers:
-            model = models.get_model(name).to("cuda")
-            _train_step(model, image, labels, make_optimizer(model.parameters()))
-    for upsampling in ("nearest", "bilinear", "unpool"):
-        unet = course_models.tiny_unet(upsampling=upsampling).to("cuda")
-        masks = fastnn.tensor(rng.integers(0, 3, (2, 8, 8)), device="cuda")
-        _train_step(unet, image[:, :, :8, :8], masks, optim.Adam(unet.parameters()))
-
-    for dtype in (np.float32, np.float64):
-        x = fastnn.tensor(rng.standard_normal((2, 4, 6, 6)).astype(dtype), requires_grad=True, device="cuda")
-        t = fastnn.tensor(rng.random((2, 4, 6, 6)).astype(dtype), requires_grad=True, device="cuda")
-        outs = [F.l1_loss(x, t), F.mse_loss(x, t, reduction="sum"), F.l1_loss(x, t, reduction="none").sum(),
-                F.binary_cross_entropy_with_logits(x, t, pos_weight=np.ones((6,), dtype)),
-                F.nll_loss(F.log_softmax(x, dim=1), fastnn.tensor(rng.integers(0, 4, (2, 6, 6)), device="cuda")),
-                F.softmax(x, dim=1).sum(), F.layer_norm(x, (6, 6)).sum(), F.group_norm(x, 2).sum(),
-                F.instance_norm(x).sum(), F.avg_pool2d(x, 2).sum(), F.adaptive_avg_pool2d(x, 1).sum(),
-                F.interpolate(x, scale_factor=2, mode="bilinear").sum(), F.dropout(x, 0.5).sum(),
-                (x * t + x / (t + 1) - t.exp() + x.relu().sigmoid().tanh()).mean(), (x.reshape(8, 36) @ t.reshape(36, 8)).sum()]
-        pooled, indices = F.max_pool2d(x, 2, return_indices=True)
-        outs.append(F.max_unpool2d(pooled, indices, 2).sum())
-        sum(outs).backward()
-        norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=True).to("cuda")
-        norm(x)
-
-    # backend entry points the public ops reach only in corner cases
-    param, grad = cu.to_device(np.ones(5, np.float32)), cu.to_device(np.ones(5, np.float32))
-    cu.sgd_step(param, grad, None, 0.1, 0.9, 0.0, 0.0, False)        # a momentum buffer started late
-    cu.count_correct(cu.to_device(np.ones((2, 3), np.float32)), cu.to_device(np.array([0, 2])),
-                     cu.to_device(np.zeros(1, np.int64)))          # fit()'s accuracy, counted on the device
-    cu.max_pool2d_backward(cu.to_device(np.ones((1, 1, 2, 2), np.float32)),   # indices from elsewhere: a scatter
-                           cu.to_device(np.array([[[[0, 3], [9, 15]]]])), (1, 1, 4, 4))
-
-
 @pytest.fixture(scope="module")
 def recorded_signatures():
-    """{(module, kernel, dtype): {argument types}} of every launch of ``_exercise_every_op``."""
+    """{(module, kernel, dtype): {argument types}} of every launch of ``exercise_every_op``."""
     kernels, recorded = _kernels(), {}
     check = _core._check_args
 
@@ -148,7 +97,7 @@ def recorded_signatures():
     _core._check_args = record
     try:
         with cu.count_launches(dry_run=True):      # types do not depend on values: skip the slow simulation
-            _exercise_every_op()
+            exercise_every_op()
     finally:
         _core._check_args = check
     return kernels, recorded
@@ -157,7 +106,7 @@ def recorded_signatures():
 def test_every_kernel_is_launched_by_the_recorded_run(recorded_signatures):
     kernels, recorded = recorded_signatures
     missed = sorted(set(kernels.values()) - set(recorded))
-    assert not missed, f"kernels no op of _exercise_every_op launches (extend it): {missed}"
+    assert not missed, f"kernels no op of exercise_every_op launches (extend it): {missed}"
 
 
 needs_compiler = pytest.mark.skipif(

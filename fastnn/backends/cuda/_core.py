@@ -12,6 +12,7 @@ import contextlib
 import numpy as np
 from numba import config, cuda
 
+from . import launcher
 from .memory import cached_device_array
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -91,6 +92,7 @@ def count_launches(dry_run=False):
 
 
 _observer = None
+_FAST_LAUNCH = launcher.unavailable_reason is None
 
 
 @contextlib.contextmanager
@@ -107,10 +109,14 @@ def observe_launches(observer):
 
 
 def _run(kernel, grid, block, args):
+    if _FAST_LAUNCH:
+        launcher.type_arrays(args)
     if _observer is None:
         kernel[grid, block](*args)
     else:
         _observer(kernel, grid, args, lambda: kernel[grid, block](*args))
+    if _FAST_LAUNCH:
+        launcher.accelerate(kernel)     # the overloads compiled so far marshal their arguments faster
 
 
 def _check_args(kernel, args):

@@ -1,0 +1,231 @@
+"""A faster host side for launching fastnn's compiled kernels: the same kernel parameters as Numba's
+launch, built from a plan made once per compiled kernel.
+
+Numba flattens an array argument into 5 + 2*ndim kernel parameters (meminfo, parent, size,
+itemsize, data pointer, shape, strides) and a scalar into one ctypes value. Its ``_Kernel.launch``
+does that per argument on every launch through ``wrap_arg(...).to_device(...)``: about 5-10 us of
+Python per array (a GEMM has 10 or more arrays; the fused optimiser step 30), more than the driver
+takes to queue the kernel. Here, each compiled overload (one per argument types) gets a ``launch``
+that
+
+* converts each argument with a converter chosen once from its Numba type;
+* keeps an array's parameters on the array object (a device array's shape, strides and memory
+  never change; Numba keeps its own view of them the same way);
+* reuses the ``LaunchConfig`` of a (grid, block, shared memory) it has seen;
+
+then calls the function Numba's launch calls (``cuda.core``'s ``launch``) with the same arguments.
+Numba still types the arguments, picks or compiles the overload and handles streams: only the
+marshalling is replaced.
+
+The first launch of each overload builds the parameters both ways and keeps the fast launch only if
+they are identical (same values, same ctypes types), so a Numba version that marshals differently
+keeps Numba's own launch. Arguments the plan does not cover (host arrays, objects exposing
+``__cuda_array_interface__``) go through Numba's launch. ``FASTNN_CUDA_FAST_LAUNCH=0`` keeps Numba's
+launch for every kernel (to compare the two).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import inspect
+import os
+import warnings
+
+from numba import config as _config
+
+unavailable_reason = None
+if _config.ENABLE_CUDASIM:
+    unavailable_reason = "Numba's CUDA simulator runs kernels in Python: there are no kernel parameters"
+else:
+    try:
+        from numba.cuda import dispatcher as _numba_dispatcher
+        from numba.cuda import types as _types
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceNDArray
+        _LaunchConfig = _numba_dispatcher.LaunchConfig
+        _CONFIG_COOPERATIVE = ("is_cooperative" if _numba_dispatcher.CUDA_CORE_GE_1_0
+                               else "cooperative_launch")
+        _ = (_numba_dispatcher.launch, _numba_dispatcher._Kernel.launch, _numba_dispatcher._Kernel._prepare_args)
+        _NUMBA_TYPE = inspect.getattr_static(_DeviceNDArray, "_numba_type_")
+        if not isinstance(_NUMBA_TYPE, functools.cached_property):
+            raise AttributeError("DeviceNDArray._numba_type_ is not a cached property")
+    except (ImportError, AttributeError) as error:     # another numba-cuda: Numba's launch throughout
+        unavailable_reason = f"numba-cuda's launch internals differ from the ones this was checked against ({error})"
+if os.environ.get("FASTNN_CUDA_FAST_LAUNCH", "1") == "0":
+    unavailable_reason = "turned off by FASTNN_CUDA_FAST_LAUNCH=0"
+
+_PARAMS = "_fastnn_kernel_params"     # the key of an array's kernel parameters in its __dict__
+_MAX_CONFIGS = 4096
+_MAX_TYPES = 4096
+_types_by_layout = {}
+
+
+def type_arrays(args) -> None:
+    """Give each device array among ``args`` (and inside tuples) that Numba has not typed yet the type
+    Numba's dispatcher would compute for it, from a table keyed by everything that type depends on
+    (dtype, shape, strides). ``DeviceNDArray._numba_type_`` builds a new ``types.Array`` per array
+    object, about 7 us; a training step passes kernels some 70 new arrays (activations, gradients,
+    views), of a few dozen distinct layouts that repeat every step."""
+    for a in args:
+        if type(a) is _DeviceNDArray:
+            d = a.__dict__
+            if "_numba_type_" not in d:
+                key = (a.dtype, a.shape, a.strides)
+                t = _types_by_layout.get(key)
+                if t is None:
+                    if len(_types_by_layout) >= _MAX_TYPES:
+                        _types_by_layout.clear()
+                    t = _types_by_layout[key] = _NUMBA_TYPE.func(a)
+                d["_numba_type_"] = t
+        elif type(a) is tuple:
+            type_arrays(a)
+
+
+def array_params(array):
+    """The kernel parameters Numba passes for the device array ``array``: (meminfo, parent, size,
+    itemsize, data pointer, *shape, *strides in bytes), computed once per array object."""
+    try:
+        return array.__dict__[_PARAMS]
+    except KeyError:
+        # the values of the array's _strided_memory_view_shim, which Numba's marshalling reads, without
+        # building the shim (its contiguity flags cost microseconds, and marshalling does not need them)
+        params = (0, 0, array.size, array.dtype.itemsize, array.device_ctypes_pointer.value,
+                  *array.shape, *array.strides)
+        array.__dict__[_PARAMS] = params
+        return params
+
+
+class _NotPlanned(Exception):
+    """An argument this module does not marshal: the launch goes through Numba's."""
+
+
+def _array(value, out):
+    if type(value) is not _DeviceNDArray:
+        raise _NotPlanned
+    out.extend(array_params(value))
+
+
+def _scalar(ctype):
+    def convert(value, out):
+        out.append(ctype(value))
+    return convert
+
+
+def _as_is(value, out):
+    out.append(value)
+
+
+def _tuple(converters):
+    def convert(value, out):
+        if len(value) != len(converters):
+            raise _NotPlanned
+        for c, v in zip(converters, value):
+            c(v, out)
+    return convert
+
+
+def converter(numba_type):
+    """The function appending one argument's kernel parameters to a list, or None for a type it
+    does not cover (Numba's launch handles those)."""
+    if isinstance(numba_type, _types.Array):
+        return _array
+    if isinstance(numba_type, _types.Boolean):
+        return _as_is
+    if isinstance(numba_type, _types.Integer):
+        return _scalar(getattr(ctypes, f"c_{numba_type}"))
+    if numba_type == _types.float32:
+        return _scalar(ctypes.c_float)
+    if numba_type == _types.float64:
+        return _scalar(ctypes.c_double)
+    if isinstance(numba_type, _types.BaseTuple):
+        parts = [converter(t) for t in numba_type]
+        return None if None in parts else _tuple(parts)
+    return None
+
+
+def same_params(a, b) -> bool:
+    """Whether two kernel-parameter lists pass the same bytes: equal values, and the same ctypes
+    type where a value is a ctypes scalar (an int and a c_int32 of the same value differ)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, ctypes._SimpleCData):
+            x, y = x.value, y.value
+        if x != y:
+            return False
+    return True
+
+
+def numba_params(overload, args, stream=0):
+    """The parameter list Numba's own launch builds for ``args`` (``_Kernel._prepare_args``)."""
+    params, writeback = [], []
+    for t, v in zip(overload.argument_types, args):
+        overload._prepare_args(t, v, stream, writeback, params)
+    return params
+
+
+class FastLaunch:
+    """``_Kernel.launch`` for one compiled overload, with Numba's signature."""
+
+    def __init__(self, overload):
+        self.overload = overload
+        self.numba_launch = overload.launch             # the bound method of Numba's class
+        self.converters = [converter(t) for t in overload.argument_types]
+        self.cooperative = bool(getattr(overload, "cooperative", False))
+        self.configs = {}
+        self.checked = False
+        self.disabled = False       # its parameters differed from Numba's: Numba's launch only
+
+    def plannable(self) -> bool:
+        o = self.overload
+        return None not in self.converters and not getattr(o, "debug", False) and not getattr(o, "extensions", None)
+
+    def params(self, args):
+        out = []
+        for c, v in zip(self.converters, args):
+            c(v, out)
+        return out
+
+    def __call__(self, args, griddim, blockdim, stream=0, sharedmem=0):
+        if self.disabled:
+            return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
+        try:
+            params = self.params(args)
+        except _NotPlanned:
+            return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
+        if not self.checked:
+            self.checked = True
+            if not same_params(params, numba_params(self.overload, args, stream)):
+                self.disabled = True
+                name = getattr(self.overload.py_func, "__name__", self.overload.entry_name)
+                warnings.warn(f"fastnn: the kernel parameters of {name} differ from "
+                              "Numba's; it keeps Numba's launch", RuntimeWarning, stacklevel=2)
+                return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
+        key = (griddim, blockdim, sharedmem)
+        config = self.configs.get(key)
+        if config is None:
+            if len(self.configs) >= _MAX_CONFIGS:
+                self.configs.clear()
+            config = self.configs[key] = _LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
+                                                       **{_CONFIG_COOPERATIVE: self.cooperative})
+        _numba_dispatcher.launch(stream, config, self.overload._codelibrary.get_cufunc().kernel, *params)
+
+
+_accelerated = {}       # dispatcher -> overloads seen
+
+
+def accelerate(dispatcher) -> None:
+    """Give every compiled overload of ``dispatcher`` a :class:`FastLaunch` (once each; a no-op when
+    this numba-cuda's internals are not the ones it was checked against)."""
+    if unavailable_reason is not None:
+        return
+    overloads = dispatcher.overloads
+    if _accelerated.get(dispatcher) == len(overloads):
+        return
+    for overload in list(overloads.values()):
+        if not isinstance(getattr(overload, "launch", None), FastLaunch):
+            fast = FastLaunch(overload)
+            if fast.plannable():
+                overload.launch = fast
+    _accelerated[dispatcher] = len(overloads)

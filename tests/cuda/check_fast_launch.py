@@ -1,0 +1,184 @@
+"""Check fastnn's launcher (``fastnn/backends/cuda/launcher.py``) against Numba's own marshalling,
+without a GPU: run as a script by ``test_fast_launch.py``, with Numba's real classes on fake device
+memory (``fastnn.backends.cuda.host_only``), kernels compiled for an H100 and never run.
+
+    python tests/cuda/check_fast_launch.py CHECK
+
+Prints one JSON object, the CHECK's findings:
+
+every_op
+    ``workload.exercise_every_op()`` twice: every launch that reaches the fast launch is checked
+    against ``_Kernel._prepare_args`` (Numba's launch) on the same arguments, its launch
+    configuration against the grid and block the dispatcher was given, and the Numba type of each
+    array argument against the one Numba computes.
+argument_kinds
+    A kernel taking every kind of argument the backend passes (arrays of 0 to 4 dimensions, views
+    with zero and negative-free non-contiguous strides, an empty array, integer, float and boolean
+    scalars, a tuple of arrays), launched with two sets of values.
+fallbacks
+    Arguments the plan does not cover go through Numba's launch, and an overload whose parameters
+    differ from Numba's is switched back to Numba's launch with a warning.
+"""
+import json
+import os
+import sys
+import warnings
+
+os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+os.environ.pop("FASTNN_CUDA_FAST_LAUNCH", None)
+
+import fastnn.backends.cuda.host_only as host_only  # noqa: E402
+
+host_only.install()
+
+import numpy as np  # noqa: E402
+from numba import cuda  # noqa: E402
+from numba.cuda.cudadrv.devicearray import DeviceNDArray  # noqa: E402
+
+import fastnn.backends.cuda as cu  # noqa: E402
+from fastnn.backends.cuda import _core, launcher  # noqa: E402
+
+
+def _config_fields(config):
+    return tuple(getattr(config, name) for name in ("grid", "block", "shmem_size"))
+
+
+def _arrays(args):
+    for a in args:
+        if isinstance(a, tuple):
+            yield from _arrays(a)
+        elif isinstance(a, DeviceNDArray):
+            yield a
+
+
+class Checked:
+    """Wraps every FastLaunch: the parameters and configuration that reach cuda.core's launch are
+    compared with what Numba's launch would have built for the same call, and the Numba type of each
+    array argument (given by ``launcher.type_arrays``) with the one Numba computes for it."""
+
+    def __init__(self):
+        self.fast, self.checked, self.mismatches, self.names = 0, 0, [], set()
+        self.typed, self.type_mismatches = 0, []
+        original = launcher.FastLaunch.__call__
+
+        def call(fast, args, griddim, blockdim, stream=0, sharedmem=0):
+            before = host_only.launched()
+            original(fast, args, griddim, blockdim, stream, sharedmem)
+            assert host_only.launched() == before + 1, "one call of cuda.core's launch per launch"
+            kernel, config, params = host_only.launches[-1]
+            expected = launcher.numba_params(fast.overload, args, stream)
+            wanted = _config_fields(launcher._LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem))
+            self.fast += 1
+            self.names.add(fast.overload.entry_name)
+            if not launcher.same_params(list(params), expected) or _config_fields(config) != wanted:
+                self.mismatches.append(f"{fast.overload.entry_name}: {len(params)} vs {len(expected)} parameters")
+            self.checked += 1
+            for a in _arrays(args):
+                given, own = a.__dict__.get("_numba_type_"), launcher._NUMBA_TYPE.func(a)
+                self.typed += 1
+                if given != own:
+                    self.type_mismatches.append(f"{a.shape} {a.strides} {a.dtype}: {given} vs Numba's {own}")
+
+        launcher.FastLaunch.__call__ = call
+
+
+def every_op():
+    import workload
+    checked = Checked()
+    workload.exercise_every_op()         # compiles; each overload's first launch is Numba's
+    first_fast = checked.fast
+    with cu.count_launches() as launches:
+        workload.exercise_every_op()     # every overload has been launched once: all fast
+        counted = launches()
+    launched = host_only.launched()
+    disabled = sorted(o.entry_name for k in launcher._accelerated for o in k.overloads.values()
+                      if isinstance(o.launch, launcher.FastLaunch) and o.launch.disabled)
+    return {"first_run_fast": first_fast, "second_run_fast": checked.fast - first_fast,
+            "second_run_launches": counted, "launched": launched, "kernels": len(checked.names),
+            "mismatches": checked.mismatches, "disabled": disabled, "typed": checked.typed,
+            "type_mismatches": checked.type_mismatches}
+
+
+@cuda.jit
+def _every_kind(scalar0d, vector, matrix, volume, batch, broadcast, strided, nothing,
+                i32, i64, u8, f32, f64, flag, arrays):
+    pass
+
+
+def _arguments(rng):
+    base = _core.empty((3, 4, 5, 6), np.float32)
+    return (_core.empty((), np.float64), _core.empty((7,), np.int64), _core.empty((2, 3), np.float32),
+            _core.empty((2, 3, 4), np.uint8), base,
+            _core.as_strided(base, (3, 4, 5, 6), (0, 120, 24, 4)),            # broadcast along axis 0
+            _core.as_strided(base, (3, 2, 5), (480, 240, 8)),                  # every other plane and column
+            cuda.device_array((0, 3), np.float32),                             # empty: a null pointer
+            np.int32(rng.integers(-9, 9)), int(rng.integers(1 << 40)), np.uint8(rng.integers(255)),
+            np.float32(rng.standard_normal()), float(rng.standard_normal()), bool(rng.integers(2)),
+            (_core.empty((5,), np.float32), _core.empty((6,), np.float32)))
+
+
+def argument_kinds():
+    rng = np.random.default_rng(0)
+    checked = Checked()
+    for _ in range(3):                   # the first launch compiles and is Numba's
+        _core.launch_grid(_every_kind, (2, 1, 1), (32, 1, 1), *_arguments(rng))
+    return {"fast": checked.fast, "mismatches": checked.mismatches, "typed": checked.typed,
+            "type_mismatches": checked.type_mismatches}
+
+
+class _OtherArray(DeviceNDArray):
+    """A device array of a class the plan does not take (Numba's launch marshals it)."""
+
+
+def fallbacks():
+    a = _core.empty((4, 4), np.float32)
+    b = _OtherArray(a.shape, a.strides, a.dtype, gpu_data=a.gpu_data)
+    for _ in range(2):
+        _core.launch_grid(_pair, 1, 32, a, a)         # compiles, then the fast launch
+    fast = next(iter(_pair.overloads.values())).launch
+    numba_launches = []
+    numba_launch = fast.numba_launch
+    fast.numba_launch = lambda *call: (numba_launches.append(call), numba_launch(*call))[1]
+    _core.launch_grid(_pair, 1, 32, a, b)             # an array the plan does not take: Numba's launch
+    other_class = {"numba_launches": len(numba_launches),
+                   "same_params": launcher.same_params(list(host_only.launches[-1][2]),
+                                                       launcher.numba_params(fast.overload, (a, b)))}
+
+    # a launcher whose array parameters were wrong: caught on the overload's first fast launch
+    _core.launch_grid(_single, 1, 32, _core.empty((3,), np.float32))       # compiles (Numba's launch)
+    right = launcher.array_params
+    launcher.array_params = lambda array: right(array)[:-1] + (right(array)[-1] + 4,)
+    launched = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                c = _core.empty((3,), np.float32)
+                _core.launch_grid(_single, 1, 32, c)
+                launched.append(launcher.same_params(list(host_only.launches[-1][2]),
+                                                     launcher.numba_params(_single_overload(), (c,))))
+    finally:
+        launcher.array_params = right
+    wrong = {"disabled": _single_overload().launch.disabled, "warnings": [str(w.message) for w in caught],
+             "launched_numbas_params": launched}
+    return {"other_class": other_class, "wrong": wrong}
+
+
+def _single_overload():
+    return next(iter(_single.overloads.values()))
+
+
+@cuda.jit
+def _pair(x, y):
+    pass
+
+
+@cuda.jit
+def _single(x):
+    pass
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    check = {"every_op": every_op, "argument_kinds": argument_kinds, "fallbacks": fallbacks}[sys.argv[1]]
+    print(json.dumps(check(), default=str))

@@ -1,0 +1,59 @@
+"""fastnn's launcher passes every kernel exactly the parameters Numba's own launch would.
+
+The launcher (``fastnn/backends/cuda/launcher.py``) replaces Numba's per-launch argument
+marshalling, which only a real GPU launch exercises: the simulator runs kernels in Python. So
+``check_fast_launch.py`` runs in a process with Numba's real classes on fake device memory
+(``fastnn.backends.cuda.host_only``; no driver or GPU needed), compiles the kernels for an H100 and
+compares, launch by launch, what reaches ``cuda.core``'s launch with what ``_Kernel._prepare_args``
+builds. Needs the ``cuda`` extra (numba-cuda and NVIDIA's compiler wheels).
+"""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastnn
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("numba_cuda") is None,
+    reason="needs the cuda extra (numba-cuda and NVIDIA's compiler wheels): pip install -e '.[cuda]'")
+
+CHECK = Path(__file__).with_name("check_fast_launch.py")
+
+
+def _check(name):
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "FASTNN_CUDA_FAST_LAUNCH")}
+    here = str(Path(fastnn.__file__).resolve().parent.parent)          # the fastnn this test imported
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    run = subprocess.run([sys.executable, str(CHECK), name], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_every_launch_of_every_kernel_gets_numbas_parameters_and_types():
+    found = _check("every_op")
+    assert found["mismatches"] == [] and found["disabled"] == []
+    assert found["type_mismatches"] == [] and found["typed"] > 5000
+    # every overload's first launch compiles it through Numba's launch; after that all are fast
+    assert found["second_run_fast"] == found["second_run_launches"] > 2000
+    assert found["first_run_fast"] > 0.9 * found["second_run_launches"]
+    assert found["launched"] == 2 * found["second_run_launches"]     # each launch reached cuda.core's once
+    assert found["kernels"] >= 70
+
+
+def test_every_kind_of_argument_is_marshalled_as_numba_does():
+    """0-d to 4-d arrays, a broadcast and a strided view, an empty array, int32 / int64 / uint8 /
+    float32 / float64 / bool scalars and a tuple of arrays, with two sets of values."""
+    assert _check("argument_kinds") == {"fast": 2, "mismatches": [], "typed": 2 * 10, "type_mismatches": []}
+
+
+def test_unplanned_arguments_and_differing_parameters_fall_back_to_numbas_launch():
+    found = _check("fallbacks")
+    assert found["other_class"] == {"numba_launches": 1, "same_params": True}
+    wrong = found["wrong"]
+    assert wrong["disabled"] is True and wrong["launched_numbas_params"] == [True, True]
+    assert len(wrong["warnings"]) == 1 and "keeps Numba's launch" in wrong["warnings"][0]
