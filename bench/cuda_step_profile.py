@@ -1,5 +1,8 @@
 """Where a training step goes on the GPU: per step, the wall time and the host's time to queue it;
-per launch, the host's enqueue time and the launch's time to completion (synchronised around it).
+per launch (synchronised around it), the host's enqueue time and the kernel's GPU time. The GPU time is taken between two CUDA events queued right around the
+kernel behind a kernel that sleeps 2 ms, so the GPU reaches them only after the host has queued
+the kernel: the host's enqueue time is not in it. Their sum is the step's floor once the host keeps
+ahead of the GPU.
 
     python bench/cuda_step_profile.py --model tfconvnet --batches 64 256
 
@@ -9,6 +12,16 @@ enqueue time is host-bound: the GPU waits for Python and Numba's launch path, no
 import argparse
 import statistics
 import time
+
+
+def _sleeper():
+    from numba import cuda
+
+    @cuda.jit
+    def sleep(microseconds):
+        for _ in range(microseconds):
+            cuda.nanosleep(1000)
+    return sleep
 
 
 def profile(model_name, batch, steps=20):
@@ -32,23 +45,29 @@ def profile(model_name, batch, steps=20):
 
     launches = []
 
+    before, after = cuda.event(), cuda.event()
+    sleep = _sleeper()
+    sleep[1, 1](10)
+
     def timed(kernel, grid, args, run):
         cuda.synchronize()
+        sleep[1, 1](2000)
+        before.record()
         t0 = time.perf_counter()
         run()
         t1 = time.perf_counter()
-        cuda.synchronize()
+        after.record()
+        after.synchronize()
         name = kernel.py_func.__name__
         shape = "m %d n %d k %d" % tuple(args[11:14]) if name == "gemm_kernel" else ""
-        launches.append((name, f"{shape} grid {grid}", (t1 - t0) * 1e6, (time.perf_counter() - t0) * 1e6))
+        launches.append((name, f"{shape} grid {grid}", (t1 - t0) * 1e6, 1e3 * cuda.event_elapsed_time(before, after)))
 
     with cu.observe_launches(timed):
         step()
-    print(f"  one step launch by launch: {len(launches)} launches, enqueue {sum(x[2] for x in launches) / 1e3:.2f} ms, "
-          f"enqueue + run {sum(x[3] for x in launches) / 1e3:.2f} ms (median enqueue "
-          f"{statistics.median(x[2] for x in launches):.0f} us)")
-    for name, what, enqueue, total in launches:
-        print(f"  {name:28s} {what:42s} enqueue {enqueue:7.1f} us   to completion {total:8.1f} us")
+    print(f"  one step launch by launch: {len(launches)} launches, enqueue {sum(x[2] for x in launches) / 1e3:.2f} ms "
+          f"(median {statistics.median(x[2] for x in launches):.0f} us), GPU {sum(x[3] for x in launches) / 1e3:.2f} ms")
+    for name, what, enqueue, gpu in launches:
+        print(f"  {name:28s} {what:42s} enqueue {enqueue:7.1f} us   GPU {gpu:8.1f} us")
 
 
 def main(argv=None):
