@@ -18,6 +18,10 @@ argument_kinds
 fallbacks
     Arguments the plan does not cover go through Numba's launch, and an overload whose parameters
     differ from Numba's is switched back to Numba's launch with a warning.
+reshape
+    ``DeviceArray.reshape`` (the backend's arrays) against Numba's ``DeviceNDArray.reshape`` on C,
+    strided, broadcast and empty arrays, to shapes with and without -1, in C and F order: the same
+    shape, strides and pointer, or the same exception.
 """
 import json
 import os
@@ -178,7 +182,41 @@ def _single(x):
     pass
 
 
+def _outcome(reshape):
+    try:
+        r = reshape()
+    except Exception as error:          # noqa: BLE001 -- the outcome compared is the exception's type
+        return type(error).__name__
+    return (r.shape, r.strides, r.dtype.str, r.device_ctypes_pointer.value, r.size)
+
+
+def reshape():
+    from fastnn.backends.cuda.device_array import DeviceArray, c_strides
+    base = _core.empty((2, 3, 4), np.float32)
+    views = {"c": ((2, 3, 4), None), "row": ((24,), None), "scalar": ((), None), "ones": ((1, 24, 1), None),
+             "strided": ((2, 3, 2), (48, 16, 8)), "broadcast": ((5, 3, 4), (0, 16, 4)),
+             "transposed": ((4, 3, 2), (4, 16, 48)), "empty": ((0, 4), (16, 4))}
+    targets = [(24,), (4, 6), (2, 12), (6, -1), (-1,), (1, 24), (24, 1), (2, 3, 4), (1, 1, 24), (), (1,), (3, 2, 2),
+               (5, 12), (0, 4), (4, 0), (8,), (2, 2)]
+    compared, differ = 0, []
+    for name, (shape, strides) in views.items():
+        strides = c_strides(shape, 4) if strides is None else strides
+        ours = DeviceArray(shape, strides, np.float32, gpu_data=base.gpu_data)
+        numbas = DeviceNDArray(shape, strides, np.float32, gpu_data=base.gpu_data)
+        for target in targets:
+            for kws in ({}, {"order": "C"}, {"order": "F"}):
+                for form in ("tuple", "args"):
+                    call = (lambda a: a.reshape(target, **kws)) if form == "tuple" else (lambda a: a.reshape(*target, **kws))
+                    a, b = _outcome(lambda: call(ours)), _outcome(lambda: call(numbas))
+                    compared += 1
+                    if a != b:
+                        differ.append(f"{name} -> {target} {kws} {form}: {a} vs Numba's {b}")
+    fast = type(base.reshape(4, 6)) is DeviceArray and type(base.reshape(24)) is DeviceArray
+    return {"compared": compared, "differ": differ, "stays_a_device_array": fast}
+
+
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    check = {"every_op": every_op, "argument_kinds": argument_kinds, "fallbacks": fallbacks}[sys.argv[1]]
+    check = {"every_op": every_op, "argument_kinds": argument_kinds, "fallbacks": fallbacks,
+             "reshape": reshape}[sys.argv[1]]
     print(json.dumps(check(), default=str))

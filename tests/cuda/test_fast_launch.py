@@ -57,3 +57,10 @@ def test_unplanned_arguments_and_differing_parameters_fall_back_to_numbas_launch
     wrong = found["wrong"]
     assert wrong["disabled"] is True and wrong["launched_numbas_params"] == [True, True]
     assert len(wrong["warnings"]) == 1 and "keeps Numba's launch" in wrong["warnings"][0]
+
+
+def test_the_backends_arrays_reshape_as_numbas_do():
+    """DeviceArray.reshape's shortcut for C views gives Numba's shape, strides and pointer, and
+    anything else Numba's result or exception (``check_fast_launch.py reshape``)."""
+    found = _check("reshape")
+    assert found["differ"] == [] and found["compared"] > 500 and found["stays_a_device_array"]

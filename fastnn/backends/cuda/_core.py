@@ -30,7 +30,7 @@ if SIMULATOR:
     # FakeShape refuses them, which only kernels need: make host-side code see the real thing
     _DeviceArray.shape = property(lambda self: tuple(self._ary.shape))
 else:
-    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
+    from .device_array import DeviceArray as _DeviceArray
 
 
 def kernel(function=None, *, max_registers=None):

@@ -41,6 +41,9 @@ else:
         from numba.cuda import dispatcher as _numba_dispatcher
         from numba.cuda import types as _types
         from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceNDArray
+
+        from .device_array import DeviceArray as _DeviceArray
+        _ARRAY_CLASSES = (_DeviceNDArray, _DeviceArray)   # the same fields, so the same parameters and type
         _LaunchConfig = _numba_dispatcher.LaunchConfig
         _CONFIG_COOPERATIVE = ("is_cooperative" if _numba_dispatcher.CUDA_CORE_GE_1_0
                                else "cooperative_launch")
@@ -66,7 +69,7 @@ def type_arrays(args) -> None:
     object, about 7 us; a training step passes kernels some 70 new arrays (activations, gradients,
     views), of a few dozen distinct layouts that repeat every step."""
     for a in args:
-        if type(a) is _DeviceNDArray:
+        if type(a) in _ARRAY_CLASSES:
             d = a.__dict__
             if "_numba_type_" not in d:
                 key = (a.dtype, a.shape, a.strides)
@@ -99,7 +102,7 @@ class _NotPlanned(Exception):
 
 
 def _array(value, out):
-    if type(value) is not _DeviceNDArray:
+    if type(value) not in _ARRAY_CLASSES:
         raise _NotPlanned
     out.extend(array_params(value))
 

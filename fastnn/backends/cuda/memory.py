@@ -140,11 +140,13 @@ class DeviceArrayCache(BlockCache):
 
     def __init__(self):
         from numba import cuda
-        from numba.cuda.cudadrv.devicearray import DeviceNDArray
         from numba.cuda.cudadrv.driver import AutoFreePointer
 
+        from .device_array import DeviceArray, c_strides
+
         super().__init__(lambda nbytes: cuda.device_array(nbytes, np.uint8), _is_out_of_memory)
-        self._device_array_class, self._pointer_class = DeviceNDArray, AutoFreePointer
+        self._device_array_class, self._pointer_class = DeviceArray, AutoFreePointer
+        self._c_strides = c_strides
         self._lent = {}     # key -> AutoFreePointer: owned pointers hold only weak proxies to it
         self._keys = itertools.count()
 
@@ -177,16 +179,7 @@ class DeviceArrayCache(BlockCache):
         # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
         pointer = self._pointer_class(context, address, nbytes, finalizer=give_back)
         lent[key] = pointer
-        strides = tuple(int(s) * dtype.itemsize for s in _c_strides(shape))
-        return self._device_array_class(shape, strides, dtype, gpu_data=pointer.own())
-
-
-def _c_strides(shape):
-    strides, step = [], 1
-    for extent in reversed(shape):
-        strides.append(step)
-        step *= max(int(extent), 1)
-    return tuple(reversed(strides))
+        return self._device_array_class(shape, self._c_strides(shape, dtype.itemsize), dtype, gpu_data=pointer.own())
 
 
 _cache = None
