@@ -3,6 +3,7 @@ stride 2, padding, dilation, groups), float32 and a float64 case. Runs under Num
 simulator in CI (see conftest.py); with ``NUMBA_ENABLE_CUDASIM=0`` on a GPU."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
 
 import fastnn.backends.reference as ref
 import fastnn.device
@@ -72,6 +73,44 @@ def test_im2col_col2im_match_reference(rng):
     cols = ref.im2col(x, *args)
     close(cu.im2col(dev(x), *args), cols)
     close(cu.col2im(dev(cols), x.shape, *args), ref.col2im(cols, x.shape, *args))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       grid=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2)), data=st.data())
+def test_im2col_col2im_match_reference_on_any_geometry_and_grid(n, c, h, w, kernel, stride, padding, dilation, grid,
+                                                               data):
+    """Odd sizes, strides, paddings and dilations, with the pixel, row and batch loops of the kernels
+    split over several blocks along x, y and z (the simulator's own grid is one block)."""
+    from fastnn.backends.cuda import conv
+    ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    assume(ho > 0 and wo > 0)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    x = rand(rng, (n, c, h, w))
+    args = (kernel, stride, padding, dilation)
+    cols = ref.im2col(x, *args)
+    one_block = conv.pixel_grid
+    conv.pixel_grid = lambda pixels, rows, images: grid
+    try:
+        close(cu.im2col(dev(x), *args), cols)
+        close(cu.col2im(dev(cols), x.shape, *args), ref.col2im(cols, x.shape, *args))
+    finally:
+        conv.pixel_grid = one_block
+
+
+def test_the_pixel_grid_slices_the_batch_until_the_gpu_is_busy(monkeypatch):
+    from fastnn.backends.cuda import conv
+    monkeypatch.setattr(conv, "SIMULATOR", False)
+    monkeypatch.setattr(conv, "THREADS", 256)
+    monkeypatch.setattr(conv, "MAX_BLOCKS", 8192)
+    monkeypatch.setattr(conv, "multiprocessors", lambda: 132)
+    assert conv.pixel_grid(784, 25, 256) == (4, 25, 11)       # tfconvnet conv1's im2col at batch 256
+    assert conv.pixel_grid(196, 800, 256) == (1, 800, 2)      # conv2's
+    assert conv.pixel_grid(196, 800, 1) == (1, 800, 1)        # never more slices than images
+    assert conv.pixel_grid(10 ** 8, 70000, 3) == (8192, 65535, 1)
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (6, 17, 9), (1, 1, 1)])

@@ -10,11 +10,10 @@ NCHW by the GEMM's epilogue, with the bias added there. Backward:
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import cuda
 
 from ..reference.conv import conv_output_size
-from ._core import empty, kernel, launch, unravel4
+from ._core import MAX_BLOCKS, SIMULATOR, THREADS, empty, kernel, launch_grid, multiprocessors
 from .elementwise import contiguous, relu_backward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, gemm
 
@@ -24,65 +23,94 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu
 
 # im2col and col2im compute in the arrays' dtype: their zero is ``cols.dtype.type(0)``, as Numba
 # types a float literal (0.0) as float64, which would make the copy and col2im's sum float64.
+#
+# Their grids: x over pixels (im2col: output pixels p = (oh, ow); col2im: input pixels (ih, iw)), y
+# over rows (c, i, j) or channels, z over slices of the batch. A thread keeps its pixel and row (one
+# divmod each, once) and walks its images: no division per element (Numba's integer arithmetic is
+# 64-bit, ~70 instructions a division; the earlier flat grid did five per element).
 @kernel
-def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
+def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     """cols[(c, i, j), (n, oh, ow)] = x[n, c, oh sH - pH + i dH, ow sW - pW + j dW] (0 in the padding);
     batch_major: cols stored (N, K, P) (the kernel contract) instead of (1, K, N P)."""
-    n_img, h, w = x.shape[0], x.shape[2], x.shape[3]
+    n_img, ch, h, w = x.shape
     p_count = ho * wo
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        # t enumerates (c, i, j, n, oh, ow) with ow fastest
-        ow = t % wo
-        r = t // wo
-        oh = r % ho
-        r //= ho
-        n = r % n_img
-        r //= n_img
-        j = r % kw
-        r //= kw
-        i = r % kh
-        c = r // kh
-        ih = oh * sh - ph + i * dh
-        iw = ow * sw - pw + j * dw
-        v = cols.dtype.type(0)
-        if 0 <= ih < h and 0 <= iw < w:
-            v = x[n, c, ih, iw]
-        row = (c * kh + i) * kw + j
-        p = oh * wo + ow
-        if batch_major:
-            cols[n, row, p] = v
-        else:
-            cols[0, row, n * p_count + p] = v
+    rows = ch * kh * kw
+    zero = cols.dtype.type(0)
+    for p in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, p_count, cuda.gridDim.x * cuda.blockDim.x):
+        oh = p // wo
+        ow = p - oh * wo
+        for row in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
+            j = row % kw
+            r = row // kw
+            i = r % kh
+            c = r // kh
+            ih = oh * sh - ph + i * dh
+            iw = ow * sw - pw + j * dw
+            inside = 0 <= ih < h and 0 <= iw < w
+            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+                v = x[n, c, ih, iw] if inside else zero
+                if batch_major:
+                    cols[n, row, p] = v
+                else:
+                    cols[0, row, n * p_count + p] = v
+
+
+@cuda.jit(device=True)
+def _window_position(pos, stride):
+    """The output index whose window starts at ``pos`` along one axis (pos = o stride), or -1 when
+    none does: no division for stride 1."""
+    if pos < 0:
+        return -1
+    if stride == 1:
+        return pos
+    if pos % stride != 0:
+        return -1
+    return pos // stride
 
 
 @kernel
-def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo, total):
+def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     """grad_x[n, c, ih, iw] = Σ over the taps (i, j) whose window position reads (ih, iw)."""
-    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    n_img, ch, h, w = grad_x.shape
     p_count = ho * wo
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, c, ih, iw = unravel4(t, ch, h, w)
-        acc = grad_x.dtype.type(0)
-        for i in range(kh):
-            y = ih + ph - i * dh
-            if y < 0 or y % sh != 0:
-                continue
-            oh = y // sh
-            if oh >= ho:
-                continue
-            for j in range(kw):
-                xx = iw + pw - j * dw
-                if xx < 0 or xx % sw != 0:
-                    continue
-                ow = xx // sw
-                if ow >= wo:
-                    continue
-                row = (c * kh + i) * kw + j
-                if batch_major:
-                    acc += cols[n, row, oh * wo + ow]
-                else:
-                    acc += cols[0, row, n * p_count + oh * wo + ow]
-        grad_x[n, c, ih, iw] = acc
+    zero = grad_x.dtype.type(0)
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, h * w, cuda.gridDim.x * cuda.blockDim.x):
+        ih = q // w
+        iw = q - ih * w
+        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+                acc = zero
+                for i in range(kh):
+                    oh = _window_position(ih + ph - i * dh, sh)
+                    if oh < 0 or oh >= ho:
+                        continue
+                    for j in range(kw):
+                        ow = _window_position(iw + pw - j * dw, sw)
+                        if ow < 0 or ow >= wo:
+                            continue
+                        row = (c * kh + i) * kw + j
+                        if batch_major:
+                            acc += cols[n, row, oh * wo + ow]
+                        else:
+                            acc += cols[0, row, n * p_count + oh * wo + ow]
+                grad_x[n, c, ih, iw] = acc
+
+
+# blocks to aim for (per multiprocessor) when the batch is sliced along gridDim.z
+BLOCKS_PER_MULTIPROCESSOR = 8
+MAX_GRID_YZ = 65535
+
+
+def pixel_grid(pixels, rows, images):
+    """(gx, gy, gz) for _im2col / _col2im: enough blocks of pixels x rows, then the batch cut into
+    gz slices until about BLOCKS_PER_MULTIPROCESSOR blocks per multiprocessor. One block under the
+    simulator (its threads are Python threads)."""
+    if SIMULATOR:
+        return 1, 1, 1
+    gx = min(MAX_BLOCKS, -(-pixels // THREADS))
+    gy = min(MAX_GRID_YZ, max(rows, 1))
+    gz = min(MAX_GRID_YZ, max(images, 1), max(1, -(-BLOCKS_PER_MULTIPROCESSOR * multiprocessors() // (gx * gy))))
+    return gx, gy, gz
 
 
 def _group(a, axis, g, size):
@@ -101,16 +129,16 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
 
 def _im2col_into(x, cols, batch_major, kernel_size, stride, padding, dilation, ho, wo):
     n, c = x.shape[:2]
-    total = c * kernel_size[0] * kernel_size[1] * n * ho * wo
-    launch(_im2col, total, x, cols, int(batch_major), kernel_size[0], kernel_size[1], stride[0], stride[1],
-           padding[0], padding[1], dilation[0], dilation[1], ho, wo, total)
+    grid = pixel_grid(ho * wo, c * kernel_size[0] * kernel_size[1], n)
+    launch_grid(_im2col, grid, THREADS, x, cols, int(batch_major), kernel_size[0], kernel_size[1], stride[0],
+                stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo)
 
 
 def _col2im_from(cols, x_shape, batch_major, kernel_size, stride, padding, dilation, ho, wo, dtype):
     grad_x = empty(x_shape, dtype)
-    total = int(np.prod(x_shape))
-    launch(_col2im, total, cols, grad_x, int(batch_major), kernel_size[0], kernel_size[1], stride[0],
-           stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo, total)
+    n, c, h, w = x_shape
+    launch_grid(_col2im, pixel_grid(h * w, c, n), THREADS, cols, grad_x, int(batch_major), kernel_size[0],
+                kernel_size[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo)
     return grad_x
 
 
