@@ -102,15 +102,17 @@ def test_im2col_col2im_match_reference_on_any_geometry_and_grid(n, c, h, w, kern
 
 
 def test_the_pixel_grid_slices_the_batch_until_the_gpu_is_busy(monkeypatch):
-    from fastnn.backends.cuda import conv
-    monkeypatch.setattr(conv, "SIMULATOR", False)
-    monkeypatch.setattr(conv, "THREADS", 256)
-    monkeypatch.setattr(conv, "MAX_BLOCKS", 8192)
-    monkeypatch.setattr(conv, "multiprocessors", lambda: 132)
-    assert conv.pixel_grid(784, 25, 256) == (4, 25, 11)       # tfconvnet conv1's im2col at batch 256
-    assert conv.pixel_grid(196, 800, 256) == (1, 800, 2)      # conv2's
-    assert conv.pixel_grid(196, 800, 1) == (1, 800, 1)        # never more slices than images
-    assert conv.pixel_grid(10 ** 8, 70000, 3) == (8192, 65535, 1)
+    from fastnn.backends.cuda import _core
+    monkeypatch.setattr(_core, "SIMULATOR", False)
+    monkeypatch.setattr(_core, "THREADS", 256)
+    monkeypatch.setattr(_core, "MAX_BLOCKS", 8192)
+    monkeypatch.setattr(_core, "multiprocessors", lambda: 132)
+    assert _core.pixel_grid(784, 25, 256) == (4, 25, 11)       # tfconvnet conv1's im2col at batch 256
+    assert _core.pixel_grid(196, 800, 256) == (1, 800, 2)      # conv2's
+    assert _core.pixel_grid(196, 800, 1) == (1, 800, 1)        # never more slices than images
+    assert _core.pixel_grid(196, 32, 256) == (1, 32, 33)       # conv1's 2x2 max pool
+    assert _core.pixel_grid(10 ** 8, 70000, 3) == (8192, 65535, 1)
+    assert _core.pixel_grid(0, 5, 4) == (0, 5, 4)             # nothing to do: launch_grid skips it
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (6, 17, 9), (1, 1, 1)])
@@ -183,6 +185,28 @@ POOL_CASES = [((2, 3, 7, 6), (2, 2), (2, 2), (0, 0)), ((1, 2, 5, 5), (3, 3), (2,
 
 @pytest.mark.parametrize("shape, kernel_size, stride, padding", POOL_CASES)
 def test_pooling_matches_reference(rng, shape, kernel_size, stride, padding):
+    _pooling_matches_reference(rng, shape, kernel_size, stride, padding)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7)),
+       kernel_size=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       padding=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+       grid=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2)), seed=st.integers(0, 2 ** 16))
+def test_pooling_matches_reference_on_any_geometry_and_grid(shape, kernel_size, stride, padding, grid, seed):
+    """The pixel, channel and batch loops of the pooling kernels split over several blocks."""
+    from fastnn.backends.cuda import pool
+    assume(all(2 * p <= k for p, k in zip(padding, kernel_size)))        # the reference's (PyTorch's) rule
+    assume(all(s + 2 * p >= k for s, p, k in zip(shape[2:], padding, kernel_size)))
+    one_block = pool.pixel_grid
+    pool.pixel_grid = lambda pixels, rows, images: grid
+    try:
+        _pooling_matches_reference(np.random.default_rng(seed), shape, kernel_size, stride, padding)
+    finally:
+        pool.pixel_grid = one_block
+
+
+def _pooling_matches_reference(rng, shape, kernel_size, stride, padding):
     x = (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.5 - 3).astype(np.float32)  # no ties
     args = (kernel_size, stride, padding)
     y, indices = cu.max_pool2d_forward(dev(x), *args)

@@ -161,6 +161,25 @@ def multiprocessors() -> int:
     return _multiprocessors
 
 
+# blocks to aim for (per multiprocessor) when the batch is sliced along gridDim.z
+BLOCKS_PER_MULTIPROCESSOR = 8
+MAX_GRID_YZ = 65535
+
+
+def pixel_grid(pixels, rows, images):
+    """(gx, gy, gz) for the kernels that give each thread a pixel of a plane and a row (a channel,
+    or an im2col row) and let it walk the images of the batch (im2col, col2im, pooling): enough
+    blocks of THREADS pixels x rows, then the batch cut into gz slices until about
+    BLOCKS_PER_MULTIPROCESSOR blocks per multiprocessor. One block under the simulator (its threads
+    are Python threads)."""
+    if SIMULATOR:
+        return 1, 1, 1
+    gx = min(MAX_BLOCKS, -(-pixels // THREADS))
+    gy = min(MAX_GRID_YZ, max(rows, 1))
+    gz = min(MAX_GRID_YZ, max(images, 1), max(1, -(-BLOCKS_PER_MULTIPROCESSOR * multiprocessors() // max(gx * gy, 1))))
+    return gx, gy, gz
+
+
 # -- allocation and views ------------------------------------------------------------------------
 
 def empty(shape, dtype):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import cuda
 
 from ..reference.conv import conv_output_size
-from ._core import MAX_BLOCKS, SIMULATOR, THREADS, empty, kernel, launch_grid, multiprocessors
+from ._core import THREADS, empty, kernel, launch_grid, pixel_grid
 from .elementwise import contiguous, relu_backward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, gemm
 
@@ -24,10 +24,10 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu
 # im2col and col2im compute in the arrays' dtype: their zero is ``cols.dtype.type(0)``, as Numba
 # types a float literal (0.0) as float64, which would make the copy and col2im's sum float64.
 #
-# Their grids: x over pixels (im2col: output pixels p = (oh, ow); col2im: input pixels (ih, iw)), y
-# over rows (c, i, j) or channels, z over slices of the batch. A thread keeps its pixel and row (one
-# divmod each, once) and walks its images: no division per element (Numba's integer arithmetic is
-# 64-bit, ~70 instructions a division; the earlier flat grid did five per element).
+# Their grids (``_core.pixel_grid``): x over pixels (im2col: output pixels p = (oh, ow); col2im: input
+# pixels (ih, iw)), y over rows (c, i, j) or channels, z over slices of the batch. A thread keeps its
+# pixel and row (one divmod each, once) and walks its images: no division per element (Numba's
+# integer arithmetic is 64-bit, ~70 instructions a division; the earlier flat grid did five per element).
 @kernel
 def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     """cols[(c, i, j), (n, oh, ow)] = x[n, c, oh sH - pH + i dH, ow sW - pW + j dW] (0 in the padding);
@@ -94,23 +94,6 @@ def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
                         else:
                             acc += cols[0, row, n * p_count + oh * wo + ow]
                 grad_x[n, c, ih, iw] = acc
-
-
-# blocks to aim for (per multiprocessor) when the batch is sliced along gridDim.z
-BLOCKS_PER_MULTIPROCESSOR = 8
-MAX_GRID_YZ = 65535
-
-
-def pixel_grid(pixels, rows, images):
-    """(gx, gy, gz) for _im2col / _col2im: enough blocks of pixels x rows, then the batch cut into
-    gz slices until about BLOCKS_PER_MULTIPROCESSOR blocks per multiprocessor. One block under the
-    simulator (its threads are Python threads)."""
-    if SIMULATOR:
-        return 1, 1, 1
-    gx = min(MAX_BLOCKS, -(-pixels // THREADS))
-    gy = min(MAX_GRID_YZ, max(rows, 1))
-    gz = min(MAX_GRID_YZ, max(images, 1), max(1, -(-BLOCKS_PER_MULTIPROCESSOR * multiprocessors() // (gx * gy))))
-    return gx, gy, gz
 
 
 def _group(a, axis, g, size):

@@ -21,37 +21,45 @@ import numpy as np
 from numba import cuda
 
 from ..reference.pool import pool_output_size
-from ._core import empty, kernel, launch, to_device, unravel4, windows_holding
+from ._core import THREADS, empty, kernel, launch, launch_grid, pixel_grid, to_device, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "max_unpool2d_forward", "max_unpool2d_backward", "max_unpool2d_indices_outside"]
 
 
+# The pooling kernels' grids (``_core.pixel_grid``): x over the pixels of a plane (the outputs'
+# forward, the inputs' backward), y over channels, z over slices of the batch. A thread works out its
+# pixel and window bounds once and walks its channels and images: no division per element.
 @kernel
-def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw, total):
-    h, w = x.shape[2], x.shape[3]
-    ch, ho, wo = x.shape[1], y.shape[2], y.shape[3]
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, c, oh, ow = unravel4(t, ch, ho, wo)
+def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw):
+    n_img, ch, h, w = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    lowest = x.dtype.type(-math.inf)
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, ho * wo, cuda.gridDim.x * cuda.blockDim.x):
+        oh = q // wo
+        ow = q - oh * wo
         top = oh * sh - ph
         left = ow * sw - pw
-        best_i = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
-        best = x.dtype.type(-math.inf)
-        for i in range(kh):
-            ih = top + i
-            if ih < 0 or ih >= h:
-                continue
-            for j in range(kw):
-                iw = left + j
-                if iw < 0 or iw >= w:
-                    continue
-                v = x[n, c, ih, iw]
-                if v > best or math.isnan(v):   # as the reference: a NaN wins
-                    best = v
-                    best_i = ih * w + iw
-        y[n, c, oh, ow] = best
-        indices[n, c, oh, ow] = best_i
+        first = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
+        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+                best = lowest
+                best_i = first
+                for i in range(kh):
+                    ih = top + i
+                    if ih < 0 or ih >= h:
+                        continue
+                    for j in range(kw):
+                        iw = left + j
+                        if iw < 0 or iw >= w:
+                            continue
+                        v = x[n, c, ih, iw]
+                        if v > best or math.isnan(v):   # as the reference: a NaN wins
+                            best = v
+                            best_i = ih * w + iw
+                y[n, c, oh, ow] = best
+                indices[n, c, oh, ow] = best_i
 
 
 @kernel
@@ -66,57 +74,66 @@ def _max_pool_backward(grad_y, indices, grad_x, total):
 
 
 @kernel
-def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, total):
+def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw):
     """grad_x[n, c, ih, iw] = Σ grad_y over the outputs whose window holds (ih, iw) and chose it."""
-    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    n_img, ch, h, w = grad_x.shape
     ho, wo = grad_y.shape[2], grad_y.shape[3]
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, c, ih, iw = unravel4(t, ch, h, w)
-        flat = ih * w + iw
+    zero = grad_x.dtype.type(0)
+    for flat in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, h * w, cuda.gridDim.x * cuda.blockDim.x):
+        ih = flat // w
+        iw = flat - ih * w
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
-        acc = grad_x.dtype.type(0)
-        for oh in range(oh_lo, oh_hi + 1):
-            for ow in range(ow_lo, ow_hi + 1):
-                if indices[n, c, oh, ow] == flat:
-                    acc += grad_y[n, c, oh, ow]
-        grad_x[n, c, ih, iw] = acc
+        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+                acc = zero
+                for oh in range(oh_lo, oh_hi + 1):
+                    for ow in range(ow_lo, ow_hi + 1):
+                        if indices[n, c, oh, ow] == flat:
+                            acc += grad_y[n, c, oh, ow]
+                grad_x[n, c, ih, iw] = acc
 
 
 @kernel
-def _avg_pool(x, y, kh, kw, sh, sw, ph, pw, total):
-    ch, h, w = x.shape[1], x.shape[2], x.shape[3]
+def _avg_pool(x, y, kh, kw, sh, sw, ph, pw):
+    n_img, ch, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
     zero = y.dtype.type(0)
     inv = y.dtype.type(1) / y.dtype.type(kh * kw)
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, c, oh, ow = unravel4(t, ch, ho, wo)
-        acc = zero
-        for i in range(kh):
-            ih = oh * sh - ph + i
-            if 0 <= ih < h:
-                for j in range(kw):
-                    iw = ow * sw - pw + j
-                    if 0 <= iw < w:
-                        acc += x[n, c, ih, iw]
-        y[n, c, oh, ow] = acc * inv
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, ho * wo, cuda.gridDim.x * cuda.blockDim.x):
+        oh = q // wo
+        ow = q - oh * wo
+        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+                acc = zero
+                for i in range(kh):
+                    ih = oh * sh - ph + i
+                    if 0 <= ih < h:
+                        for j in range(kw):
+                            iw = ow * sw - pw + j
+                            if 0 <= iw < w:
+                                acc += x[n, c, ih, iw]
+                y[n, c, oh, ow] = acc * inv
 
 
 @kernel
-def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw, total):
-    ch, h, w = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw):
+    n_img, ch, h, w = grad_x.shape
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     zero = grad_x.dtype.type(0)
     inv = grad_x.dtype.type(1) / grad_x.dtype.type(kh * kw)
-    for t in range(cuda.grid(1), total, cuda.gridsize(1)):
-        n, c, ih, iw = unravel4(t, ch, h, w)
+    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, h * w, cuda.gridDim.x * cuda.blockDim.x):
+        ih = q // w
+        iw = q - ih * w
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
-        acc = zero
-        for oh in range(oh_lo, oh_hi + 1):
-            for ow in range(ow_lo, ow_hi + 1):
-                acc += grad_y[n, c, oh, ow]
-        grad_x[n, c, ih, iw] = acc * inv
+        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+                acc = zero
+                for oh in range(oh_lo, oh_hi + 1):
+                    for ow in range(ow_lo, ow_hi + 1):
+                        acc += grad_y[n, c, oh, ow]
+                grad_x[n, c, ih, iw] = acc * inv
 
 
 @kernel
@@ -161,9 +178,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     shape = _out_shape(x.shape, kernel_size, stride, padding)
     y = empty(shape, x.dtype)
     indices = empty(shape, np.int64)
-    total = int(np.prod(shape))
-    launch(_max_pool, total, x, y, indices, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
-           padding[1], total)
+    launch_grid(_max_pool, pixel_grid(shape[2] * shape[3], shape[1], shape[0]), THREADS, x, y, indices,
+                kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     indices.pool_geometry = (tuple(kernel_size), tuple(stride), tuple(padding))   # for the one-launch backward
     return y, indices
 
@@ -179,8 +195,8 @@ def max_pool2d_backward(grad_y, indices, x_shape):
     if geometry is not None:
         (kh, kw), (sh, sw), (ph, pw) = geometry
         grad_x = empty(x_shape, grad_y.dtype)
-        total = int(np.prod(x_shape))
-        launch(_max_pool_backward_gather, total, grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw, total)
+        launch_grid(_max_pool_backward_gather, pixel_grid(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]), THREADS,
+                    grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw)
         return grad_x
     grad_x = zeros(x_shape, grad_y.dtype)
     total = grad_y.size
@@ -193,9 +209,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     x = contiguous(x)
     shape = _out_shape(x.shape, kernel_size, stride, padding)
     y = empty(shape, x.dtype)
-    total = int(np.prod(shape))
-    launch(_avg_pool, total, x, y, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1],
-           total)
+    launch_grid(_avg_pool, pixel_grid(shape[2] * shape[3], shape[1], shape[0]), THREADS, x, y, kernel_size[0],
+                kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     return y
 
 
@@ -203,9 +218,8 @@ def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding):
     """grad_x[window] += grad_y / (kH kW) for every window (gathered per input pixel)."""
     grad_y = contiguous(grad_y)
     grad_x = empty(x_shape, grad_y.dtype)
-    total = int(np.prod(x_shape))
-    launch(_avg_pool_backward, total, grad_y, grad_x, kernel_size[0], kernel_size[1], stride[0], stride[1],
-           padding[0], padding[1], total)
+    launch_grid(_avg_pool_backward, pixel_grid(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]), THREADS, grad_y,
+                grad_x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     return grad_x
 
 
