@@ -238,17 +238,22 @@ def _make_gemm(dtype, ta, tb):
                     if tid == 0:
                         arrivals[tile] = 0      # ready for the next split launch
             if finish:
-                for i in range(TM):
-                    gi = row0 + ty + i * TY
-                    if gi < m:
-                        if sum_rows:
+                if sum_rows:
+                    for i in range(TM):
+                        gi = row0 + ty + i * TY
+                        if gi < m:
                             row_sums[gi] = rs[i]
-                        for j in range(TN):
-                            gj = col0 + tx + j * TX
-                            if gj < n:
-                                c[gj // pc, gi, gj % pc] = _epilogue(acc[i, j], gi, gj, n, bias, bias_mode, relu,
-                                                                     dropout, drop_seed, drop_threshold, drop_scale,
-                                                                     zero)
+                # column j's split coordinates once for the TM rows (one division a column, not two an element)
+                for j in range(TN):
+                    gj = col0 + tx + j * TX
+                    if gj < n:
+                        cq = gj // pc
+                        cr = gj - cq * pc
+                        for i in range(TM):
+                            gi = row0 + ty + i * TY
+                            if gi < m:
+                                c[cq, gi, cr] = _epilogue(acc[i, j], gi, gj, n, bias, bias_mode, relu, dropout,
+                                                          drop_seed, drop_threshold, drop_scale, zero)
 
     return gemm_kernel
 
