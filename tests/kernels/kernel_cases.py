@@ -53,14 +53,21 @@ def run_stride1_conv_binding(forward, backward, workspace_size, x, w, b, padding
     return y, grads
 
 
-def float64_reference_conv(x, w, b, padding, relu, grad_y):
+def float64_reference_conv(x, w, b, padding, relu, grad_y, relu_output=None):
     """The reference's stride-1 conv (+ ReLU) of x, w, b in float64, and its gradients at grad_y:
-    (y, (grad_x, grad_w, grad_b))."""
+    (y, (grad_x, grad_w, grad_b)).
+
+    With ``relu``, the backward passes grad_y where ``relu_output`` (the kernel's own float32
+    output, which a fused ReLU's backward reads) is > 0, else where the float64 y is: a
+    pre-activation within the kernel's rounding of 0 may have the other sign in float64, and one
+    flipped mask element moves grad_b by a whole grad_y term (hypothesis found |z| = 9e-6 under
+    Winograd's 1e-4 rounding: grad_b off by 5%)."""
     import fastnn.backends.reference as ref
     z, saved = ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64),
                                   None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1), 1)
     y = ref.relu_forward(z) if relu else z
-    upstream = ref.relu_backward(grad_y.astype(np.float64), y) if relu else grad_y.astype(np.float64)
+    mask_source = y if relu_output is None else np.asarray(relu_output, np.float64)
+    upstream = ref.relu_backward(grad_y.astype(np.float64), mask_source) if relu else grad_y.astype(np.float64)
     return y, ref.conv2d_backward(upstream, saved, (True, True, True))
 
 

@@ -50,7 +50,7 @@ def test_direct_conv_matches_the_reference(geometry, bias, relu, threads, seed):
     grad_y = rand(rng, (x_shape[0], w_shape[0], x_shape[2] + 2 * padding[0] - w_shape[2] + 1,
                         x_shape[3] + 2 * padding[1] - w_shape[3] + 1), np.float32)
     y, grads = _direct(x, w, b, padding, threads, relu, grad_y)
-    y_ref, grads_ref = float64_reference_conv(x, w, b, padding, relu, grad_y)
+    y_ref, grads_ref = float64_reference_conv(x, w, b, padding, relu, grad_y, relu_output=y)
     assert_close(y, y_ref.astype(np.float32), np.float32)
     for g, g_ref in zip(grads, grads_ref):
         if g_ref is None:
