@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks of the cuda device that need a real NVIDIA GPU (CI runs tests/cuda under Numba's
 # simulator only): the cuda tests on the hardware, the launches per training step, a launch-by-launch
-# profile of tfconvnet's step, the step with the caching allocator off and on, a Fashion-MNIST
+# profile of tfconvnet's step, the step with Numba's launch and fastnn's launcher, with the caching
+# allocator off and on, a Fashion-MNIST
 # training run, and the benchmark against PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
 # numba) and, for the comparison, a CUDA build of PyTorch. Fashion-MNIST's IDX files must be in
 # $FASTNN_DATA (or pass --data-dir through FASHION_DIR=...).
@@ -34,6 +35,14 @@ for m in ('mlp', 'lenet5', 'tfconvnet', 'bnconvnet'):
 
 echo "== where a tfconvnet step goes, launch by launch (host enqueue vs time to completion)"
 NUMBA_ENABLE_CUDASIM=0 python3 bench/cuda_step_profile.py --model tfconvnet --batches 64 256
+
+echo "== the launcher: tfconvnet steps with Numba's launch, then fastnn's (batch 64 and 256)"
+for batch in 64 256; do
+    for fast in 0 1; do
+        FASTNN_CUDA_FAST_LAUNCH=$fast NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
+            --model tfconvnet --batch $batch --device cuda --min-time 3
+    done
+done
 
 echo "== the caching allocator: tfconvnet steps with it off, then on (batch 64 and 256)"
 for batch in 64 256; do

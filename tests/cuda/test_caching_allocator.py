@@ -128,19 +128,10 @@ def test_out_of_memory_is_recognised_by_the_driver_error_code(error, oom):
 
 
 LIFECYCLE = textwrap.dedent('''
-    import ctypes
     import numpy as np
     from numba.cuda.cudadrv.devicearray import DeviceNDArray
-    from numba.cuda.cudadrv.driver import MemoryPointer
     from fastnn.backends.cuda import memory
-
-    from numba.cuda.cudadrv import driver
-
-    class Block:               # what numba.cuda.device_array(n, uint8) is to the cache: .gpu_data
-        def __init__(self, address, size):   # a pointer of the binding numba uses (ctypes or NVIDIA's)
-            nvidia = getattr(driver, "USE_NV_BINDING", True)
-            pointer = driver.binding.CUdeviceptr(address) if nvidia else ctypes.c_void_p(address)
-            self.gpu_data = MemoryPointer(None, pointer, size)
+    from fastnn.backends.cuda.host_only import Block   # a fake block at an address (no driver)
 
     addresses = iter(range(1 << 20, 1 << 30, 1 << 20))
     cache = memory.DeviceArrayCache()

@@ -54,8 +54,10 @@ class _Function:
         self.kernel = name
 
 
-class _Block:
-    """A fake allocation, as ``numba.cuda.device_array(n, uint8)`` is to the caching allocator."""
+class Block:
+    """A fake allocation of ``size`` bytes at ``address``: what ``numba.cuda.device_array(n, uint8)``
+    is to the caching allocator (its ``gpu_data``, a pointer of the binding Numba uses: ctypes or
+    NVIDIA's). Needs no driver and no ``install()``."""
 
     def __init__(self, address, size):
         from numba.cuda.cudadrv import driver
@@ -119,7 +121,7 @@ def install() -> None:
 
     addresses = iter(range(1 << 20, 1 << 46, 1 << 22))
     cache = memory.DeviceArrayCache()
-    cache._allocate = lambda size: _Block(next(addresses), size)
+    cache._allocate = lambda size: Block(next(addresses), size)
     memory._cache = cache
     DeviceNDArray.copy_to_device = lambda self, ary, stream=0: None
     DeviceNDArray.copy_to_host = _zeros_on_the_host
