@@ -79,11 +79,13 @@ def test_im2col_col2im_match_reference(rng):
 @given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
        kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
-       grid=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2)), data=st.data())
+       grid=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2)),
+       block=st.tuples(st.integers(1, 3), st.integers(1, 2)), data=st.data())
 def test_im2col_col2im_match_reference_on_any_geometry_and_grid(n, c, h, w, kernel, stride, padding, dilation, grid,
-                                                               data):
+                                                               block, data):
     """Odd sizes, strides, paddings and dilations, with the pixel, row and batch loops of the kernels
-    split over several blocks along x, y and z (the simulator's own grid is one block)."""
+    split over several blocks along x, y and z and threads along x and y (the simulator's own launch
+    is one block of 4 threads along x)."""
     from fastnn.backends.cuda import conv
     ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
     wo = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
@@ -92,27 +94,29 @@ def test_im2col_col2im_match_reference_on_any_geometry_and_grid(n, c, h, w, kern
     x = rand(rng, (n, c, h, w))
     args = (kernel, stride, padding, dilation)
     cols = ref.im2col(x, *args)
-    one_block = conv.pixel_grid
-    conv.pixel_grid = lambda pixels, rows, images: grid
+    one_block = conv.pixel_launch
+    conv.pixel_launch = lambda pixels, rows, images: (grid, block)
     try:
         close(cu.im2col(dev(x), *args), cols)
         close(cu.col2im(dev(cols), x.shape, *args), ref.col2im(cols, x.shape, *args))
     finally:
-        conv.pixel_grid = one_block
+        conv.pixel_launch = one_block
 
 
-def test_the_pixel_grid_slices_the_batch_until_the_gpu_is_busy(monkeypatch):
+def test_the_pixel_launch_fills_warps_and_slices_the_batch_until_the_gpu_is_busy(monkeypatch):
     from fastnn.backends.cuda import _core
     monkeypatch.setattr(_core, "SIMULATOR", False)
     monkeypatch.setattr(_core, "THREADS", 256)
     monkeypatch.setattr(_core, "MAX_BLOCKS", 8192)
     monkeypatch.setattr(_core, "multiprocessors", lambda: 132)
-    assert _core.pixel_grid(784, 25, 256) == (4, 25, 11)       # tfconvnet conv1's im2col at batch 256
-    assert _core.pixel_grid(196, 800, 256) == (1, 800, 2)      # conv2's
-    assert _core.pixel_grid(196, 800, 1) == (1, 800, 1)        # never more slices than images
-    assert _core.pixel_grid(196, 32, 256) == (1, 32, 33)       # conv1's 2x2 max pool
-    assert _core.pixel_grid(10 ** 8, 70000, 3) == (8192, 65535, 1)
-    assert _core.pixel_grid(0, 5, 4) == (0, 5, 4)             # nothing to do: launch_grid skips it
+    # (grid, block); two waves of 2048 threads on 132 multiprocessors: 540,672 threads with work
+    assert _core.pixel_launch(784, 25, 256) == ((4, 25, 22), (256, 1))    # tfconvnet conv1's im2col, batch 256
+    assert _core.pixel_launch(196, 800, 256) == ((1, 800, 4), (224, 1))   # conv2's: 7 warps cover 196 pixels
+    assert _core.pixel_launch(196, 800, 1) == ((1, 800, 1), (224, 1))     # never more slices than images
+    assert _core.pixel_launch(49, 64, 256) == ((1, 16, 132), (64, 4))     # pool2's 7x7 outputs: 4 channels a block
+    assert _core.pixel_launch(1, 3, 2) == ((1, 1, 2), (32, 3))            # no more rows a block than rows
+    assert _core.pixel_launch(10 ** 8, 70000, 3) == ((8192, 65535, 1), (256, 1))
+    assert _core.pixel_launch(0, 5, 4)[0][0] == 0                         # nothing to do: launch_grid skips it
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 7), (6, 17, 9), (1, 1, 1)])
@@ -192,18 +196,20 @@ def test_pooling_matches_reference(rng, shape, kernel_size, stride, padding):
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7)),
        kernel_size=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        padding=st.tuples(st.integers(0, 1), st.integers(0, 1)),
-       grid=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2)), seed=st.integers(0, 2 ** 16))
-def test_pooling_matches_reference_on_any_geometry_and_grid(shape, kernel_size, stride, padding, grid, seed):
-    """The pixel, channel and batch loops of the pooling kernels split over several blocks."""
+       grid=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2)),
+       block=st.tuples(st.integers(1, 3), st.integers(1, 2)), seed=st.integers(0, 2 ** 16))
+def test_pooling_matches_reference_on_any_geometry_and_grid(shape, kernel_size, stride, padding, grid, block, seed):
+    """The pixel, channel and batch loops of the pooling kernels split over several blocks and
+    threads along x and y."""
     from fastnn.backends.cuda import pool
     assume(all(2 * p <= k for p, k in zip(padding, kernel_size)))        # the reference's (PyTorch's) rule
     assume(all(s + 2 * p >= k for s, p, k in zip(shape[2:], padding, kernel_size)))
-    one_block = pool.pixel_grid
-    pool.pixel_grid = lambda pixels, rows, images: grid
+    one_block = pool.pixel_launch
+    pool.pixel_launch = lambda pixels, rows, images: (grid, block)
     try:
         _pooling_matches_reference(np.random.default_rng(seed), shape, kernel_size, stride, padding)
     finally:
-        pool.pixel_grid = one_block
+        pool.pixel_launch = one_block
 
 
 def _pooling_matches_reference(rng, shape, kernel_size, stride, padding):

@@ -161,23 +161,29 @@ def multiprocessors() -> int:
     return _multiprocessors
 
 
-# blocks to aim for (per multiprocessor) when the batch is sliced along gridDim.z
-BLOCKS_PER_MULTIPROCESSOR = 8
+# threads a multiprocessor holds at once (H100, H200): the batch is sliced along gridDim.z until the
+# grid has about two such waves of threads with work
+RESIDENT_THREADS = 2048
 MAX_GRID_YZ = 65535
 
 
-def pixel_grid(pixels, rows, images):
-    """(gx, gy, gz) for the kernels that give each thread a pixel of a plane and a row (a channel,
-    or an im2col row) and let it walk the images of the batch (im2col, col2im, pooling): enough
-    blocks of THREADS pixels x rows, then the batch cut into gz slices until about
-    BLOCKS_PER_MULTIPROCESSOR blocks per multiprocessor. One block under the simulator (its threads
-    are Python threads)."""
+def pixel_launch(pixels, rows, images):
+    """(grid, block) for the kernels that give each thread a pixel of a plane and a row (a channel, or
+    an im2col row) and let it walk the images of the batch (im2col, col2im, pooling).
+
+    A block is bx x by threads: bx covers the plane's pixels in whole warps (fewer than THREADS for a
+    small plane), by rows share the block (a 7x7 plane: 64 x 4 threads, not 49 of 256). The grid
+    covers pixels x rows, then cuts the batch into gz slices until about two waves of RESIDENT_THREADS
+    per multiprocessor have work. Under the simulator: one block of THREADS (Python) threads."""
     if SIMULATOR:
-        return 1, 1, 1
-    gx = min(MAX_BLOCKS, -(-pixels // THREADS))
-    gy = min(MAX_GRID_YZ, max(rows, 1))
-    gz = min(MAX_GRID_YZ, max(images, 1), max(1, -(-BLOCKS_PER_MULTIPROCESSOR * multiprocessors() // max(gx * gy, 1))))
-    return gx, gy, gz
+        return (1, 1, 1), (THREADS, 1)
+    bx = min(THREADS, 32 * max(1, -(-pixels // 32)))
+    by = max(1, min(THREADS // bx, rows))
+    gx = min(MAX_BLOCKS, -(-pixels // bx))
+    gy = min(MAX_GRID_YZ, max(1, -(-rows // by)))
+    working = gx * bx * gy * by
+    gz = min(MAX_GRID_YZ, max(images, 1), max(1, -(-2 * RESIDENT_THREADS * multiprocessors() // max(working, 1))))
+    return (gx, gy, gz), (bx, by)
 
 
 # -- allocation and views ------------------------------------------------------------------------

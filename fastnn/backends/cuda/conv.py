@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import cuda
 
 from ..reference.conv import conv_output_size
-from ._core import THREADS, empty, kernel, launch_grid, pixel_grid
+from ._core import empty, kernel, launch_grid, pixel_launch
 from .elementwise import contiguous, relu_backward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, gemm
 
@@ -24,7 +24,7 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu
 # im2col and col2im compute in the arrays' dtype: their zero is ``cols.dtype.type(0)``, as Numba
 # types a float literal (0.0) as float64, which would make the copy and col2im's sum float64.
 #
-# Their grids (``_core.pixel_grid``): x over pixels (im2col: output pixels p = (oh, ow); col2im: input
+# Their grids (``_core.pixel_launch``): x over pixels (im2col: output pixels p = (oh, ow); col2im: input
 # pixels (ih, iw)), y over rows (c, i, j) or channels, z over slices of the batch. A thread keeps its
 # pixel and row (one divmod each, once) and walks its images: no division per element (Numba's
 # integer arithmetic is 64-bit, ~70 instructions a division; the earlier flat grid did five per element).
@@ -36,10 +36,13 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     p_count = ho * wo
     rows = ch * kh * kw
     zero = cols.dtype.type(0)
-    for p in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, p_count, cuda.gridDim.x * cuda.blockDim.x):
+    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
+    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
+    y_step = cuda.gridDim.y * cuda.blockDim.y
+    for p in range(x0, p_count, x_step):
         oh = p // wo
         ow = p - oh * wo
-        for row in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
+        for row in range(y0, rows, y_step):
             j = row % kw
             r = row // kw
             i = r % kh
@@ -74,10 +77,13 @@ def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     n_img, ch, h, w = grad_x.shape
     p_count = ho * wo
     zero = grad_x.dtype.type(0)
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, h * w, cuda.gridDim.x * cuda.blockDim.x):
+    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
+    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
+    y_step = cuda.gridDim.y * cuda.blockDim.y
+    for q in range(x0, h * w, x_step):
         ih = q // w
         iw = q - ih * w
-        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+        for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 acc = zero
                 for i in range(kh):
@@ -112,15 +118,15 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
 
 def _im2col_into(x, cols, batch_major, kernel_size, stride, padding, dilation, ho, wo):
     n, c = x.shape[:2]
-    grid = pixel_grid(ho * wo, c * kernel_size[0] * kernel_size[1], n)
-    launch_grid(_im2col, grid, THREADS, x, cols, int(batch_major), kernel_size[0], kernel_size[1], stride[0],
+    grid, block = pixel_launch(ho * wo, c * kernel_size[0] * kernel_size[1], n)
+    launch_grid(_im2col, grid, block, x, cols, int(batch_major), kernel_size[0], kernel_size[1], stride[0],
                 stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo)
 
 
 def _col2im_from(cols, x_shape, batch_major, kernel_size, stride, padding, dilation, ho, wo, dtype):
     grad_x = empty(x_shape, dtype)
     n, c, h, w = x_shape
-    launch_grid(_col2im, pixel_grid(h * w, c, n), THREADS, cols, grad_x, int(batch_major), kernel_size[0],
+    launch_grid(_col2im, *pixel_launch(h * w, c, n), cols, grad_x, int(batch_major), kernel_size[0],
                 kernel_size[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo)
     return grad_x
 

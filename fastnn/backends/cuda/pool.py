@@ -21,14 +21,14 @@ import numpy as np
 from numba import cuda
 
 from ..reference.pool import pool_output_size
-from ._core import THREADS, empty, kernel, launch, launch_grid, pixel_grid, to_device, unravel4, windows_holding
+from ._core import empty, kernel, launch, launch_grid, pixel_launch, to_device, unravel4, windows_holding
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "max_unpool2d_forward", "max_unpool2d_backward", "max_unpool2d_indices_outside"]
 
 
-# The pooling kernels' grids (``_core.pixel_grid``): x over the pixels of a plane (the outputs'
+# The pooling kernels' grids (``_core.pixel_launch``): x over the pixels of a plane (the outputs'
 # forward, the inputs' backward), y over channels, z over slices of the batch. A thread works out its
 # pixel and window bounds once and walks its channels and images: no division per element.
 @kernel
@@ -36,13 +36,16 @@ def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw):
     n_img, ch, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
     lowest = x.dtype.type(-math.inf)
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, ho * wo, cuda.gridDim.x * cuda.blockDim.x):
+    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
+    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
+    y_step = cuda.gridDim.y * cuda.blockDim.y
+    for q in range(x0, ho * wo, x_step):
         oh = q // wo
         ow = q - oh * wo
         top = oh * sh - ph
         left = ow * sw - pw
         first = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
-        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+        for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 best = lowest
                 best_i = first
@@ -79,12 +82,15 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw):
     n_img, ch, h, w = grad_x.shape
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     zero = grad_x.dtype.type(0)
-    for flat in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, h * w, cuda.gridDim.x * cuda.blockDim.x):
+    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
+    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
+    y_step = cuda.gridDim.y * cuda.blockDim.y
+    for flat in range(x0, h * w, x_step):
         ih = flat // w
         iw = flat - ih * w
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
-        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+        for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 acc = zero
                 for oh in range(oh_lo, oh_hi + 1):
@@ -100,10 +106,13 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw):
     ho, wo = y.shape[2], y.shape[3]
     zero = y.dtype.type(0)
     inv = y.dtype.type(1) / y.dtype.type(kh * kw)
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, ho * wo, cuda.gridDim.x * cuda.blockDim.x):
+    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
+    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
+    y_step = cuda.gridDim.y * cuda.blockDim.y
+    for q in range(x0, ho * wo, x_step):
         oh = q // wo
         ow = q - oh * wo
-        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+        for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 acc = zero
                 for i in range(kh):
@@ -122,12 +131,15 @@ def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw):
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     zero = grad_x.dtype.type(0)
     inv = grad_x.dtype.type(1) / grad_x.dtype.type(kh * kw)
-    for q in range(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x, h * w, cuda.gridDim.x * cuda.blockDim.x):
+    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
+    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
+    y_step = cuda.gridDim.y * cuda.blockDim.y
+    for q in range(x0, h * w, x_step):
         ih = q // w
         iw = q - ih * w
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
-        for c in range(cuda.blockIdx.y, ch, cuda.gridDim.y):
+        for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 acc = zero
                 for oh in range(oh_lo, oh_hi + 1):
@@ -178,7 +190,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     shape = _out_shape(x.shape, kernel_size, stride, padding)
     y = empty(shape, x.dtype)
     indices = empty(shape, np.int64)
-    launch_grid(_max_pool, pixel_grid(shape[2] * shape[3], shape[1], shape[0]), THREADS, x, y, indices,
+    launch_grid(_max_pool, *pixel_launch(shape[2] * shape[3], shape[1], shape[0]), x, y, indices,
                 kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     indices.pool_geometry = (tuple(kernel_size), tuple(stride), tuple(padding))   # for the one-launch backward
     return y, indices
@@ -195,7 +207,7 @@ def max_pool2d_backward(grad_y, indices, x_shape):
     if geometry is not None:
         (kh, kw), (sh, sw), (ph, pw) = geometry
         grad_x = empty(x_shape, grad_y.dtype)
-        launch_grid(_max_pool_backward_gather, pixel_grid(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]), THREADS,
+        launch_grid(_max_pool_backward_gather, *pixel_launch(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]),
                     grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw)
         return grad_x
     grad_x = zeros(x_shape, grad_y.dtype)
@@ -209,7 +221,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding):
     x = contiguous(x)
     shape = _out_shape(x.shape, kernel_size, stride, padding)
     y = empty(shape, x.dtype)
-    launch_grid(_avg_pool, pixel_grid(shape[2] * shape[3], shape[1], shape[0]), THREADS, x, y, kernel_size[0],
+    launch_grid(_avg_pool, *pixel_launch(shape[2] * shape[3], shape[1], shape[0]), x, y, kernel_size[0],
                 kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     return y
 
@@ -218,7 +230,7 @@ def avg_pool2d_backward(grad_y, x_shape, kernel_size, stride, padding):
     """grad_x[window] += grad_y / (kH kW) for every window (gathered per input pixel)."""
     grad_y = contiguous(grad_y)
     grad_x = empty(x_shape, grad_y.dtype)
-    launch_grid(_avg_pool_backward, pixel_grid(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]), THREADS, grad_y,
+    launch_grid(_avg_pool_backward, *pixel_launch(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]), grad_y,
                 grad_x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     return grad_x
 
