@@ -12,7 +12,8 @@ an H100 but never run (``fastnn/backends/cuda/host_only.py``). What it leaves ou
 
 Each (batch, launch) is timed in a process of its own (``FASTNN_CUDA_FAST_LAUNCH=1`` is fastnn's
 launcher, ``0`` Numba's), alternating for ``--rounds`` rounds; the report gives the median ms per
-step of each and their ratio. The first run compiles the kernels (about a minute; cached after).
+step of each, their ratio, and the step with the kernels counted but not launched (fastnn's own
+Python: autograd, allocation, views). The first run compiles the kernels (about a minute; cached after).
 """
 import argparse
 import cProfile
@@ -39,7 +40,13 @@ def measure(model_name, batch, steps=50, profile=False):
         for _ in range(steps):
             step()
         seconds = (time.perf_counter() - start) / steps
-    print(f"{1e3 * seconds:.4f} {launches() // steps}")
+        per_step = launches() // steps
+    with count_launches(dry_run=True):          # fastnn's own Python: kernels counted, not launched
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        own = (time.perf_counter() - start) / steps
+    print(f"{1e3 * seconds:.4f} {per_step} {1e3 * own:.4f}")
     if profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -53,8 +60,8 @@ def _one(model, batch, fast, profile):
     env = dict(os.environ, FASTNN_CUDA_FAST_LAUNCH="1" if fast else "0")
     run = subprocess.run([sys.executable, __file__, "--model", model, "--batches", str(batch), "--one"]
                          + (["--profile"] if profile else []), env=env, check=True, stdout=subprocess.PIPE, text=True)
-    ms, launches = run.stdout.split()[-2:]
-    return float(ms), int(launches)
+    ms, launches, own = run.stdout.split()[-3:]
+    return float(ms), int(launches), float(own)
 
 
 def main(argv=None):
@@ -69,14 +76,16 @@ def main(argv=None):
         measure(args.model, args.batches[0], profile=args.profile)
         return
     for batch in args.batches:
-        times = {True: [], False: []}
+        times, own = {True: [], False: []}, []
         for _ in range(args.rounds):
             for fast in (False, True):
-                ms, launches = _one(args.model, batch, fast, args.profile and fast)
+                ms, launches, own_ms = _one(args.model, batch, fast, args.profile and fast)
                 times[fast].append(ms)
+                own.append(own_ms)
         numba_ms, fast_ms = statistics.median(times[False]), statistics.median(times[True])
         print(f"{args.model} batch {batch}: {launches} launches; host ms per step, median of {args.rounds}: "
-              f"Numba's launch {numba_ms:.2f}, fastnn's launcher {fast_ms:.2f} ({numba_ms / fast_ms:.1f}x less)")
+              f"Numba's launch {numba_ms:.2f}, fastnn's launcher {fast_ms:.2f} ({numba_ms / fast_ms:.1f}x less); "
+              f"fastnn's own Python (launches skipped) {statistics.median(own):.2f}")
 
 
 if __name__ == "__main__":
