@@ -60,6 +60,22 @@ def unravel4(t, d1, d2, d3):
 
 
 @cuda.jit(device=True)
+def pixel_strides():
+    """(x0, x_step, y0, y_step) of a thread of a ``pixel_launch`` launch: its first pixel of the plane
+    and the stride along them (x), its first row or channel and the stride along them (y). Images go
+    along z (blockIdx.z, gridDim.z)."""
+    return (cuda.grid(1), cuda.gridsize(1), cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y,
+            cuda.gridDim.y * cuda.blockDim.y)
+
+
+@cuda.jit(device=True)
+def plane_position(q, width):
+    """(row, column) of the flat index q of a plane ``width`` wide: one division."""
+    row = q // width
+    return row, q - row * width
+
+
+@cuda.jit(device=True)
 def windows_holding(i, pad, kernel, stride, out):
     """[lo, hi]: the outputs of a stride/kernel window along one axis whose window holds input i."""
     return max(0, (i + pad - kernel) // stride + 1), min(out - 1, (i + pad) // stride)

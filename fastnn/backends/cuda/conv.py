@@ -13,7 +13,7 @@ from __future__ import annotations
 from numba import cuda
 
 from ..reference.conv import conv_output_size
-from ._core import empty, kernel, launch_grid, pixel_launch
+from ._core import empty, kernel, launch_grid, pixel_launch, pixel_strides, plane_position
 from .elementwise import contiguous, relu_backward, sum as _sum
 from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, gemm
 
@@ -36,12 +36,9 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     p_count = ho * wo
     rows = ch * kh * kw
     zero = cols.dtype.type(0)
-    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
-    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
-    y_step = cuda.gridDim.y * cuda.blockDim.y
+    x0, x_step, y0, y_step = pixel_strides()
     for p in range(x0, p_count, x_step):
-        oh = p // wo
-        ow = p - oh * wo
+        oh, ow = plane_position(p, wo)
         for row in range(y0, rows, y_step):
             j = row % kw
             r = row // kw
@@ -77,12 +74,9 @@ def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     n_img, ch, h, w = grad_x.shape
     p_count = ho * wo
     zero = grad_x.dtype.type(0)
-    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
-    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
-    y_step = cuda.gridDim.y * cuda.blockDim.y
+    x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, h * w, x_step):
-        ih = q // w
-        iw = q - ih * w
+        ih, iw = plane_position(q, w)
         for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 acc = zero

@@ -21,7 +21,8 @@ import numpy as np
 from numba import cuda
 
 from ..reference.pool import pool_output_size
-from ._core import empty, kernel, launch, launch_grid, pixel_launch, to_device, unravel4, windows_holding
+from ._core import (empty, kernel, launch, launch_grid, pixel_launch, pixel_strides, plane_position, to_device,
+                    unravel4, windows_holding)
 from .elementwise import contiguous, zeros
 
 __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -36,12 +37,9 @@ def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw):
     n_img, ch, h, w = x.shape
     ho, wo = y.shape[2], y.shape[3]
     lowest = x.dtype.type(-math.inf)
-    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
-    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
-    y_step = cuda.gridDim.y * cuda.blockDim.y
+    x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, ho * wo, x_step):
-        oh = q // wo
-        ow = q - oh * wo
+        oh, ow = plane_position(q, wo)
         top = oh * sh - ph
         left = ow * sw - pw
         first = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
@@ -82,12 +80,9 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw):
     n_img, ch, h, w = grad_x.shape
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     zero = grad_x.dtype.type(0)
-    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
-    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
-    y_step = cuda.gridDim.y * cuda.blockDim.y
+    x0, x_step, y0, y_step = pixel_strides()
     for flat in range(x0, h * w, x_step):
-        ih = flat // w
-        iw = flat - ih * w
+        ih, iw = plane_position(flat, w)
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
         for c in range(y0, ch, y_step):
@@ -106,12 +101,9 @@ def _avg_pool(x, y, kh, kw, sh, sw, ph, pw):
     ho, wo = y.shape[2], y.shape[3]
     zero = y.dtype.type(0)
     inv = y.dtype.type(1) / y.dtype.type(kh * kw)
-    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
-    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
-    y_step = cuda.gridDim.y * cuda.blockDim.y
+    x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, ho * wo, x_step):
-        oh = q // wo
-        ow = q - oh * wo
+        oh, ow = plane_position(q, wo)
         for c in range(y0, ch, y_step):
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
                 acc = zero
@@ -131,12 +123,9 @@ def _avg_pool_backward(grad_y, grad_x, kh, kw, sh, sw, ph, pw):
     ho, wo = grad_y.shape[2], grad_y.shape[3]
     zero = grad_x.dtype.type(0)
     inv = grad_x.dtype.type(1) / grad_x.dtype.type(kh * kw)
-    x0, x_step = cuda.grid(1), cuda.gridsize(1)      # pixels (x: bx threads a block)
-    y0 = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y  # rows (y: by threads a block)
-    y_step = cuda.gridDim.y * cuda.blockDim.y
+    x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, h * w, x_step):
-        ih = q // w
-        iw = q - ih * w
+        ih, iw = plane_position(q, w)
         oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
         for c in range(y0, ch, y_step):
