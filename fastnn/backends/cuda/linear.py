@@ -7,7 +7,11 @@ activation (N, O, P) is the (O, N P) matrix with p = P. That lets convolution re
 NCHW tensors directly (no transposing copies) and the dense layer use W^T, grad_y^T as flags.
 
 Tiling: a block computes a BM x BN tile of C from BK-deep slabs of A and B staged in shared
-memory; each thread accumulates a TM x TN register tile. The bias is added in the epilogue, and
+memory; each thread accumulates a TM x TN register tile of consecutive rows and columns (read
+from shared memory as 16-byte vectors). Software pipeline: each thread fetches its elements of
+the next slab into registers while the block multiplies the current one, then stores them to
+shared memory. A and B are read as flat runs of memory with element strides (``flat_operand``):
+a thread's elements of a slab are a fixed number of rows apart, one add each. The bias is added in the epilogue, and
 the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is accumulated by
 the first column of blocks from the A slabs they already hold. A ReLU that follows the product (a
 fused Linear or Conv2d + ReLU) is applied in the same epilogue; in that op's backward, the operand
@@ -25,9 +29,9 @@ grad_b = Σ_n grad_y.
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda, float32, float64, int32
+from numba import cuda, float32, float64, int32, uint64
 
-from ._core import SIMULATOR, context_key, empty, kernel, launch_grid, multiprocessors, to_device
+from ._core import SIMULATOR, as_strided, context_key, empty, kernel, launch_grid, multiprocessors, to_device
 from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backward, scalar_op, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward",
@@ -49,9 +53,13 @@ MAX_GRID_Y = 65535
 # test assembles every recorded signature). The float64 one (two registers a value) would spill
 # under the cap: it is left free.
 GEMM_MAX_REGISTERS = 128
-BM_PADDED, BN_PADDED = BM + 1, BN + 1    # shared-memory tile widths (see gemm_kernel)
+# shared-memory tile widths: padded so the slab stores of an operand whose fast axis is k (kk
+# fastest across a warp) spread over the banks (a 2-way conflict instead of BK-way), and by 4 so
+# each row stays 16-byte aligned for the multiply's vector loads
+BM_PADDED, BN_PADDED = BM + 4, BN + 4
 TX, TY = BN // TN, BM // TM
 NT = TX * TY
+A_FETCH, B_FETCH = BM * BK // NT, BN * BK // NT     # a thread's elements of an A slab and of a B slab
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 # the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
@@ -65,36 +73,76 @@ MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 if not (NT % BK == 0 and NT % BM == 0 and NT % BN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0):
     raise ValueError(f"cuda gemm tiles: {NT} threads must be a multiple of BK={BK}, BM={BM} and BN={BN} and "
                      "divide BM * BK and BN * BK")
+if BK % 4:      # the multiply loop takes four slab rows a turn
+    raise ValueError(f"cuda gemm tiles: BK={BK} must be a multiple of 4")
 
 
 @cuda.jit(device=True)
-def _load_slab(src, k_rows, tile, outer0, outer, width, k0, k_end, q, rem, mask, masked, mask_scale, zero, tid):
-    """tile[kk, o] = op(src)[outer0 + o, k0 + kk] for one BK-deep slab (zero outside the matrix):
-    the A slab (outer = m, k_rows = ta) or the B slab (outer = n, k_rows = not tb). ``k_rows``: k
-    is the operand's row index (its fast axis is the outer one), else its column index.
+def _slab_element(s, k_rows, width, tid):
+    """(kk, o): the slab position of the thread's element s of a slab (s < width BK / NT), the k
+    index kk and the outer index o. Consecutive threads take consecutive addresses of the operand's
+    fast axis: o (k_rows) or kk."""
+    if k_rows:
+        return tid // width + s * (NT // width), tid % width
+    return tid % BK, tid // BK + s * (NT // BK)
 
-    The column c of the split layout is fixed for the thread: its outer index outer0 + tid % width
-    (k_rows) or its k index k0 + tid % BK; (q, rem) = divmod(c, p) comes from the caller (worked
-    out once per tile, or stepped per slab by ``_next_slab_column``): no division per element.
-    Consecutive threads read consecutive addresses of the operand's fast axis. With ``masked``,
-    an element whose ``mask`` (laid out like src) is not > 0 is read as zero, the others times
-    ``mask_scale`` (1, or a fused dropout's 1 / (1 - p))."""
+
+@cuda.jit(device=True)
+def _fetch_slab(src, s_q, s_r, s_c, k_rows, outer0, outer, width, k0, k_end, q, rem, mask, masked, mask_scale,
+                zero, tid, regs):
+    """regs[s] = op(A)[outer0 + o, k0 + kk] for the thread's elements (kk, o) of one BK-deep slab
+    (zero outside the matrix): of the A slab (outer = m, k_rows = ta) or the B slab (outer = n,
+    k_rows = not tb). ``k_rows``: k is the operand's row index (its fast axis is the outer one),
+    else its column index. Fetched into registers a slab ahead of the one being multiplied, so the
+    global loads are in flight while the multiply runs (``_store_slab`` puts them in shared memory).
+
+    ``src`` is the operand's memory from its first element, element (q, r, c) of the split layout
+    at q s_q + r s_r + c s_c. The column c is fixed for the thread: its outer index outer0 + tid %
+    width (k_rows) or its k index k0 + tid % BK; (q, rem) = divmod(c, p) comes from the caller (worked
+    out once per tile, or stepped per slab by ``_next_slab_column``): no division per element, and
+    the thread's elements are a fixed stride of rows apart. With ``masked``, an element whose
+    ``mask`` (laid out like src) is not > 0 is read as zero, the others times ``mask_scale`` (1, or
+    a fused dropout's 1 / (1 - p))."""
+    kk, o = _slab_element(0, k_rows, width, tid)
+    go = outer0 + o
+    gk = k0 + kk
+    at = q * s_q + (gk if k_rows else go) * s_r + rem * s_c
+    rows_apart = NT // width if k_rows else NT // BK
     for s in range(width * BK // NT):
-        if k_rows:
-            o = tid % width
-            kk = tid // width + s * (NT // width)
-        else:
-            kk = tid % BK
-            o = tid // BK + s * (NT // BK)
-        go = outer0 + o
-        gk = k0 + kk
-        r = gk if k_rows else go        # the element's row in src (its split column is (q, rem))
         v = zero
         if go < outer and gk < k_end:
-            v = src[q, r, rem]
+            # at >= 0: unsigned, so Numba adds no negative-index wraparound
+            v = src[uint64(at)]
             if masked:
-                v = v * mask_scale if mask[q, r, rem] > zero else zero
-        tile[kk, o] = v
+                v = v * mask_scale if mask[uint64(at)] > zero else zero
+        regs[s] = v
+        at += rows_apart * s_r
+        if k_rows:
+            gk += rows_apart
+        else:
+            go += rows_apart
+
+
+@cuda.jit(device=True)
+def _store_slab(tile, k_rows, width, tid, regs):
+    """tile[kk, o] = regs[s] for the thread's elements of the slab (``_fetch_slab``'s)."""
+    for s in range(width * BK // NT):
+        kk, o = _slab_element(s, k_rows, width, tid)
+        tile[kk, o] = regs[s]
+
+
+@cuda.jit(device=True)
+def _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
+    """acc += op(A)[rows, k] op(B)[k, cols] for the slab's k index kk: the thread's TM rows
+    (a_tile columns a_col ...) times its TN columns (b_tile columns b_col ...). Each thread's
+    rows and columns are consecutive, so the assembler reads them as 16-byte shared loads."""
+    for i in range(TM):
+        ra[i] = a_tile[kk, a_col + i]
+    for j in range(TN):
+        rb[j] = b_tile[kk, b_col + j]
+    for i in range(TM):
+        for j in range(TN):
+            acc[i, j] += ra[i] * rb[j]
 
 
 @cuda.jit(device=True)
@@ -134,20 +182,23 @@ def _make_gemm(dtype, ta, tb):
     ta, tb = bool(ta), bool(tb)
 
     @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
-    def gemm_kernel(a, pa, b, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
+    def gemm_kernel(a, sa_q, sa_r, sa_c, pa, b, sb_q, sb_r, sb_c, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
                     k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed, drop_threshold, drop_scale):
-        # tiles padded by one column: the slab stores of a transposed-free operand walk kk fastest,
-        # which would otherwise put a whole warp on two shared-memory banks
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
         b_tile = cuda.shared.array((BK, BN_PADDED), dtype)
         acc = cuda.local.array((TM, TN), dtype)
         ra = cuda.local.array(TM, dtype)
         rb = cuda.local.array(TN, dtype)
         rs = cuda.local.array(TM, dtype)
+        a_regs = cuda.local.array(A_FETCH, dtype)
+        b_regs = cuda.local.array(B_FETCH, dtype)
         last = cuda.shared.array(1, int32)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * TX + tx
+        # the thread's C elements: rows ty TM ... ty TM + TM - 1 and columns tx TN ... of the tile
+        a_col = ty * TM
+        b_col = tx * TN
         col0 = cuda.blockIdx.x * BN
         # split-K: block z sums k in [k_begin, k_end) (the whole of k without a split)
         k_begin = cuda.blockIdx.z * k_chunk
@@ -155,7 +206,9 @@ def _make_gemm(dtype, ta, tb):
         # the blocks of the first column tile also sum op(A)'s rows (a bias gradient for free)
         sum_rows = want_row_sums != 0 and col0 == 0 and tx == 0
         # row tiles beyond the grid's y extent (65535 blocks at most) are taken in turn
-        for row0 in range(cuda.blockIdx.y * BM, m, cuda.gridDim.y * BM):
+        # (a while loop: Numba's range would keep a trip counter live besides row0)
+        row0 = cuda.blockIdx.y * BM
+        while row0 < m:
             for i in range(TM):
                 rs[i] = zero
                 for j in range(TN):
@@ -172,39 +225,50 @@ def _make_gemm(dtype, ta, tb):
             b_c = col0 + tid % BN if not tb else k_begin + tid % BK
             bq = b_c // pb1
             br = b_c % pb1
+            # software pipeline: slab k0 + BK is fetched into registers while slab k0 is multiplied
+            _fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k_begin, k_end, aq, ar, mask, masked == MASK_A,
+                        drop_scale, zero, tid, a_regs)
+            _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k_begin, k_end, bq, br, mask, masked == MASK_B,
+                        drop_scale, zero, tid, b_regs)
             for k0 in range(k_begin, k_end, BK):
-                _load_slab(a, ta, a_tile, row0, m, BM, k0, k_end, aq, ar, mask, masked == MASK_A, drop_scale,
-                           zero, tid)
-                _load_slab(b, not tb, b_tile, col0, n, BN, k0, k_end, bq, br, mask, masked == MASK_B, drop_scale,
-                           zero, tid)
-                if not ta:
-                    aq, ar = _next_slab_column(aq, ar, pa1)
-                if tb:
-                    bq, br = _next_slab_column(bq, br, pb1)
+                _store_slab(a_tile, ta, BM, tid, a_regs)
+                _store_slab(b_tile, not tb, BN, tid, b_regs)
                 cuda.syncthreads()
-                for kk in range(BK):
-                    for i in range(TM):
-                        ra[i] = a_tile[kk, ty + i * TY]
-                    if sum_rows:
+                if k0 + BK < k_end:
+                    if not ta:
+                        aq, ar = _next_slab_column(aq, ar, pa1)
+                    if tb:
+                        bq, br = _next_slab_column(bq, br, pb1)
+                    _fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k0 + BK, k_end, aq, ar, mask,
+                                masked == MASK_A, drop_scale, zero, tid, a_regs)
+                    _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k0 + BK, k_end, bq, br, mask,
+                                masked == MASK_B, drop_scale, zero, tid, b_regs)
+                # four slab rows a turn, written out: Numba's range loops are not unrolled, and the
+                # loop's 64-bit counter and index arithmetic cost as much as the FMAs (a while loop:
+                # no trip counter besides kk)
+                kk = 0
+                while kk < BK:
+                    _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
+                    _multiply_slab_row(a_tile, b_tile, kk + 1, a_col, b_col, acc, ra, rb)
+                    _multiply_slab_row(a_tile, b_tile, kk + 2, a_col, b_col, acc, ra, rb)
+                    _multiply_slab_row(a_tile, b_tile, kk + 3, a_col, b_col, acc, ra, rb)
+                    kk += 4
+                if sum_rows:
+                    for kk in range(BK):
                         for i in range(TM):
-                            rs[i] += ra[i]
-                    for j in range(TN):
-                        rb[j] = b_tile[kk, tx + j * TX]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i, j] += ra[i] * rb[j]
+                            rs[i] += a_tile[kk, a_col + i]
                 cuda.syncthreads()
             finish = True       # this block writes C for the tile (always, unless split)
             if cuda.gridDim.z > 1:
                 # split: slice z's partial products go to part[z], its row sums to row_part[z m:]
                 z = cuda.blockIdx.z
                 for i in range(TM):
-                    gi = row0 + ty + i * TY
+                    gi = row0 + a_col + i
                     if gi < m:
                         if sum_rows:
                             row_part[z * m + gi] = rs[i]
                         for j in range(TN):
-                            gj = col0 + tx + j * TX
+                            gj = col0 + b_col + j
                             if gj < n:
                                 part[z, gi, gj] = acc[i, j]
                 # every thread's partials are visible device-wide before the block counts itself in
@@ -221,7 +285,7 @@ def _make_gemm(dtype, ta, tb):
                     # up its own elements in slice order (whichever block is last, the same sum)
                     cuda.threadfence()
                     for i in range(TM):
-                        gi = row0 + ty + i * TY
+                        gi = row0 + a_col + i
                         if gi < m:
                             if sum_rows:
                                 r = row_part[gi]
@@ -229,7 +293,7 @@ def _make_gemm(dtype, ta, tb):
                                     r += row_part[zz * m + gi]
                                 rs[i] = r
                             for j in range(TN):
-                                gj = col0 + tx + j * TX
+                                gj = col0 + b_col + j
                                 if gj < n:
                                     v = part[0, gi, gj]
                                     for zz in range(1, cuda.gridDim.z):
@@ -240,20 +304,27 @@ def _make_gemm(dtype, ta, tb):
             if finish:
                 if sum_rows:
                     for i in range(TM):
-                        gi = row0 + ty + i * TY
+                        gi = row0 + a_col + i
                         if gi < m:
                             row_sums[gi] = rs[i]
-                # column j's split coordinates once for the TM rows (one division a column, not two an element)
+                # the thread's columns are consecutive: their split coordinates (cq, cr) = divmod(gj, pc)
+                # by one division for the first, then stepped (not a division per element)
+                pc1 = max(pc, 1)
+                cq = (col0 + b_col) // pc1
+                cr = col0 + b_col - cq * pc1
                 for j in range(TN):
-                    gj = col0 + tx + j * TX
+                    gj = col0 + b_col + j
                     if gj < n:
-                        cq = gj // pc
-                        cr = gj - cq * pc
                         for i in range(TM):
-                            gi = row0 + ty + i * TY
+                            gi = row0 + a_col + i
                             if gi < m:
                                 c[cq, gi, cr] = _epilogue(acc[i, j], gi, gj, n, bias, bias_mode, relu, dropout,
                                                           drop_seed, drop_threshold, drop_scale, zero)
+                    cr += 1
+                    if cr == pc1:
+                        cr = 0
+                        cq += 1
+            row0 += cuda.gridDim.y * BM
 
     return gemm_kernel
 
@@ -282,6 +353,22 @@ def _placeholder(dtype, ndim=1):
     if array is None:
         array = _PLACEHOLDERS[key] = empty((1,) * ndim, dtype)
     return array
+
+
+def flat_operand(a):
+    """(elements, s_q, s_r, s_c): a 3-D operand as the 1-D run of memory from its first element
+    (as long as its last element needs) and its element strides, which is how the GEMM reads A, B
+    and the mask: one offset a row apart per element instead of Numba's indexing per element."""
+    itemsize = a.dtype.itemsize
+    strides = tuple(int(s) // itemsize for s in a.strides)
+    if a.size == 0:                       # no element is read (the kernel checks the matrix bounds)
+        return _placeholder(a.dtype), 0, 0, 0
+    if min(strides) < 0:
+        raise ValueError(f"gemm: operands with negative strides are not supported, got strides {a.strides}")
+    if a.is_c_contiguous():
+        return a.reshape(a.size), strides[0], strides[1], strides[2]
+    extent = 1 + sum((d - 1) * s for d, s in zip(a.shape, strides))
+    return as_strided(a, (extent,), (itemsize,)), strides[0], strides[1], strides[2]
 
 
 def plain(a):
@@ -346,7 +433,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         (int(dropout[1]), dropout_mask(dropout[0], c.dtype))
     dummy = _placeholder(c.dtype)
     if mask is None:
-        mask, masked = _placeholder(c.dtype, 3), MASK_NONE
+        mask, masked = dummy, MASK_NONE
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
     compiled = _kernel(c.dtype, ta, tb)
@@ -361,7 +448,14 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         arrivals = _arrivals(_ceil_div(m, BM) * grid_x)
     else:
         part, row_part, arrivals = _placeholder(c.dtype, 3), dummy, _placeholder(np.int32)
-    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), a, int(pa), b, int(pb), c, int(pc),
+    fa, fb = flat_operand(a), flat_operand(b)
+    if masked != MASK_NONE:
+        masked_operand = a if masked == MASK_A else b
+        if mask.shape != masked_operand.shape or mask.strides != masked_operand.strides:
+            raise ValueError(f"gemm: mask must be laid out like the operand it masks: shape {masked_operand.shape} "
+                             f"strides {masked_operand.strides}, got {mask.shape} {mask.strides}")
+        mask = flat_operand(mask)[0]
+    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), *fa, int(pa), *fb, int(pb), c, int(pc),
                 bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
                 int(row_sums is not None), int(m), int(n), int(k), int(k_chunk), mask, int(masked),
                 part, row_part, arrivals, int(dropout is not None), drop_seed, drop_threshold, drop_scale)

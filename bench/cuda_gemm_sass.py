@@ -1,0 +1,185 @@
+"""What the float32 cuda GEMM costs per slab, in machine instructions, without a GPU: the GEMM of
+a tfconvnet training step compiled for an H100 (sm_90) as the driver would (Numba and NVVM to
+PTX, ``ptxas`` under the kernel's register cap), then disassembled (``nvdisasm``) and its k loop
+counted.
+
+    python bench/cuda_gemm_sass.py [--baseline REV] [--batch 256]
+
+For each transpose variant (ta, tb) it reports registers, bytes spilled, the multiply block (the
+innermost loop: its instructions and FFMAs, the share of FFMA in it) and the instructions of one
+BK-deep slab: the slab loop's static instructions outside the multiply, plus the multiply times
+the number of its turns per slab. The count outside the multiply includes both sides of every
+branch (masked and unmasked reads, the row sums), so it bounds the instructions a thread issues
+per slab from above. ``--baseline REV`` runs the same count on the GEMM module
+(``fastnn/backends/cuda/linear.py``) of git revision REV, everything else as now, in the same run.
+
+A static count is not a time: latency, occupancy and memory traffic decide that, and only a GPU
+measures it (``bench/cuda_step_profile.py``, ``fastnn bench --device cuda``). It tells whether the
+instructions a thread issues for its 256 FMAs per slab went down. Needs the ``cuda`` extra (its
+``ptxas``) and NVIDIA's disassembler: ``pip install nvidia-cuda-nvdisasm`` or nvdisasm on PATH.
+"""
+import argparse
+import collections
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]+\*/\s+(.*?)\s*;")
+LABEL = re.compile(r"^(\.L_x_\d+):")
+BRANCH = re.compile(r"BRA `\((\.L_x_\d+)\)")
+OPCODE = re.compile(r"(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def _tool(name, package):
+    """An NVIDIA tool from PATH or from its pip wheel (``nvidia/**/bin/name``), or None."""
+    found = shutil.which(name)
+    if found:
+        return found
+    spec = importlib.util.find_spec("nvidia")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for candidate in sorted(Path(folder).glob(f"**/bin/{name}")):
+            if candidate.is_file():
+                return str(candidate)
+    sys.exit(f"cuda_gemm_sass: no {name}: pip install {package} (or put {name} on PATH)")
+
+
+def _instructions(sass):
+    """[(label or None, instruction)] of a disassembly, labels attached to the next instruction."""
+    listing, label = [], None
+    for line in sass.splitlines():
+        found = LABEL.match(line)
+        if found:
+            label = found.group(1)
+            continue
+        found = INSTRUCTION.match(line)
+        if found:
+            listing.append((label, found.group(1)))
+            label = None
+    return listing
+
+
+def _loops(listing):
+    """(start, end) of every loop: a branch back to a label at or before it."""
+    where = {label: i for i, (label, _) in enumerate(listing) if label}
+    loops = []
+    for i, (_, instruction) in enumerate(listing):
+        target = BRANCH.search(instruction)
+        if target and where.get(target.group(1), i + 1) <= i:
+            loops.append((where[target.group(1)], i))
+    return loops
+
+
+def _ops(instructions):
+    return collections.Counter(OPCODE.match(text).group(1) for text in instructions)
+
+
+def count_slab(sass, fmas_per_slab):
+    """The multiply block (the loop with the most FFMAs and no barrier) and the slab loop (the
+    smallest loop around it with a barrier) of a GEMM's disassembly."""
+    listing = _instructions(sass)
+    body = [text for _, text in listing]
+    loops = _loops(listing)
+    multiply = max((lp for lp in loops if not any("BAR.SYNC" in t for t in body[lp[0]:lp[1] + 1])),
+                   key=lambda lp: sum(t.startswith("FFMA") for t in body[lp[0]:lp[1] + 1]))
+    slab = min((lp for lp in loops if lp[0] <= multiply[0] and multiply[1] <= lp[1]
+                and any("BAR.SYNC" in t for t in body[lp[0]:lp[1] + 1])), key=lambda lp: lp[1] - lp[0])
+    multiply_ops = _ops(body[multiply[0]:multiply[1] + 1])
+    slab_ops = _ops(body[slab[0]:slab[1] + 1])
+    multiply_size = sum(multiply_ops.values())
+    turns = fmas_per_slab / multiply_ops["FFMA"]
+    per_slab = sum(slab_ops.values()) - multiply_size + turns * multiply_size
+    return {"multiply": multiply_size, "multiply_ffma": multiply_ops["FFMA"],
+            "ffma_share": multiply_ops["FFMA"] / multiply_size, "per_slab": round(per_slab),
+            "slab_ffma_share": fmas_per_slab / per_slab}
+
+
+def measure(batch):
+    """The counts for each compiled float32 GEMM variant of a tfconvnet step (run in a process of
+    its own: host_only patches numba-cuda)."""
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+    import fastnn.backends.cuda.host_only as host_only
+    host_only.install()
+    import numpy as np
+    from fastnn.backends.cuda import linear
+    from fastnn.backends.cuda.report import training_step
+    step = training_step("tfconvnet", batch)
+    step()
+    ptxas, nvdisasm = _tool("ptxas", "nvidia-cuda-nvcc-cu12"), _tool("nvdisasm", "nvidia-cuda-nvdisasm")
+    fmas_per_slab = linear.TM * linear.TN * linear.BK
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for (dtype, ta, tb), kernel in sorted(linear._KERNELS.items(), key=str):
+            if dtype != np.float32:
+                continue
+            for signature, overload in kernel.overloads.items():
+                ptx = Path(folder) / "gemm.ptx"
+                ptx.write_text(overload.inspect_asm(cc=(9, 0)))
+                cubin = Path(folder) / "gemm.cubin"
+                assembled = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90", "--maxrregcount",
+                                            str(linear.GEMM_MAX_REGISTERS), str(ptx), "-o", str(cubin)],
+                                           capture_output=True, text=True, check=True).stderr
+                sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True,
+                                      check=True).stdout
+                counts = count_slab(sass, fmas_per_slab)
+                counts["registers"] = int(re.search(r"Used (\d+) registers", assembled).group(1))
+                counts["spilled"] = sum(int(x) for x in re.findall(r"(\d+) bytes spill (?:stores|loads)", assembled))
+                results[f"ta={int(ta)} tb={int(tb)}"] = counts
+    print(json.dumps(results))
+
+
+def _run(batch, tree):
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    run = subprocess.run([sys.executable, __file__, "--one", "--batch", str(batch)], env=env, cwd=tree,
+                         capture_output=True, text=True)
+    if run.returncode:
+        sys.exit(f"cuda_gemm_sass: the count failed in {tree}:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _baseline_tree(revision, folder):
+    """A copy of this checkout's package with the GEMM module of ``revision``."""
+    shutil.copytree(ROOT / "fastnn", Path(folder) / "fastnn",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    source = subprocess.run(["git", "show", f"{revision}:fastnn/backends/cuda/linear.py"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    (Path(folder) / "fastnn/backends/cuda/linear.py").write_text(source)
+    return Path(folder)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--baseline", metavar="REV", help="also count the GEMM of this git revision")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        measure(args.batch)
+        return
+    runs = {"now": _run(args.batch, ROOT)}
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as folder:
+            runs[args.baseline] = _run(args.batch, _baseline_tree(args.baseline, folder))
+    print(f"float32 GEMM of a tfconvnet step (batch {args.batch}), sm_90, per thread; per slab: "
+          f"{'upper bound (both sides of each branch)'}")
+    for name, results in runs.items():
+        for variant, c in results.items():
+            print(f"{name:>10} {variant}: {c['registers']} registers, {c['spilled']} bytes spilled; multiply "
+                  f"block {c['multiply']} instructions, {c['multiply_ffma']} FFMA ({c['ffma_share']:.0%}); "
+                  f"per slab {c['per_slab']} instructions for 256 FFMA ({c['slab_ffma_share']:.0%})")
+    if args.baseline:
+        for variant in runs["now"]:
+            if variant in runs[args.baseline]:
+                print(f"{variant}: instructions per slab {runs[args.baseline][variant]['per_slab']} -> "
+                      f"{runs['now'][variant]['per_slab']} "
+                      f"({runs[args.baseline][variant]['per_slab'] / runs['now'][variant]['per_slab']:.2f}x fewer)")
+
+
+if __name__ == "__main__":
+    main()
