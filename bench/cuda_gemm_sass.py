@@ -97,7 +97,7 @@ def count_slab(sass, fmas_per_slab):
     per_slab = sum(slab_ops.values()) - multiply_size + turns * multiply_size
     return {"multiply": multiply_size, "multiply_ffma": multiply_ops["FFMA"],
             "ffma_share": multiply_ops["FFMA"] / multiply_size, "per_slab": round(per_slab),
-            "slab_ffma_share": fmas_per_slab / per_slab}
+            "slab_ffma_share": fmas_per_slab / per_slab, "fmas_per_slab": fmas_per_slab}
 
 
 def measure(batch):
@@ -166,13 +166,13 @@ def main(argv=None):
     if args.baseline:
         with tempfile.TemporaryDirectory() as folder:
             runs[args.baseline] = _run(args.batch, _baseline_tree(args.baseline, folder))
-    print(f"float32 GEMM of a tfconvnet step (batch {args.batch}), sm_90, per thread; per slab: "
-          f"{'upper bound (both sides of each branch)'}")
+    print(f"float32 GEMM of a tfconvnet step (batch {args.batch}), sm_90, per thread; per slab: an upper bound "
+          "(both sides of each branch)")
     for name, results in runs.items():
         for variant, c in results.items():
             print(f"{name:>10} {variant}: {c['registers']} registers, {c['spilled']} bytes spilled; multiply "
                   f"block {c['multiply']} instructions, {c['multiply_ffma']} FFMA ({c['ffma_share']:.0%}); "
-                  f"per slab {c['per_slab']} instructions for 256 FFMA ({c['slab_ffma_share']:.0%})")
+                  f"per slab {c['per_slab']} instructions for {c['fmas_per_slab']} FFMA ({c['slab_ffma_share']:.0%})")
     if args.baseline:
         for variant in runs["now"]:
             if variant in runs[args.baseline]:
