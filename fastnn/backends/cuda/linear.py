@@ -260,7 +260,8 @@ def _make_gemm(dtype, ta, tb):
                 cuda.syncthreads()
             finish = True       # this block writes C for the tile (always, unless split)
             if cuda.gridDim.z > 1:
-                # split: slice z's partial products go to part[z], its row sums to row_part[z m:]
+                # split: slice z's partial products go to part[z m n:] (flat: (splits, m, n) in C order),
+                # its row sums to row_part[z m:]
                 z = cuda.blockIdx.z
                 for i in range(TM):
                     gi = row0 + a_col + i
@@ -270,7 +271,7 @@ def _make_gemm(dtype, ta, tb):
                         for j in range(TN):
                             gj = col0 + b_col + j
                             if gj < n:
-                                part[z, gi, gj] = acc[i, j]
+                                part[uint64((z * m + gi) * n + gj)] = acc[i, j]
                 # every thread's partials are visible device-wide before the block counts itself in
                 cuda.threadfence()
                 cuda.syncthreads()
@@ -282,23 +283,33 @@ def _make_gemm(dtype, ta, tb):
                 cuda.syncthreads()      # all have read `last` before the next row tile rewrites it
                 if finish:
                     # the tile's last block: every slice's partials are written; each thread adds
-                    # up its own elements in slice order (whichever block is last, the same sum)
+                    # up its own elements in slice order (whichever block is last, the same sum).
+                    # Slice by slice, all of the thread's elements at once: TM TN independent loads
+                    # in flight per slice, not one chain of dependent adds per element
                     cuda.threadfence()
                     for i in range(TM):
-                        gi = row0 + a_col + i
-                        if gi < m:
+                        rs[i] = zero
+                        for j in range(TN):
+                            acc[i, j] = zero
+                    # (loads at clamped indices, always in bounds, and no branch: the assembler issues
+                    # them all before the adds; elements outside C are not added)
+                    row_at = uint64(min(row0 + a_col, m - 1))                  # slice 0's offsets
+                    at = row_at * uint64(n) + uint64(min(col0 + b_col, n - 1))
+                    for zz in range(cuda.gridDim.z):
+                        for i in range(TM):
+                            gi = row0 + a_col + i
+                            down = uint64(i if gi < m else 0)       # rows clamped to m - 1
                             if sum_rows:
-                                r = row_part[gi]
-                                for zz in range(1, cuda.gridDim.z):
-                                    r += row_part[zz * m + gi]
-                                rs[i] = r
+                                v = row_part[row_at + down]
+                                if gi < m:
+                                    rs[i] += v
                             for j in range(TN):
                                 gj = col0 + b_col + j
-                                if gj < n:
-                                    v = part[0, gi, gj]
-                                    for zz in range(1, cuda.gridDim.z):
-                                        v += part[zz, gi, gj]
-                                    acc[i, j] = v
+                                v = part[at + down * uint64(n) + uint64(j if gj < n else 0)]
+                                if gi < m and gj < n:
+                                    acc[i, j] += v
+                        row_at += uint64(m)
+                        at += uint64(m * n)
                     if tid == 0:
                         arrivals[tile] = 0      # ready for the next split launch
             if finish:
@@ -443,11 +454,11 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     if splits > 1:
         splits = _ceil_div(k, k_chunk)                                 # no empty slice
     if splits > 1:
-        part = empty((splits, m, n), c.dtype)
+        part = empty((splits * m * n,), c.dtype)
         row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
         arrivals = _arrivals(_ceil_div(m, BM) * grid_x)
     else:
-        part, row_part, arrivals = _placeholder(c.dtype, 3), dummy, _placeholder(np.int32)
+        part, row_part, arrivals = dummy, dummy, _placeholder(np.int32)
     fa, fb = flat_operand(a), flat_operand(b)
     if masked != MASK_NONE:
         masked_operand = a if masked == MASK_A else b
