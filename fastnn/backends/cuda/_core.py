@@ -256,6 +256,14 @@ def as_strided(a, shape, strides):
     return _DeviceArray(shape, strides, a.dtype, gpu_data=a.gpu_data)
 
 
+def flat_view(a, extent):
+    """A 1-D view of ``extent`` elements of ``a``'s memory from its first element (made directly:
+    the GEMM makes two or three a launch)."""
+    if SIMULATOR:
+        return as_strided(a, (extent,), (a.dtype.itemsize,))
+    return _DeviceArray((extent,), (a.dtype.itemsize,), a.dtype, gpu_data=a.gpu_data)
+
+
 def pointer(a) -> int:
     """Device address of ``a``'s first element (aliasing checks)."""
     if SIMULATOR:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, float64, int32, uint64
 
-from ._core import SIMULATOR, as_strided, context_key, empty, kernel, launch_grid, multiprocessors, to_device
+from ._core import SIMULATOR, context_key, empty, flat_view, kernel, launch_grid, multiprocessors, to_device
 from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backward, scalar_op, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward",
@@ -369,17 +369,17 @@ def _placeholder(dtype, ndim=1):
 def flat_operand(a):
     """(elements, s_q, s_r, s_c): a 3-D operand as the 1-D run of memory from its first element
     (as long as its last element needs) and its element strides, which is how the GEMM reads A, B
-    and the mask: one offset a row apart per element instead of Numba's indexing per element."""
+    and the mask: one offset a row apart per element instead of Numba's indexing per element.
+    (One array object made directly: this runs two or three times a GEMM launch.)"""
     itemsize = a.dtype.itemsize
-    strides = tuple(int(s) // itemsize for s in a.strides)
-    if a.size == 0:                       # no element is read (the kernel checks the matrix bounds)
+    (d_q, d_r, d_c), (s_q, s_r, s_c) = a.shape, a.strides
+    if d_q == 0 or d_r == 0 or d_c == 0:  # no element is read (the kernel checks the matrix bounds)
         return _placeholder(a.dtype), 0, 0, 0
-    if min(strides) < 0:
+    if s_q < 0 or s_r < 0 or s_c < 0:
         raise ValueError(f"gemm: operands with negative strides are not supported, got strides {a.strides}")
-    if a.is_c_contiguous():
-        return a.reshape(a.size), strides[0], strides[1], strides[2]
-    extent = 1 + sum((d - 1) * s for d, s in zip(a.shape, strides))
-    return as_strided(a, (extent,), (itemsize,)), strides[0], strides[1], strides[2]
+    s_q, s_r, s_c = s_q // itemsize, s_r // itemsize, s_c // itemsize
+    extent = 1 + (d_q - 1) * s_q + (d_r - 1) * s_r + (d_c - 1) * s_c
+    return flat_view(a, extent), s_q, s_r, s_c
 
 
 def plain(a):
