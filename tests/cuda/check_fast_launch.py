@@ -164,7 +164,29 @@ def fallbacks():
         launcher.array_params = right
     wrong = {"disabled": _single_overload().launch.disabled, "warnings": [str(w.message) for w in caught],
              "launched_numbas_params": launched}
-    return {"other_class": other_class, "wrong": wrong}
+
+    # a cuda.core launch that refuses the fast launch's call: that overload goes back to Numba's launch
+    _core.launch_grid(_failing, 1, 32, a)                # compiles (Numba's launch)
+    recorded = launcher._numba_dispatcher.launch
+    failing_overload = next(iter(_failing.overloads.values()))
+
+    def refuse_the_fast_launch(stream, config, kernel, *params):
+        if sys._getframe(1).f_code is launcher.FastLaunch.__call__.__code__:
+            raise TypeError("launch() got arguments it does not take")
+        return recorded(stream, config, kernel, *params)
+
+    launcher._numba_dispatcher.launch = refuse_the_fast_launch
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            before = host_only.launched()
+            for _ in range(2):
+                _core.launch_grid(_failing, 1, 32, a)
+            failed = {"disabled": failing_overload.launch.disabled, "launched": host_only.launched() - before,
+                      "warnings": [str(w.message) for w in caught]}
+    finally:
+        launcher._numba_dispatcher.launch = recorded
+    return {"other_class": other_class, "wrong": wrong, "failed": failed}
 
 
 def _single_overload():
@@ -178,6 +200,11 @@ def _pair(x, y):
 
 @cuda.jit
 def _single(x):
+    pass
+
+
+@cuda.jit
+def _failing(x):
     pass
 
 

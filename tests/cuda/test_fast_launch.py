@@ -51,12 +51,16 @@ def test_every_kind_of_argument_is_marshalled_as_numba_does():
     assert _check("argument_kinds") == {"fast": 2, "mismatches": [], "typed": 2 * 10, "type_mismatches": []}
 
 
-def test_unplanned_arguments_and_differing_parameters_fall_back_to_numbas_launch():
+def test_unplanned_arguments_differing_parameters_and_a_failing_launch_fall_back_to_numbas_launch():
     found = _check("fallbacks")
     assert found["other_class"] == {"numba_launches": 1, "same_params": True}
     wrong = found["wrong"]
     assert wrong["disabled"] is True and wrong["launched_numbas_params"] == [True, True]
     assert len(wrong["warnings"]) == 1 and "keeps Numba's launch" in wrong["warnings"][0]
+    # a first fast launch that raises: run by Numba's launch instead, and so are the next ones
+    failed = found["failed"]
+    assert failed["disabled"] is True and failed["launched"] == 2
+    assert len(failed["warnings"]) == 1 and "fast launch of _failing failed (TypeError" in failed["warnings"][0]
 
 
 def test_the_backends_arrays_reshape_as_numbas_do():

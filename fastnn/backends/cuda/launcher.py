@@ -19,7 +19,8 @@ marshalling is replaced.
 
 The first launch of each overload builds the parameters both ways and keeps the fast launch only if
 they are identical (same values, same ctypes types), so a Numba version that marshals differently
-keeps Numba's own launch. Arguments the plan does not cover (host arrays, objects exposing
+keeps Numba's own launch; so does an overload whose first fast launch raises (then Numba's launch
+runs it, and raises in turn if the error is the kernel's). Arguments the plan does not cover (host arrays, objects exposing
 ``__cuda_array_interface__``) go through Numba's launch. ``FASTNN_CUDA_FAST_LAUNCH=0`` keeps Numba's
 launch for every kernel (to compare the two).
 """
@@ -178,7 +179,9 @@ class FastLaunch:
         self.cooperative = bool(getattr(overload, "cooperative", False))
         self.configs = {}
         self.checked = False
-        self.disabled = False       # its parameters differed from Numba's: Numba's launch only
+        self.disabled = False       # its parameters differed from Numba's, or its first launch
+        #                             failed: Numba's launch only
+        self.launched = False       # a fast launch went through
 
     def plannable(self) -> bool:
         o = self.overload
@@ -212,7 +215,22 @@ class FastLaunch:
                 self.configs.clear()
             config = self.configs[key] = _LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
                                                        **{_CONFIG_COOPERATIVE: self.cooperative})
-        _numba_dispatcher.launch(stream, config, self.overload._codelibrary.get_cufunc().kernel, *params)
+        kernel = self.overload._codelibrary.get_cufunc().kernel
+        if self.launched:
+            _numba_dispatcher.launch(stream, config, kernel, *params)
+            return
+        try:
+            _numba_dispatcher.launch(stream, config, kernel, *params)
+        except Exception as error:  # noqa: BLE001 - whatever it is, Numba's own launch decides
+            # the first fast launch of the overload failed (a cuda.core that takes its arguments
+            # differently): Numba's launch from now on, which also raises the error if it is the
+            # kernel's own (a bad configuration, too many resources)
+            self.disabled = True
+            name = getattr(self.overload.py_func, "__name__", self.overload.entry_name)
+            warnings.warn(f"fastnn: the fast launch of {name} failed ({type(error).__name__}: {error}); "
+                          "it keeps Numba's launch", RuntimeWarning, stacklevel=2)
+            return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
+        self.launched = True
 
 
 _accelerated = {}       # dispatcher -> overloads seen
