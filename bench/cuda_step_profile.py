@@ -4,12 +4,15 @@ kernel behind a kernel that sleeps 2 ms, so the GPU reaches them only after the 
 the kernel: the host's enqueue time is not in it. Their sum is the step's floor once the host keeps
 ahead of the GPU.
 
-    python bench/cuda_step_profile.py --model tfconvnet --batches 64 256
+    python bench/cuda_step_profile.py --model tfconvnet --batches 64 256 [--host-profile 30]
 
 Needs a real NVIDIA GPU (the simulator's timings mean nothing). A step whose wall time equals its
 enqueue time is host-bound: the GPU waits for Python and Numba's launch path, not the other way.
 """
 import argparse
+import cProfile
+import inspect
+import pstats
 import statistics
 import time
 
@@ -24,7 +27,7 @@ def _sleeper():
     return sleep
 
 
-def profile(model_name, batch, steps=20):
+def profile(model_name, batch, steps=20, host_profile=0):
     from numba import cuda
     import fastnn.backends.cuda as cu
     import fastnn
@@ -59,11 +62,24 @@ def profile(model_name, batch, steps=20):
         after.record()
         after.synchronize()
         name = kernel.py_func.__name__
-        shape = "m %d n %d k %d" % tuple(args[11:14]) if name == "gemm_kernel" else ""
+        shape = ""
+        if name == "gemm_kernel":
+            names = list(inspect.signature(kernel.py_func).parameters)
+            shape = "m %d n %d k %d" % tuple(args[names.index(x)] for x in "mnk")
         launches.append((name, f"{shape} grid {grid}", (t1 - t0) * 1e6, 1e3 * cuda.event_elapsed_time(before, after)))
 
     with cu.observe_launches(timed):
         step()
+    if host_profile:
+        cuda.synchronize()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(steps):
+            step()
+        profiler.disable()
+        cuda.synchronize()
+        print(f"  host profile of {steps} steps (cProfile, by own time):")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(host_profile)
     print(f"  one step launch by launch: {len(launches)} launches, enqueue {sum(x[2] for x in launches) / 1e3:.2f} ms "
           f"(median {statistics.median(x[2] for x in launches):.0f} us), GPU {sum(x[3] for x in launches) / 1e3:.2f} ms")
     for name, what, enqueue, gpu in launches:
@@ -74,12 +90,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tfconvnet")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--host-profile", type=int, default=0, metavar="ROWS",
+                        help="also print where the host's time goes (cProfile's top ROWS functions)")
     args = parser.parse_args(argv)
     from numba import config
     if config.ENABLE_CUDASIM:
         parser.error("needs a real GPU: unset NUMBA_ENABLE_CUDASIM")
     for batch in args.batches:
-        profile(args.model, batch)
+        profile(args.model, batch, host_profile=args.host_profile)
 
 
 if __name__ == "__main__":
