@@ -34,7 +34,7 @@ for m in ('mlp', 'lenet5', 'tfconvnet', 'bnconvnet'):
     print(f'{m:>10}: {training_step_launches(m, 64)} launches per step')"
 
 echo "== where a tfconvnet step goes, launch by launch (host enqueue vs time to completion)"
-NUMBA_ENABLE_CUDASIM=0 python3 bench/cuda_step_profile.py --model tfconvnet --batches 64 256
+NUMBA_ENABLE_CUDASIM=0 python3 bench/cuda_step_profile.py --model tfconvnet --batches 64 256 --host-profile 25
 
 echo "== the launcher: tfconvnet steps with Numba's launch, then fastnn's (batch 64 and 256)"
 for batch in 64 256; do
