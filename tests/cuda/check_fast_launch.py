@@ -213,7 +213,15 @@ def _outcome(reshape):
         r = reshape()
     except Exception as error:          # noqa: BLE001 -- the outcome compared is the exception's type
         return type(error).__name__
-    return (r.shape, r.strides, r.dtype.str, r.device_ctypes_pointer.value, r.size)
+    return _fields(r)
+
+
+def _fields(r):
+    """What an array is to Numba and to users: every attribute Numba's constructor sets, its layout
+    flags, its Numba type and its ``__cuda_array_interface__``."""
+    return (r.shape, r.strides, r.dtype.str, r.device_ctypes_pointer.value, r.size, r.ndim, r.alloc_size, r.stream,
+            sorted(r.flags.items()), r.is_c_contiguous(), r.is_f_contiguous(), str(r._numba_type_),
+            sorted(r.__cuda_array_interface__.items()))
 
 
 def reshape():
@@ -238,6 +246,14 @@ def reshape():
                     if a != b:
                         differ.append(f"{name} -> {target} {kws} {form}: {a} vs Numba's {b}")
     fast = type(base.reshape(4, 6)) is DeviceArray and type(base.reshape(24)) is DeviceArray
+    # the allocator's and the flat views' constructor against Numba's
+    for shape in [(), (1,), (24,), (4, 6), (2, 3, 4), (1, 1, 24), (5, 1), (2, 1, 3, 1)]:
+        for dtype in (np.dtype(np.float32), np.dtype(np.int64), np.dtype(np.uint8)):
+            a = _fields(DeviceArray.c_contiguous(shape, dtype, base.gpu_data))
+            b = _fields(DeviceNDArray(shape, c_strides(shape, dtype.itemsize), dtype, gpu_data=base.gpu_data))
+            compared += 1
+            if a != b:
+                differ.append(f"c_contiguous {shape} {dtype}: {a} vs Numba's {b}")
     return {"compared": compared, "differ": differ, "stays_a_device_array": fast}
 
 

@@ -261,7 +261,7 @@ def flat_view(a, extent):
     the GEMM makes two or three a launch)."""
     if SIMULATOR:
         return as_strided(a, (extent,), (a.dtype.itemsize,))
-    return _DeviceArray((extent,), (a.dtype.itemsize,), a.dtype, gpu_data=a.gpu_data)
+    return _DeviceArray.c_contiguous((int(extent),), a.dtype, a.gpu_data)
 
 
 def pointer(a) -> int:

@@ -1,19 +1,25 @@
-"""The cuda backend's device-array class on a GPU: Numba's ``DeviceNDArray`` with a cheaper
-``reshape``.
+"""The cuda backend's device-array class on a GPU: Numba's ``DeviceNDArray``, made faster.
 
-Every array the backend makes (the caching allocator's, ``_core.as_strided``'s views) is a
-``DeviceArray``, which is a ``DeviceNDArray`` to everything else (Numba's typing and marshalling,
-``__cuda_array_interface__``, users). Numba's ``reshape`` reshapes a dummy array first to learn
-whether a view is possible, about as long again as making the new array object; a tfconvnet training
-step reshapes some 60 arrays. Here a C-contiguous array reshaped in C order to a shape with as many
-elements (no -1) is made directly with C strides, which is what Numba's gives for it; anything else
-goes to Numba's ``reshape``.
+Every array the backend makes (the caching allocator's, ``_core.as_strided``'s views, reshapes and
+the GEMM's flat views) is a ``DeviceArray``, which is a ``DeviceNDArray`` to everything else (Numba's
+typing and marshalling, ``__cuda_array_interface__``, users). A tfconvnet training step makes some
+120 arrays, and Numba's constructor builds a layout object (``_dummy``) for each, which is most of
+its cost; Numba's ``reshape`` also reshapes that object first to learn whether a view is possible.
+Here:
+
+* ``DeviceArray.c_contiguous`` makes a C-contiguous array of a shape of positive Python ints with
+  the attributes Numba's constructor sets, and the layout object only when something asks for it
+  (Numba's indexing, ``flags``, its own ``reshape``);
+* ``reshape`` in C order of a C-contiguous array to a shape with as many elements (no -1) makes
+  the view that way, which is what Numba's gives for it; anything else goes to Numba's ``reshape``;
+* ``is_c_contiguous`` answers from the strides when they are C's, without the layout object.
 """
 from __future__ import annotations
 
 import functools
 import math
 
+from numba.cuda.cudadrv import dummyarray
 from numba.cuda.cudadrv.devicearray import DeviceNDArray
 
 
@@ -29,14 +35,37 @@ def c_strides(shape: tuple, itemsize: int) -> tuple:
 
 
 class DeviceArray(DeviceNDArray):
-    """``DeviceNDArray`` whose ``reshape`` skips Numba's dummy array when the view is plainly C."""
+    """``DeviceNDArray`` with a cheaper constructor for C-contiguous arrays and ``reshape``."""
+
+    @functools.cached_property
+    def _dummy(self):
+        """Numba's layout object, made on first use for arrays made by ``c_contiguous`` (Numba's
+        constructor sets it as an instance attribute, which takes precedence)."""
+        return dummyarray.Array.from_desc(0, self.shape, self.strides, self.dtype.itemsize)
+
+    @classmethod
+    def c_contiguous(cls, shape: tuple, dtype, gpu_data):
+        """``DeviceArray(shape, c_strides(shape, itemsize), dtype, gpu_data=gpu_data)`` for a tuple
+        of Python ints, all > 0, and a NumPy dtype: the same attributes, set directly."""
+        array = cls.__new__(cls)
+        array.ndim = len(shape)
+        array.shape = shape
+        array.strides = c_strides(shape, dtype.itemsize)
+        array.dtype = dtype
+        array.size = size = math.prod(shape)
+        array.alloc_size = size * dtype.itemsize
+        array.gpu_data = gpu_data
+        array.stream = 0
+        return array
+
+    def is_c_contiguous(self):
+        return self.strides == c_strides(self.shape, self.dtype.itemsize) or self._dummy.is_c_contig
 
     def reshape(self, *newshape, **kws):
         shape = newshape[0] if len(newshape) == 1 and isinstance(newshape[0], (tuple, list)) else newshape
         if kws.get("order", "C") == "C" and len(kws) <= 1 and self.size:
             shape = tuple(int(s) for s in shape)
-            itemsize = self.dtype.itemsize
             if (min(shape, default=1) > 0 and math.prod(shape) == self.size
-                    and self.strides == c_strides(self.shape, itemsize)):
-                return DeviceArray(shape, c_strides(shape, itemsize), self.dtype, gpu_data=self.gpu_data)
+                    and self.strides == c_strides(self.shape, self.dtype.itemsize)):
+                return DeviceArray.c_contiguous(shape, self.dtype, self.gpu_data)
         return super().reshape(*newshape, **kws)

@@ -142,16 +142,16 @@ class DeviceArrayCache(BlockCache):
         from numba import cuda
         from numba.cuda.cudadrv.driver import AutoFreePointer
 
-        from .device_array import DeviceArray, c_strides
+        from .device_array import DeviceArray
 
         super().__init__(lambda nbytes: cuda.device_array(nbytes, np.uint8), _is_out_of_memory)
         self._device_array_class, self._pointer_class = DeviceArray, AutoFreePointer
-        self._c_strides = c_strides
         self._lent = {}     # key -> AutoFreePointer: owned pointers hold only weak proxies to it
         self._keys = itertools.count()
 
     def device_array(self, shape, dtype):
-        """An uninitialised C-contiguous device array of ``shape`` and ``dtype`` (size > 0)."""
+        """An uninitialised C-contiguous device array of ``shape`` (a tuple of Python ints) and
+        ``dtype`` (a NumPy dtype), of size > 0."""
         dtype = np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
         try:
@@ -179,7 +179,7 @@ class DeviceArrayCache(BlockCache):
         # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
         pointer = self._pointer_class(context, address, nbytes, finalizer=give_back)
         lent[key] = pointer
-        return self._device_array_class(shape, self._c_strides(shape, dtype.itemsize), dtype, gpu_data=pointer.own())
+        return self._device_array_class.c_contiguous(shape, dtype, pointer.own())
 
 
 _cache = None
