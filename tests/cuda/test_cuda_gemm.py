@@ -246,3 +246,62 @@ def test_operands_split_in_planes_narrower_than_a_slab_are_read_right(ta, tb, pa
     op_a, op_b = (a.T if ta else a), (b.T if tb else b)
     np.testing.assert_allclose(c.copy_to_host(), op_a @ op_b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(sums.copy_to_host(), op_a.sum(1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture
+def gpu_tiles(monkeypatch):
+    """The GPU's tiling (64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads) in the simulator:
+    the 4-row unrolled multiply, the vector-friendly register tiles and the fetch of 4 elements a
+    slab per operand run as they do on a GPU (the simulator's own tiling is 8x8, 2x2 per thread)."""
+    for name, value in zip(linear.TILE_CONSTANTS, linear.tile_constants(*linear.GPU_TILES)):
+        monkeypatch.setattr(linear, name, value)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.GPU_TILES[2])
+    monkeypatch.setattr(linear, "_KERNELS", {})
+
+
+@pytest.mark.parametrize("ta, tb, split, masked", [(0, 0, 1, linear.MASK_NONE), (0, 1, 8, linear.MASK_A),
+                                                    (1, 0, 8, linear.MASK_B), (1, 1, 1, linear.MASK_A)])
+def test_the_gpu_tiling_gives_the_product_in_the_simulator(gpu_tiles, monkeypatch, ta, tb, split, masked):
+    """Edges of the 64x64 tiles (m, n = 67, 70), k = 37 (a partial slab, and with split-K three slices
+    of 16), operands split in planes (p = 5 and 7), A read through a strided view (a group's slice,
+    as grouped convolution passes), row sums, and a ReLU mask on either operand."""
+    rng = np.random.default_rng(ta + 2 * tb + 4 * split)
+    monkeypatch.setattr(linear, "MAX_SPLITS", split)
+    m, n, k, pa, pb = 67, 70, 37, 5, 7
+    assert (linear.split_k(m, n, k) > 1) == (split > 1)
+    a = rng.standard_normal((k, m) if ta else (m, k))
+    b = rng.standard_normal((n, k) if tb else (k, n))
+    y = rng.standard_normal(a.shape if masked == linear.MASK_A else b.shape)
+    a3, b3 = split_columns(a, pa), split_columns(b, pb)
+    # A as rows 2 .. of a taller array: a view whose first element is not its block's
+    taller = np.zeros((a3.shape[0], a3.shape[1] + 3, a3.shape[2]))
+    taller[:, 2:2 + a3.shape[1]] = a3
+    da = cu.to_device(taller)[:, 2:2 + a3.shape[1]]
+    mask = None
+    if masked != linear.MASK_NONE:
+        y3 = split_columns(y, pa if masked == linear.MASK_A else pb)
+        if masked == linear.MASK_A:
+            taller_y = np.zeros_like(taller)
+            taller_y[:, 2:2 + y3.shape[1]] = y3
+            mask = cu.to_device(taller_y)[:, 2:2 + y3.shape[1]]
+        else:
+            mask = cu.to_device(y3)
+    c = cu.empty((m, n), np.float64)
+    sums = cu.empty((m,), np.float64)
+    linear.gemm(da, ta, pa, cu.to_device(b3), tb, pb, c.reshape(1, m, n), n, m, n, k, row_sums=sums, mask=mask,
+                masked=masked)
+    if masked == linear.MASK_A:
+        a = np.where(y > 0, a, 0.0)
+    elif masked == linear.MASK_B:
+        b = np.where(y > 0, b, 0.0)
+    op_a, op_b = (a.T if ta else a), (b.T if tb else b)
+    np.testing.assert_allclose(c.copy_to_host(), op_a @ op_b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums.copy_to_host(), op_a.sum(1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tiles, reason", [((64, 64, 16, 3, 4), "must divide"), ((64, 64, 12, 4, 4), "multiple of BK"),
+                                           ((8, 8, 2, 2, 2), "multiple of 4")])
+def test_a_tiling_the_kernel_cannot_run_is_refused(tiles, reason):
+    with pytest.raises(ValueError, match=reason):
+        linear.tile_constants(*tiles)
+    assert linear.tile_constants(*linear.GPU_TILES)[linear.TILE_CONSTANTS.index("NT")] == 256

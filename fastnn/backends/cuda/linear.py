@@ -37,29 +37,49 @@ from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backw
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward",
            "linear_relu_dropout_forward", "linear_relu_dropout_backward", "matmul", "gemm"]
 
+GPU_TILES = (64, 64, 16, 4, 4)      # (BM, BN, BK, TM, TN) on a GPU
+SIMULATOR_TILES = (8, 8, 8, 2, 2)   # small, so the simulator's tests cross tile edges and split k
+TILE_CONSTANTS = ("BM", "BN", "BK", "TM", "TN", "BM_PADDED", "BN_PADDED", "TX", "TY", "NT", "A_FETCH", "B_FETCH")
+
+
+def tile_constants(bm, bn, bk, tm, tn):
+    """The values of TILE_CONSTANTS for a tiling: a block computes a BM x BN tile of C from BK-deep
+    slabs with TX x TY = NT threads, each a TM x TN register tile; a thread fetches A_FETCH elements
+    of each A slab and B_FETCH of each B slab. Shared-memory tile widths BM_PADDED, BN_PADDED are
+    padded so the slab stores of an operand whose fast axis is k (kk fastest across a warp) spread
+    over the banks (a 2-way conflict instead of BK-way), and by 4 so each row stays 16-byte aligned
+    for the multiply's vector loads. Raises ValueError for a tiling the kernel cannot run."""
+    if bm % tm or bn % tn:
+        raise ValueError(f"cuda gemm tiles: TM={tm} must divide BM={bm} and TN={tn} BN={bn}")
+    tx, ty = bn // tn, bm // tm
+    nt = tx * ty
+    # the slab loads give each thread a fixed column of the slab (k index tid % BK, or outer index
+    # tid % width) and rows a stride NT / BK or NT / width apart: NT must be a multiple of BK and of
+    # the tile widths, and divide a slab
+    if not (nt % bk == 0 and nt % bm == 0 and nt % bn == 0 and (bm * bk) % nt == 0 and (bn * bk) % nt == 0):
+        raise ValueError(f"cuda gemm tiles: {nt} threads must be a multiple of BK={bk}, BM={bm} and BN={bn} and "
+                         "divide BM * BK and BN * BK")
+    if bk % 4:      # the multiply loop takes four slab rows a turn
+        raise ValueError(f"cuda gemm tiles: BK={bk} must be a multiple of 4")
+    return bm, bn, bk, tm, tn, bm + 4, bn + 4, tx, ty, nt, bm * bk // nt, bn * bk // nt
+
+
+BM, BN, BK, TM, TN, BM_PADDED, BN_PADDED, TX, TY, NT, A_FETCH, B_FETCH = tile_constants(
+    *(SIMULATOR_TILES if SIMULATOR else GPU_TILES))
 if SIMULATOR:
-    BM, BN, BK, TM, TN = 8, 8, 8, 2, 2
     MIN_K_CHUNK = BK           # split-K in the simulator's small tests
     MAX_SPLITS = 8
 else:
-    BM, BN, BK, TM, TN = 64, 64, 16, 4, 4
     MIN_K_CHUNK = 256          # k per slice: 16 slabs, so writing and re-reading a partial costs little
     # the last block of a tile reads all its partials: bound that serial work. 32 left tfconvnet's
     # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
     MAX_SPLITS = 128
 MAX_GRID_Y = 65535
 # the float32 GEMM: two blocks of TX x TY = 256 threads per multiprocessor (65536 registers). ptxas
-# -v (sm_90) takes 128-156 uncapped depending on (ta, tb), 126-128 under the cap with no spill (a
+# -v (sm_90) takes 134-148 uncapped depending on (ta, tb), 122-128 under the cap with no spill (a
 # test assembles every recorded signature). The float64 one (two registers a value) would spill
 # under the cap: it is left free.
 GEMM_MAX_REGISTERS = 128
-# shared-memory tile widths: padded so the slab stores of an operand whose fast axis is k (kk
-# fastest across a warp) spread over the banks (a 2-way conflict instead of BK-way), and by 4 so
-# each row stays 16-byte aligned for the multiply's vector loads
-BM_PADDED, BN_PADDED = BM + 4, BN + 4
-TX, TY = BN // TN, BM // TM
-NT = TX * TY
-A_FETCH, B_FETCH = BM * BK // NT, BN * BK // NT     # a thread's elements of an A slab and of a B slab
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 # the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
@@ -67,14 +87,6 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
-# the slab loads give each thread a fixed column of the slab (k index tid % BK, or outer index
-# tid % width) and rows a stride NT / BK or NT / width apart: NT must be a multiple of BK and of
-# the tile widths, and divide a slab
-if not (NT % BK == 0 and NT % BM == 0 and NT % BN == 0 and (BM * BK) % NT == 0 and (BN * BK) % NT == 0):
-    raise ValueError(f"cuda gemm tiles: {NT} threads must be a multiple of BK={BK}, BM={BM} and BN={BN} and "
-                     "divide BM * BK and BN * BK")
-if BK % 4:      # the multiply loop takes four slab rows a turn
-    raise ValueError(f"cuda gemm tiles: BK={BK} must be a multiple of 4")
 
 
 @cuda.jit(device=True)
