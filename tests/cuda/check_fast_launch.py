@@ -37,6 +37,7 @@ host_only.install()
 
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
+from numba.cuda.typing.typeof import typeof  # noqa: E402
 from numba.cuda.cudadrv.devicearray import DeviceNDArray  # noqa: E402
 
 import fastnn.backends.cuda as cu  # noqa: E402
@@ -62,7 +63,7 @@ class Checked:
 
     def __init__(self):
         self.fast, self.mismatches, self.names = 0, [], set()
-        self.typed, self.type_mismatches = 0, []
+        self.typed, self.type_mismatches, self.typed_tuples = 0, [], 0
         original = launcher.FastLaunch.__call__
 
         def call(fast, args, griddim, blockdim, stream=0, sharedmem=0):
@@ -81,6 +82,12 @@ class Checked:
                 self.typed += 1
                 if given != own:
                     self.type_mismatches.append(f"{a.shape} {a.strides} {a.dtype}: {given} vs Numba's {own}")
+            for a in args:
+                if isinstance(a, tuple):
+                    given, own = getattr(a, "_numba_type_", None), typeof(tuple(a))
+                    self.typed_tuples += 1
+                    if type(a) is not launcher.TypedTuple or given != own:
+                        self.type_mismatches.append(f"tuple of {len(a)} ({type(a).__name__}): {given} vs Numba's {own}")
 
         launcher.FastLaunch.__call__ = call
 
@@ -99,7 +106,7 @@ def every_op():
     return {"first_run_fast": first_fast, "second_run_fast": checked.fast - first_fast,
             "second_run_launches": counted, "launched": launched, "kernels": len(checked.names),
             "mismatches": checked.mismatches, "disabled": disabled, "typed": checked.typed,
-            "type_mismatches": checked.type_mismatches}
+            "typed_tuples": checked.typed_tuples, "type_mismatches": checked.type_mismatches}
 
 
 @cuda.jit
@@ -126,7 +133,7 @@ def argument_kinds():
     for _ in range(3):                   # the first launch compiles and is Numba's
         _core.launch_grid(_every_kind, (2, 1, 1), (32, 1, 1), *_arguments(rng))
     return {"fast": checked.fast, "mismatches": checked.mismatches, "typed": checked.typed,
-            "type_mismatches": checked.type_mismatches}
+            "typed_tuples": checked.typed_tuples, "type_mismatches": checked.type_mismatches}
 
 
 class _OtherArray(DeviceNDArray):

@@ -126,7 +126,7 @@ def observe_launches(observer):
 
 def _run(kernel, grid, block, args):
     if _FAST_LAUNCH:
-        launcher.type_arrays(args)
+        args = launcher.type_arrays(args)
     if _observer is None:
         kernel[grid, block](*args)
     else:

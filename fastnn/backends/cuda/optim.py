@@ -100,7 +100,14 @@ def _rmsprop(param, grad, square_avg, buf, grad_avg, lr, alpha, one_minus_alpha,
 
 
 def _flat(a):
-    return a if a.ndim == 1 else a.reshape(a.size)
+    """``a`` as a 1-D array (itself when it is one). The view is kept on the array: parameters and
+    optimiser buffers are flattened again at every step, and an array's shape and memory never change."""
+    if a.ndim == 1:
+        return a
+    flat = a.__dict__.get("_fastnn_flat")
+    if flat is None:
+        flat = a.__dict__["_fastnn_flat"] = a.reshape(a.size)
+    return flat
 
 
 def _typed(param, *values):
