@@ -341,8 +341,9 @@ def _make_gemm(dtype, ta, tb):
                         for i in range(TM):
                             gi = row0 + a_col + i
                             if gi < m:
-                                c[cq, gi, cr] = _epilogue(acc[i, j], gi, gj, n, bias, bias_mode, relu, dropout,
-                                                          drop_seed, drop_threshold, drop_scale, zero)
+                                c[uint64(cq), uint64(gi), uint64(cr)] = _epilogue(
+                                    acc[i, j], gi, gj, n, bias, bias_mode, relu, dropout, drop_seed, drop_threshold,
+                                    drop_scale, zero)
                     cr += 1
                     if cr == pc1:
                         cr = 0
