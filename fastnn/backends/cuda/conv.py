@@ -10,7 +10,7 @@ NCHW by the GEMM's epilogue, with the bias added there. Backward:
 """
 from __future__ import annotations
 
-from numba import cuda
+from numba import cuda, uint64
 
 from ..reference.conv import conv_output_size
 from ._core import empty, kernel, launch_grid, pixel_launch, pixel_strides, plane_position
@@ -48,11 +48,13 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
             iw = ow * sw - pw + j * dw
             inside = 0 <= ih < h and 0 <= iw < w
             for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
-                v = x[n, c, ih, iw] if inside else zero
+                # indices >= 0 (ih, iw only read inside the image): unsigned, no wraparound code
+                un = uint64(n)
+                v = x[un, uint64(c), uint64(ih), uint64(iw)] if inside else zero
                 if batch_major:
-                    cols[n, row, p] = v
+                    cols[un, uint64(row), uint64(p)] = v
                 else:
-                    cols[0, row, n * p_count + p] = v
+                    cols[0, uint64(row), uint64(n * p_count + p)] = v
 
 
 @cuda.jit(device=True)
@@ -88,12 +90,12 @@ def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
                         ow = _window_position(iw + pw - j * dw, sw)
                         if ow < 0 or ow >= wo:
                             continue
-                        row = (c * kh + i) * kw + j
+                        row = uint64((c * kh + i) * kw + j)        # indices >= 0: unsigned, no wraparound
                         if batch_major:
-                            acc += cols[n, row, oh * wo + ow]
+                            acc += cols[uint64(n), row, uint64(oh * wo + ow)]
                         else:
-                            acc += cols[0, row, n * p_count + oh * wo + ow]
-                grad_x[n, c, ih, iw] = acc
+                            acc += cols[0, row, uint64(n * p_count + oh * wo + ow)]
+                grad_x[uint64(n), uint64(c), uint64(ih), uint64(iw)] = acc
 
 
 def _group(a, axis, g, size):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, uint64
 
 from ..reference.pool import pool_output_size
 from ._core import (empty, kernel, launch, launch_grid, pixel_launch, pixel_strides, plane_position, to_device,
@@ -55,12 +55,13 @@ def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw):
                         iw = left + j
                         if iw < 0 or iw >= w:
                             continue
-                        v = x[n, c, ih, iw]
+                        v = x[uint64(n), uint64(c), uint64(ih), uint64(iw)]    # in bounds: unsigned
                         if v > best or math.isnan(v):   # as the reference: a NaN wins
                             best = v
                             best_i = ih * w + iw
-                y[n, c, oh, ow] = best
-                indices[n, c, oh, ow] = best_i
+                at = (uint64(n), uint64(c), uint64(oh), uint64(ow))
+                y[at] = best
+                indices[at] = best_i
 
 
 @kernel
@@ -90,9 +91,10 @@ def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw):
                 acc = zero
                 for oh in range(oh_lo, oh_hi + 1):
                     for ow in range(ow_lo, ow_hi + 1):
-                        if indices[n, c, oh, ow] == flat:
-                            acc += grad_y[n, c, oh, ow]
-                grad_x[n, c, ih, iw] = acc
+                        at = (uint64(n), uint64(c), uint64(oh), uint64(ow))   # in bounds: unsigned
+                        if indices[at] == flat:
+                            acc += grad_y[at]
+                grad_x[uint64(n), uint64(c), uint64(ih), uint64(iw)] = acc
 
 
 @kernel
