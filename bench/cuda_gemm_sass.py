@@ -16,7 +16,8 @@ per slab from above. ``--baseline REV`` runs the same count on the GEMM module
 A static count is not a time: latency, occupancy and memory traffic decide that, and only a GPU
 measures it (``bench/cuda_step_profile.py``, ``fastnn bench --device cuda``). It tells whether the
 instructions a thread issues for its 256 FMAs per slab went down. Needs the ``cuda`` extra (its
-``ptxas``) and NVIDIA's disassembler: ``pip install nvidia-cuda-nvdisasm`` or nvdisasm on PATH.
+``ptxas``) and NVIDIA's disassembler: ``pip install -e ".[cuda,cuda-sass]"`` (the
+``nvidia-cuda-nvdisasm`` wheel), or nvdisasm on PATH.
 """
 import argparse
 import collections
