@@ -193,7 +193,29 @@ def fallbacks():
                       "warnings": [str(w.message) for w in caught]}
     finally:
         launcher._numba_dispatcher.launch = recorded
-    return {"other_class": other_class, "wrong": wrong, "failed": failed}
+
+    # an error of the kernel's own (both launches raise it): raised, and the fast launch stays
+    _core.launch_grid(_refused, 1, 32, a)                # compiles (Numba's launch)
+    refused_overload = next(iter(_refused.overloads.values()))
+
+    def out_of_resources(stream, config, kernel, *params):
+        raise RuntimeError("CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES")
+
+    launcher._numba_dispatcher.launch = out_of_resources
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                _core.launch_grid(_refused, 1, 32, a)
+                raised = None
+            except RuntimeError as error:
+                raised = str(error)
+    finally:
+        launcher._numba_dispatcher.launch = recorded
+    _core.launch_grid(_refused, 1, 32, a)
+    kernel_error = {"raised": raised, "disabled": refused_overload.launch.disabled,
+                    "launched_fast_after": refused_overload.launch.launched, "warnings": [str(w.message) for w in caught]}
+    return {"other_class": other_class, "wrong": wrong, "failed": failed, "kernel_error": kernel_error}
 
 
 def _single_overload():
@@ -212,6 +234,11 @@ def _single(x):
 
 @cuda.jit
 def _failing(x):
+    pass
+
+
+@cuda.jit
+def _refused(x):
     pass
 
 
@@ -256,11 +283,13 @@ def reshape():
     # the allocator's and the flat views' constructor against Numba's
     for shape in [(), (1,), (24,), (4, 6), (2, 3, 4), (1, 1, 24), (5, 1), (2, 1, 3, 1)]:
         for dtype in (np.dtype(np.float32), np.dtype(np.int64), np.dtype(np.uint8)):
-            a = _fields(DeviceArray.c_contiguous(shape, dtype, base.gpu_data))
-            b = _fields(DeviceNDArray(shape, c_strides(shape, dtype.itemsize), dtype, gpu_data=base.gpu_data))
+            ours = DeviceArray.c_contiguous(shape, dtype, base.gpu_data)
+            numbas = DeviceNDArray(shape, c_strides(shape, dtype.itemsize), dtype, gpu_data=base.gpu_data)
+            attributes = sorted(vars(ours)), sorted(set(vars(numbas)) - {"_dummy"})   # before _fields reads any
+            a, b = _fields(ours), _fields(numbas)
             compared += 1
-            if a != b:
-                differ.append(f"c_contiguous {shape} {dtype}: {a} vs Numba's {b}")
+            if a != b or attributes[0] != attributes[1]:
+                differ.append(f"c_contiguous {shape} {dtype}: {attributes[0]} {a} vs Numba's {attributes[1]} {b}")
     return {"compared": compared, "differ": differ, "stays_a_device_array": fast}
 
 

@@ -63,6 +63,10 @@ def test_unplanned_arguments_differing_parameters_and_a_failing_launch_fall_back
     failed = found["failed"]
     assert failed["disabled"] is True and failed["launched"] == 2
     assert len(failed["warnings"]) == 1 and "fast launch of _failing failed (TypeError" in failed["warnings"][0]
+    # an error of the kernel's own, which Numba's launch raises too: raised, no warning, the fast launch stays
+    kernel_error = found["kernel_error"]
+    assert kernel_error == {"raised": "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "disabled": False,
+                            "launched_fast_after": True, "warnings": []}
 
 
 def test_the_backends_arrays_reshape_as_numbas_do():

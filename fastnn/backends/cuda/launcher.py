@@ -19,8 +19,9 @@ marshalling is replaced.
 
 The first launch of each overload builds the parameters both ways and keeps the fast launch only if
 they are identical (same values, same ctypes types), so a Numba version that marshals differently
-keeps Numba's own launch; so does an overload whose first fast launch raises (then Numba's launch
-runs it, and raises in turn if the error is the kernel's). Arguments the plan does not cover (host arrays, objects exposing
+keeps Numba's own launch; so does an overload whose first fast launch raises where Numba's launch
+of the same call goes through (if Numba's raises too, the error is the kernel's: it is raised and
+the fast launch stays). Arguments the plan does not cover (host arrays, objects exposing
 ``__cuda_array_interface__``) go through Numba's launch. ``FASTNN_CUDA_FAST_LAUNCH=0`` keeps Numba's
 launch for every kernel (to compare the two).
 """
@@ -74,17 +75,16 @@ class TypedTuple(tuple):
 def _register_typed_tuple():
     """Teach the typeof that numba-cuda's dispatcher calls to answer a TypedTuple's type from the
     tuple itself; None (tuples stay plain) where that typeof is not the one this was written for."""
-    try:
-        typeof = _numba_dispatcher.typeof
-        module = importlib.import_module(typeof.__module__)
-        purpose, registry = module.Purpose.argument, module.typeof_impl
-    except (AttributeError, ImportError):
-        return None
-
-    @registry.register(TypedTuple)
     def _typeof_typed_tuple(value, context):
         return value._numba_type_
 
+    try:
+        typeof = _numba_dispatcher.typeof
+        module = importlib.import_module(typeof.__module__)
+        purpose = module.Purpose.argument
+        module.typeof_impl.register(TypedTuple)(_typeof_typed_tuple)
+    except (AttributeError, ImportError, TypeError):
+        return None
     return lambda value: typeof(value, purpose)
 
 
@@ -274,16 +274,21 @@ class FastLaunch:
             return
         try:
             _numba_dispatcher.launch(stream, config, kernel, *params)
-        except Exception as error:  # noqa: BLE001 - whatever it is, Numba's own launch decides
-            # the first fast launch of the overload failed (a cuda.core that takes its arguments
-            # differently): Numba's launch from now on, which also raises the error if it is the
-            # kernel's own (a bad configuration, too many resources)
-            self.disabled = True
-            name = getattr(self.overload.py_func, "__name__", self.overload.entry_name)
-            warnings.warn(f"fastnn: the fast launch of {name} failed ({type(error).__name__}: {error}); "
-                          "it keeps Numba's launch", RuntimeWarning, stacklevel=2)
-            return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
-        self.launched = True
+        except Exception as error:  # noqa: BLE001 - whatever it is, Numba's own launch decides below
+            failed = error
+        else:
+            self.launched = True
+            return
+        # the overload's first fast launch failed: Numba's launch runs it. If that raises too, the error
+        # is the kernel's own (a bad configuration, too many resources, an earlier kernel's fault) and
+        # the fast launch stays; if it goes through, the fast launch is at fault (a cuda.core that
+        # takes its arguments differently) and the overload keeps Numba's launch
+        result = self.numba_launch(args, griddim, blockdim, stream, sharedmem)
+        self.disabled = True
+        name = getattr(self.overload.py_func, "__name__", self.overload.entry_name)
+        warnings.warn(f"fastnn: the fast launch of {name} failed ({type(failed).__name__}: {failed}) where "
+                      "Numba's launch did not; it keeps Numba's launch", RuntimeWarning, stacklevel=2)
+        return result
 
 
 _accelerated = {}       # dispatcher -> overloads seen
