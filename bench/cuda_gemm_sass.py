@@ -3,15 +3,16 @@ a tfconvnet training step compiled for an H100 (sm_90) as the driver would (Numb
 PTX, ``ptxas`` under the kernel's register cap), then disassembled (``nvdisasm``) and its k loop
 counted.
 
-    python bench/cuda_gemm_sass.py [--baseline REV] [--batch 256]
+    python bench/cuda_gemm_sass.py [--baseline REV] [--batch 256] [--kernel conv._im2col pool._max_pool ...]
 
 For each transpose variant (ta, tb) it reports registers, bytes spilled, the multiply block (the
 innermost loop: its instructions and FFMAs, the share of FFMA in it) and the instructions of one
 BK-deep slab: the slab loop's static instructions outside the multiply, plus the multiply times
 the number of its turns per slab. The count outside the multiply includes both sides of every
 branch (masked and unmasked reads, the row sums), so it bounds the instructions a thread issues
-per slab from above. ``--baseline REV`` runs the same count on the GEMM module
-(``fastnn/backends/cuda/linear.py``) of git revision REV, everything else as now, in the same run.
+per slab from above. ``--kernel`` also lists the innermost loops of other kernels (instructions,
+loads, stores). ``--baseline REV`` runs the same counts on the cuda backend (``fastnn/backends/cuda``)
+of git revision REV, everything else as now, in the same run.
 
 A static count is not a time: latency, occupancy and memory traffic decide that, and only a GPU
 measures it (``bench/cuda_step_profile.py``, ``fastnn bench --device cuda``). It tells whether the
@@ -101,9 +102,26 @@ def count_slab(sass, fmas_per_slab):
             "slab_ffma_share": fmas_per_slab / per_slab, "fmas_per_slab": fmas_per_slab}
 
 
-def measure(batch):
-    """The counts for each compiled float32 GEMM variant of a tfconvnet step (run in a process of
-    its own: host_only patches numba-cuda)."""
+def _assemble(overload, max_registers, folder):
+    """(ptxas -v's report, nvdisasm's listing) of a compiled overload, assembled for sm_90."""
+    ptxas, nvdisasm = _tool("ptxas", "nvidia-cuda-nvcc-cu12"), _tool("nvdisasm", "nvidia-cuda-nvdisasm")
+    ptx, cubin = Path(folder) / "kernel.ptx", Path(folder) / "kernel.cubin"
+    ptx.write_text(overload.inspect_asm(cc=(9, 0)))
+    cap = ["--maxrregcount", str(max_registers)] if max_registers else []
+    assembled = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90", *cap, str(ptx), "-o", str(cubin)],
+                               capture_output=True, text=True, check=True).stderr
+    return assembled, subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+
+
+def _resources(assembled):
+    return {"registers": int(re.search(r"Used (\d+) registers", assembled).group(1)),
+            "spilled": sum(int(x) for x in re.findall(r"(\d+) bytes spill (?:stores|loads)", assembled))}
+
+
+def measure(batch, kernels):
+    """The counts for each compiled float32 GEMM variant of a tfconvnet step, and the innermost
+    loops of each kernel named in ``kernels`` ("module.name" of fastnn.backends.cuda) (run in a
+    process of its own: host_only patches numba-cuda)."""
     os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
     import fastnn.backends.cuda.host_only as host_only
     host_only.install()
@@ -112,66 +130,78 @@ def measure(batch):
     from fastnn.backends.cuda.report import training_step
     step = training_step("tfconvnet", batch)
     step()
-    ptxas, nvdisasm = _tool("ptxas", "nvidia-cuda-nvcc-cu12"), _tool("nvdisasm", "nvidia-cuda-nvdisasm")
     fmas_per_slab = linear.TM * linear.TN * linear.BK
-    results = {}
+    results, loops = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for (dtype, ta, tb), kernel in sorted(linear._KERNELS.items(), key=str):
             if dtype != np.float32:
                 continue
-            for signature, overload in kernel.overloads.items():
-                ptx = Path(folder) / "gemm.ptx"
-                ptx.write_text(overload.inspect_asm(cc=(9, 0)))
-                cubin = Path(folder) / "gemm.cubin"
-                assembled = subprocess.run([ptxas, "-v", "--gpu-name", "sm_90", "--maxrregcount",
-                                            str(linear.GEMM_MAX_REGISTERS), str(ptx), "-o", str(cubin)],
-                                           capture_output=True, text=True, check=True).stderr
-                sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True,
-                                      check=True).stdout
-                counts = count_slab(sass, fmas_per_slab)
-                counts["registers"] = int(re.search(r"Used (\d+) registers", assembled).group(1))
-                counts["spilled"] = sum(int(x) for x in re.findall(r"(\d+) bytes spill (?:stores|loads)", assembled))
-                results[f"ta={int(ta)} tb={int(tb)}"] = counts
-    print(json.dumps(results))
+            for overload in kernel.overloads.values():
+                assembled, sass = _assemble(overload, linear.GEMM_MAX_REGISTERS, folder)
+                results[f"ta={int(ta)} tb={int(tb)}"] = {**count_slab(sass, fmas_per_slab), **_resources(assembled),
+                                                         "instructions": len(_instructions(sass))}
+        for name in kernels:
+            module, attribute = name.rsplit(".", 1)
+            kernel = getattr(importlib.import_module(f"fastnn.backends.cuda.{module}"), attribute)
+            for i, overload in enumerate(kernel.overloads.values()):
+                assembled, sass = _assemble(overload, None, folder)
+                listing = _instructions(sass)
+                body = [text for _, text in listing]
+                innermost = sorted((lp for lp in _loops(listing) if lp[1] > lp[0]), key=lambda lp: lp[1] - lp[0])[:2]
+                loops[f"{name} #{i}"] = {**_resources(assembled), "instructions": len(body), "innermost": [
+                    {"instructions": b - a + 1, **{op: n for op, n in _ops(body[a:b + 1]).items()
+                                                   if op in ("LDG", "STG", "FFMA", "FADD", "IMAD")}}
+                    for a, b in innermost]}
+    print(json.dumps({"gemm": results, "kernels": loops}))
 
 
-def _run(batch, tree):
+def _run(batch, tree, kernels):
     env = dict(os.environ, PYTHONPATH=str(tree))
-    run = subprocess.run([sys.executable, __file__, "--one", "--batch", str(batch)], env=env, cwd=tree,
-                         capture_output=True, text=True)
+    run = subprocess.run([sys.executable, __file__, "--one", "--batch", str(batch), "--kernel", *kernels], env=env,
+                         cwd=tree, capture_output=True, text=True)
     if run.returncode:
         sys.exit(f"cuda_gemm_sass: the count failed in {tree}:\n{run.stderr[-3000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def _baseline_tree(revision, folder):
-    """A copy of this checkout's package with the GEMM module of ``revision``."""
+    """A copy of this checkout's package with the cuda backend (``fastnn/backends/cuda``) of ``revision``."""
     shutil.copytree(ROOT / "fastnn", Path(folder) / "fastnn",
                     ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
-    source = subprocess.run(["git", "show", f"{revision}:fastnn/backends/cuda/linear.py"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout
-    (Path(folder) / "fastnn/backends/cuda/linear.py").write_text(source)
+    backend = Path(folder) / "fastnn/backends/cuda"
+    shutil.rmtree(backend)
+    archive = subprocess.run(["git", "archive", revision, "fastnn/backends/cuda"], cwd=ROOT, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
     return Path(folder)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--baseline", metavar="REV", help="also count the GEMM of this git revision")
+    parser.add_argument("--baseline", metavar="REV", help="also count the cuda backend of this git revision")
+    parser.add_argument("--kernel", nargs="*", default=[], metavar="MODULE.NAME",
+                        help="also list the innermost loops of these kernels (e.g. conv._im2col pool._max_pool)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        measure(args.batch)
+        measure(args.batch, args.kernel)
         return
-    runs = {"now": _run(args.batch, ROOT)}
+    runs = {"now": _run(args.batch, ROOT, args.kernel)}
     if args.baseline:
         with tempfile.TemporaryDirectory() as folder:
-            runs[args.baseline] = _run(args.batch, _baseline_tree(args.baseline, folder))
+            runs[args.baseline] = _run(args.batch, _baseline_tree(args.baseline, folder), args.kernel)
+    for name, found in runs.items():
+        for kernel, c in found["kernels"].items():
+            print(f"{name:>10} {kernel}: {c['registers']} registers, {c['spilled']} bytes spilled, "
+                  f"{c['instructions']} instructions; innermost loops {c['innermost']}")
     print(f"float32 GEMM of a tfconvnet step (batch {args.batch}), sm_90, per thread; per slab: an upper bound "
           "(both sides of each branch)")
+    runs = {name: found["gemm"] for name, found in runs.items()}
     for name, results in runs.items():
         for variant, c in results.items():
-            print(f"{name:>10} {variant}: {c['registers']} registers, {c['spilled']} bytes spilled; multiply "
+            print(f"{name:>10} {variant}: {c['registers']} registers, {c['spilled']} bytes spilled, "
+                  f"{c['instructions']} instructions; multiply "
                   f"block {c['multiply']} instructions, {c['multiply_ffma']} FFMA ({c['ffma_share']:.0%}); "
                   f"per slab {c['per_slab']} instructions for {c['fmas_per_slab']} FFMA ({c['slab_ffma_share']:.0%})")
     if args.baseline:
