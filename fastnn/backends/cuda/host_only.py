@@ -1,5 +1,5 @@
 """The cuda backend's host side on a machine without a GPU, for measurements and tests that run in
-a process of their own (``bench/cuda_host_step.py``, ``tests/cuda/test_launcher.py``).
+a process of their own (``bench/cuda_host_step.py``, ``tests/cuda/test_fast_launch.py``).
 
 ``install()`` patches numba-cuda for the rest of the process (it cannot be undone) so that
 

@@ -11,9 +11,9 @@ memory; each thread accumulates a TM x TN register tile of consecutive rows and 
 from shared memory as 16-byte vectors). Software pipeline: each thread fetches its elements of
 the next slab into registers while the block multiplies the current one, then stores them to
 shared memory. A and B are read as flat runs of memory with element strides (``flat_operand``):
-a thread's elements of a slab are a fixed number of rows apart, one add each. The bias is added in the epilogue, and
-the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is accumulated by
-the first column of blocks from the A slabs they already hold. A ReLU that follows the product (a
+a thread's elements of a slab are a fixed number of rows apart, one add each. The bias is added in
+the epilogue, and the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is
+accumulated by the first column of blocks from the A slabs they already hold. A ReLU that follows the product (a
 fused Linear or Conv2d + ReLU) is applied in the same epilogue; in that op's backward, the operand
 grad_y is read through the ReLU's mask (y > 0) as the slabs are loaded.
 
@@ -87,8 +87,6 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
-
-
 @cuda.jit(device=True)
 def _slab_element(s, k_rows, width, tid):
     """(kk, o): the slab position of the thread's element s of a slab (s < width BK / NT), the k
@@ -102,7 +100,7 @@ def _slab_element(s, k_rows, width, tid):
 @cuda.jit(device=True)
 def _fetch_slab(src, s_q, s_r, s_c, k_rows, outer0, outer, width, k0, k_end, q, rem, mask, masked, mask_scale,
                 zero, tid, regs):
-    """regs[s] = op(A)[outer0 + o, k0 + kk] for the thread's elements (kk, o) of one BK-deep slab
+    """regs[s] = op(src)[outer0 + o, k0 + kk] for the thread's elements (kk, o) of one BK-deep slab
     (zero outside the matrix): of the A slab (outer = m, k_rows = ta) or the B slab (outer = n,
     k_rows = not tb). ``k_rows``: k is the operand's row index (its fast axis is the outer one),
     else its column index. Fetched into registers a slab ahead of the one being multiplied, so the
@@ -194,8 +192,9 @@ def _make_gemm(dtype, ta, tb):
     ta, tb = bool(ta), bool(tb)
 
     @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
-    def gemm_kernel(a, sa_q, sa_r, sa_c, pa, b, sb_q, sb_r, sb_c, pb, c, pc, bias, bias_mode, relu, row_sums, want_row_sums, m, n, k,
-                    k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed, drop_threshold, drop_scale):
+    def gemm_kernel(a, sa_q, sa_r, sa_c, pa, b, sb_q, sb_r, sb_c, pb, c, pc, bias, bias_mode, relu, row_sums,
+                    want_row_sums, m, n, k, k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed,
+                    drop_threshold, drop_scale):
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
         b_tile = cuda.shared.array((BK, BN_PADDED), dtype)
         acc = cuda.local.array((TM, TN), dtype)
