@@ -18,7 +18,6 @@ turns the cache off (Numba's allocator is used directly).
 from __future__ import annotations
 
 import gc
-import itertools
 import math
 import os
 import threading
@@ -133,21 +132,19 @@ def _is_out_of_memory(error) -> bool:
 class DeviceArrayCache(BlockCache):
     """Device arrays whose memory comes from a ``BlockCache`` of ``numba.cuda`` byte arrays.
 
-    A lent block is wrapped the way Numba wraps its own allocations (an ``AutoFreePointer`` kept
-    here, handed out through ``.own()``): the array, its reshapes and its slices count references
-    to it, and when the count drops to zero its finalizer gives the block back to the cache.
+    A lent block is an array on a ``BlockPointer`` (``block_pointer.py``): the array, its reshapes,
+    views and slices hold that pointer, and when the last of them dies the block goes back to the
+    cache.
     """
 
     def __init__(self):
         from numba import cuda
-        from numba.cuda.cudadrv.driver import AutoFreePointer
 
+        from .block_pointer import BlockPointer
         from .device_array import DeviceArray
 
         super().__init__(lambda nbytes: cuda.device_array(nbytes, np.uint8), _is_out_of_memory)
-        self._device_array_class, self._pointer_class = DeviceArray, AutoFreePointer
-        self._lent = {}     # key -> AutoFreePointer: owned pointers hold only weak proxies to it
-        self._keys = itertools.count()
+        self._device_array_class, self._pointer_class = DeviceArray, BlockPointer
 
     def device_array(self, shape, dtype):
         """An uninitialised C-contiguous device array of ``shape`` (a tuple of Python ints) and
@@ -168,18 +165,10 @@ class DeviceArrayCache(BlockCache):
         except BaseException:
             self.forget(size)
             raise
-        key = next(self._keys)
-        lent = self._lent
-
-        def give_back():
-            lent.pop(key, None)
-            self.give_back(block, size)
-
         # the pointer's size is the array's, not the block's: numba takes an array's byte count from
         # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
-        pointer = self._pointer_class(context, address, nbytes, finalizer=give_back)
-        lent[key] = pointer
-        return self._device_array_class.c_contiguous(shape, dtype, pointer.own())
+        pointer = self._pointer_class(context, address, nbytes, block, size, self.give_back)
+        return self._device_array_class.c_contiguous(shape, dtype, pointer)
 
 
 _cache = None
