@@ -10,7 +10,7 @@ Here:
 * ``DeviceArray.c_contiguous`` makes a C-contiguous array of a shape of positive Python ints with
   the attributes Numba's constructor sets, and the layout object only when something asks for it
   (Numba's indexing, ``flags``, its own ``reshape``);
-* ``reshape`` in C order of a C-contiguous array to a shape with as many elements (no -1) makes
+* ``reshape`` in C order of a C-contiguous array to a shape with as many elements (one -1 at most) makes
   the view that way, which is what Numba's gives for it; anything else goes to Numba's ``reshape``;
 * ``is_c_contiguous`` answers from the strides when they are C's, without the layout object.
 """
@@ -63,9 +63,13 @@ class DeviceArray(DeviceNDArray):
 
     def reshape(self, *newshape, **kws):
         shape = newshape[0] if len(newshape) == 1 and isinstance(newshape[0], (tuple, list)) else newshape
-        if kws.get("order", "C") == "C" and len(kws) <= 1 and self.size:
-            shape = tuple(int(s) for s in shape)
-            if (min(shape, default=1) > 0 and math.prod(shape) == self.size
-                    and self.strides == c_strides(self.shape, self.dtype.itemsize)):
+        if (not kws or (len(kws) == 1 and kws.get("order") == "C")) and self.size \
+                and self.strides == c_strides(self.shape, self.dtype.itemsize):
+            shape = tuple([int(s) for s in shape])
+            if -1 in shape and shape.count(-1) == 1:           # the one extent to work out
+                known = -math.prod(shape)
+                if known > 0 and self.size % known == 0:
+                    shape = tuple([self.size // known if s == -1 else s for s in shape])
+            if min(shape, default=1) > 0 and math.prod(shape) == self.size:
                 return DeviceArray.c_contiguous(shape, self.dtype, self.gpu_data)
         return super().reshape(*newshape, **kws)
