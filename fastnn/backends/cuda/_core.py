@@ -206,7 +206,7 @@ def pixel_launch(pixels, rows, images):
 
 def empty(shape, dtype):
     """An uninitialised C-contiguous device array, from the caching allocator (``memory.py``)."""
-    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
     if SIMULATOR:  # poison fresh memory, so that a kernel reading what nobody wrote fails every time
         return cuda.to_device(np.full(shape, np.nan if dtype.kind == "f" else np.iinfo(dtype).min, dtype))
     array = cached_device_array(shape, dtype)

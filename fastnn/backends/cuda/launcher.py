@@ -167,6 +167,21 @@ def _scalar(ctype):
     return convert
 
 
+def _integer(ctype):
+    """An integer scalar's converter, keeping one ctypes value per integer it has seen (a kernel's
+    integer arguments, sizes and strides, repeat every step: a lookup is half a construction)."""
+    seen = {}
+
+    def convert(value, out):
+        c = seen.get(value)
+        if c is None:
+            if len(seen) >= _MAX_CONFIGS:
+                seen.clear()
+            c = seen[value] = ctype(value)
+        out.append(c)
+    return convert
+
+
 def _as_is(value, out):
     out.append(value)
 
@@ -188,7 +203,7 @@ def converter(numba_type):
     if isinstance(numba_type, _types.Boolean):
         return _as_is
     if isinstance(numba_type, _types.Integer):
-        return _scalar(getattr(ctypes, f"c_{numba_type}"))
+        return _integer(getattr(ctypes, f"c_{numba_type}"))
     if numba_type == _types.float32:
         return _scalar(ctypes.c_float)
     if numba_type == _types.float64:
