@@ -65,17 +65,11 @@ def dropout(input, p=0.5, training=True) -> Tensor:
     if not training or p == 0:
         return x
     k = kernels_for(x)
-    if k.NAME == "cuda" and p < 1:
-        # the mask is a hash of (seed, index) drawn from fastnn's generator: regenerated in backward
-        seed = int(generator().integers(0, 2**31))
-        return _result(k.dropout_forward(x.data, p, seed), "dropout", (x,),
-                       lambda g: (k.dropout_backward(g, p, seed),))
-    if p == 1:
-        mask = np.zeros_like(x.data)
-    else:
-        mask = (generator().random(x.shape, dtype=np.float64) >= p).astype(x.dtype)
-        mask *= 1 / (1 - p)
-    return _result(x.data * mask, "dropout", (x,), lambda g: (g * mask,))
+    # the mask is a hash of (seed, index), the seed drawn from fastnn's generator: the same elements
+    # are kept on every backend (backends/reference/dropout.py), and backward regenerates the mask
+    # instead of storing it
+    seed = int(generator().integers(0, 2**31))
+    return _result(k.dropout_forward(x.data, p, seed), "dropout", (x,), lambda g: (k.dropout_backward(g, p, seed),))
 
 
 def leaky_relu(input, negative_slope=0.01) -> Tensor:

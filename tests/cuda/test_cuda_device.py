@@ -210,6 +210,37 @@ def test_training_steps_match_cpu_reference(name, adam):
         np.testing.assert_allclose(cuda_state[key], cpu_state[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def _small_tfconvnet():
+    """tfconvnet's layer kinds (conv + ReLU, max pool, dense + ReLU + dropout 0.4 fused by
+    Sequential, dense) at a simulator-friendly size."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.4), nn.Linear(32, 10))
+
+
+def test_training_with_dropout_draws_the_same_masks_on_cuda_and_on_the_cpu():
+    """With the same seed, steps on cuda and on the default cpu backend drop the same units (the
+    dropout mask is a hash of a seed drawn from fastnn's generator, the same on every backend), so
+    the two runs give the same losses and weights up to rounding: same accuracy by construction."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 1, 4, 4)).astype(np.float32)
+    y = np.array([1, 7, 3, 0, 9, 3])
+    runs = []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(0)
+        model = _small_tfconvnet()
+        runs.append(_train(model, device, 3, x, y))
+    (cpu_losses, cpu_state), (cuda_losses, cuda_state) = runs
+    np.testing.assert_allclose(cuda_losses, cpu_losses, rtol=1e-5)
+    for key in cpu_state:
+        np.testing.assert_allclose(cuda_state[key], cpu_state[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    # and the masks did drop units: without dropout the same steps end elsewhere
+    fastnn.manual_seed(0)
+    undropped = _small_tfconvnet()
+    undropped[6].p = 0.0
+    _, plain_state = _train(undropped, "cpu", 3, x, y)
+    assert not np.allclose(plain_state["4.weight"], cpu_state["4.weight"], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["resnet_small", "attention_cnn"])
 def test_course_models_train_on_cuda_like_on_the_cpu(name):
     """The course zoo's residual and attention networks (global average pooling through

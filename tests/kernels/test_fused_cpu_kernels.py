@@ -266,3 +266,23 @@ def test_fused_bce_with_logits_matches_reference(dtype, reduction, weighting, n,
     for g, g_ref in zip(cpu.bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight),
                         ref.bce_with_logits_backward(grad_loss, x, target, reduction, pos_weight)):
         np.testing.assert_allclose(g, g_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=20, deadline=None)
+@given(shape=shapes, p=st.sampled_from([0.0, 0.1, 0.4, 0.5, 0.999, 1.0]), mask_seed=st.integers(0, 2**31 - 1),
+       seed=st.integers(0, 2**31))
+def test_dropout_keeps_the_reference_elements_bit_for_bit(dtype, shape, p, mask_seed, seed):
+    """The compiled dropout (Numba's int64 hash) keeps exactly the reference's elements (uint64
+    NumPy hash), scaled by the same rounded 1 / (1 - p); backward applies the same mask."""
+    rng = np.random.default_rng(seed)
+    x, g = _rand(rng, shape, dtype), _rand(rng, shape, dtype)
+    y = cpu.dropout_forward(x, p, mask_seed)
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(y, ref.dropout_forward(x, p, mask_seed))
+    np.testing.assert_array_equal(cpu.dropout_backward(g, p, mask_seed), ref.dropout_backward(g, p, mask_seed))
+
+
+def test_dropout_reads_a_non_contiguous_input_in_c_order():
+    x = _rand(np.random.default_rng(0), (6, 8), np.float32)[:, ::2]
+    np.testing.assert_array_equal(cpu.dropout_forward(x, 0.5, 3), ref.dropout_forward(np.ascontiguousarray(x), 0.5, 3))

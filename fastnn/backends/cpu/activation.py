@@ -7,10 +7,11 @@ import math
 import numba as nb
 import numpy as np
 
-from ._numba import fused_kernel
+from ..reference.dropout import hash_bits, keep_scale, keep_threshold
+from ._numba import cached_njit, fused_kernel
 
 __all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward", "leaky_relu_forward",
-           "leaky_relu_backward", "elu_forward", "elu_backward"]
+           "leaky_relu_backward", "elu_forward", "elu_backward", "dropout_forward", "dropout_backward"]
 
 
 @fused_kernel
@@ -132,3 +133,26 @@ def elu_backward(grad_y, y, alpha):
     grad_x = np.empty(y.shape, dtype=y.dtype)
     _elu_backward(_flat(grad_y.astype(y.dtype, copy=False)), _flat(y), alpha, grad_x.reshape(-1))
     return grad_x
+
+
+_hash_bits = cached_njit(hash_bits)      # reference/dropout.py's hash, compiled (Numba's int64 wraps like it)
+
+
+@fused_kernel
+def _dropout(x, seed, threshold, scale, y):
+    for i in nb.prange(x.size):
+        y[i] = x[i] * scale if _hash_bits(seed, i) >= threshold else 0
+
+
+def dropout_forward(x, p, seed):
+    """y = x · 1 / (1 - p) where hash(seed, i) >= ceil(p 2³²) (i: the C-order index), else 0: the
+    mask of ``reference/dropout.py`` and of the cuda kernels, never stored."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _dropout(x.reshape(-1), int(seed), keep_threshold(p), keep_scale(p, x.dtype), y.reshape(-1))
+    return y
+
+
+def dropout_backward(grad_y, p, seed):
+    """grad_x = grad_y · 1 / (1 - p) where the forward kept the element, else 0 (the same mask)."""
+    return dropout_forward(grad_y, p, seed)

@@ -17,6 +17,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, as_strided, context_key, copy_device_to_device, empty, kernel, launch, launch_grid, pad4, to_device, view4
+from ..reference.dropout import hash_bits, keep_scale, keep_threshold
 
 __all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "unit_seed", "is_unit_seed", "binary", "unary",
            "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
@@ -180,18 +181,8 @@ def _reduce_sum(src, out, m_count, r_count, scale):
         cuda.syncthreads()
 
 
-def _hash_bits(seed, i):
-    """32 counter-based random bits from (seed, i): murmur3's finaliser; u = bits / 2³² is uniform in [0, 1)."""
-    h = (seed * 0x9E3779B1 + i * 0x85EBCA77 + 0x165667B1) & 0xFFFFFFFF
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    h ^= h >> 16
-    return h
-
-
-_hash_bits_device = cuda.jit(device=True)(_hash_bits)
+# the mask's hash, written once in the reference (backends/reference/dropout.py) and compiled for the device
+_hash_bits_device = cuda.jit(device=True)(hash_bits)
 
 
 @kernel
@@ -496,11 +487,9 @@ def elu_backward(grad_y, y, alpha):
 
 def dropout_mask(p, dtype):
     """(threshold, scale) of a dropout with probability p < 1 on arrays of ``dtype``: element i is
-    kept, times scale = 1 / (1 - p) in that dtype, where hash(seed, i) >= threshold = ceil(p 2³²).
-    p is taken as a Python float first, whatever its type (a NumPy float32 p would otherwise give a
-    float32 1 / (1 - p), and a float16 one overflow p 2³²)."""
-    p = float(p)
-    return math.ceil(p * 2**32), np.dtype(dtype).type(1.0 / (1.0 - p))
+    kept, times scale = 1 / (1 - p) in that dtype, where hash(seed, i) >= threshold = ceil(p 2³²)
+    (``reference/dropout.py``, whose elements these kernels keep)."""
+    return keep_threshold(p), keep_scale(p, dtype)
 
 
 def dropout_forward(x, p, seed):

@@ -11,5 +11,6 @@ from .loss import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .resample import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
 
 NAME = "reference"
