@@ -29,13 +29,20 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu
 # pixel and row (one divmod each, once) and walks its images: no division per element (Numba's
 # integer arithmetic is 64-bit, ~70 instructions a division; the earlier flat grid did five per element).
 @kernel
-def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+def _im2col(x, cols, n_img, ch, h, w, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     """cols[(c, i, j), (n, oh, ow)] = x[n, c, oh sH - pH + i dH, ow sW - pW + j dW] (0 in the padding);
-    batch_major: cols stored (N, K, P) (the kernel contract) instead of (1, K, N P)."""
-    n_img, ch, h, w = x.shape
+    batch_major: cols stored (N, K, P) (the kernel contract) instead of (1, K, N P).
+
+    x and cols are the flat memory of the C-contiguous (N, C, H, W) input and of cols: a thread works
+    out the offsets of its (pixel, row) in image blockIdx.z once, then steps both by its images'
+    strides (no 4-D index arithmetic per element; offsets are unsigned, so no wraparound code)."""
     p_count = ho * wo
     rows = ch * kh * kw
     zero = cols.dtype.type(0)
+    image_step = uint64(cuda.gridDim.z)
+    x_image = uint64(ch * h * w)                                   # x's stride between images
+    cols_image = uint64(rows * p_count if batch_major else p_count)
+    cols_row = uint64(p_count if batch_major else n_img * p_count)
     x0, x_step, y0, y_step = pixel_strides()
     for p in range(x0, p_count, x_step):
         oh, ow = plane_position(p, wo)
@@ -46,15 +53,22 @@ def _im2col(x, cols, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
             c = r // kh
             ih = oh * sh - ph + i * dh
             iw = ow * sw - pw + j * dw
-            inside = 0 <= ih < h and 0 <= iw < w
-            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
-                # indices >= 0 (ih, iw only read inside the image): unsigned, no wraparound code
-                un = uint64(n)
-                v = x[un, uint64(c), uint64(ih), uint64(iw)] if inside else zero
-                if batch_major:
-                    cols[un, uint64(row), uint64(p)] = v
-                else:
-                    cols[0, uint64(row), uint64(n * p_count + p)] = v
+            n = cuda.blockIdx.z
+            out = uint64(row) * cols_row + uint64(p) + uint64(n) * cols_image
+            out_step = image_step * cols_image
+            if 0 <= ih < h and 0 <= iw < w:
+                src = uint64(n) * x_image + uint64((c * h + ih) * w + iw)
+                src_step = image_step * x_image
+                while n < n_img:
+                    cols[out] = x[src]
+                    out += out_step
+                    src += src_step
+                    n += cuda.gridDim.z
+            else:
+                while n < n_img:
+                    cols[out] = zero
+                    out += out_step
+                    n += cuda.gridDim.z
 
 
 @cuda.jit(device=True)
@@ -113,10 +127,12 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
 
 
 def _im2col_into(x, cols, batch_major, kernel_size, stride, padding, dilation, ho, wo):
-    n, c = x.shape[:2]
+    """im2col of the C-contiguous x into the fresh cols (read and written as their flat memory)."""
+    n, c, h, w = x.shape
     grid, block = pixel_launch(ho * wo, c * kernel_size[0] * kernel_size[1], n)
-    launch_grid(_im2col, grid, block, x, cols, int(batch_major), kernel_size[0], kernel_size[1], stride[0],
-                stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo)
+    launch_grid(_im2col, grid, block, x.reshape(x.size), cols.reshape(cols.size), n, c, h, w, int(batch_major),
+                kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1], dilation[0],
+                dilation[1], ho, wo)
 
 
 def _col2im_from(cols, x_shape, batch_major, kernel_size, stride, padding, dilation, ho, wo, dtype):
