@@ -160,16 +160,47 @@ LIFECYCLE = textwrap.dedent('''
     assert c.device_ctypes_pointer.value != first and c.strides == (280, 56, 8)
     del b, c
     assert cache.stats()["in_use_bytes"] == 0
-    # an array only the cycle collector frees gives its block back once, when collected
+    # an array only the cycle collector frees gives its block back once, when collected, and the
+    # block's memory is still allocated: blocks made as Numba's memory manager makes them (an
+    # AutoFreePointer the context keeps, the block array holding only its .own(), a finalizer that
+    # frees the memory when the last owner dies). The collector runs such finalizers before __del__
     import gc
+    from numba.cuda.cudadrv import driver
+    from numba.cuda.cudadrv.driver import AutoFreePointer
+    allocations, freed = {}, []
+
+    def numba_block(size):
+        address = next(addresses)
+        def free():
+            allocations.pop(address, None)
+            freed.append(address)
+        pointer = AutoFreePointer(None, driver.binding.CUdeviceptr(address), size, finalizer=free)
+        allocations[address] = pointer
+        return DeviceNDArray((size,), (1,), np.uint8, gpu_data=pointer.own())
+    numba = memory.DeviceArrayCache()
+    numba._allocate = numba_block
     class Holder:
         pass
     holder = Holder()
-    holder.me, holder.array = holder, cache.device_array((10,), np.float32)
-    assert holder.array.__cuda_array_interface__["data"][0] == first
+    holder.me, holder.array = holder, numba.device_array((10,), np.float32)
+    address = holder.array.__cuda_array_interface__["data"][0]
     del holder
     gc.collect()
-    assert cache.stats() == {"in_use_bytes": 0, "cached_bytes": 512 + 1024, "reused": 2, "allocated": 2}
+    assert not freed, "the memory of a cached block was freed"
+    assert numba.stats() == {"in_use_bytes": 0, "cached_bytes": 512, "reused": 0, "allocated": 1}
+    again = numba.device_array((100,), np.int32)
+    assert again.device_ctypes_pointer.value == address and numba.stats()["reused"] == 1 and not freed
+    del again
+    # a pointer lends its block once: copying it would give the block back twice
+    import copy
+    lent = numba.device_array((4,), np.float32)
+    for copier in (copy.copy, copy.deepcopy):
+        try:
+            copier(lent.gpu_data)
+        except TypeError:
+            pass
+        else:
+            raise AssertionError(f"{copier.__name__} of a BlockPointer went through")
 
     class DeadBlock:           # a cached block of a context that cuda.close() destroyed
         @property

@@ -279,10 +279,25 @@ def test_dropout_keeps_the_reference_elements_bit_for_bit(dtype, shape, p, mask_
     x, g = _rand(rng, shape, dtype), _rand(rng, shape, dtype)
     y = cpu.dropout_forward(x, p, mask_seed)
     assert y.dtype == dtype and y.shape == x.shape
-    np.testing.assert_array_equal(y, ref.dropout_forward(x, p, mask_seed))
-    np.testing.assert_array_equal(cpu.dropout_backward(g, p, mask_seed), ref.dropout_backward(g, p, mask_seed))
+    assert y.tobytes() == ref.dropout_forward(x, p, mask_seed).tobytes()          # +0 for dropped, not -0
+    assert cpu.dropout_backward(g, p, mask_seed).tobytes() == ref.dropout_backward(g, p, mask_seed).tobytes()
+
+
+@pytest.mark.parametrize("seed", [0, 2**31 - 1, 2**32 + 5, -3])
+def test_dropout_on_a_large_input_keeps_the_reference_elements(seed):
+    """Sizes above the parallel threshold (the prange twin), and seeds taken mod 2³² alike."""
+    x = _rand(np.random.default_rng(1), (300, 700), np.float32)
+    y = cpu.dropout_forward(x, 0.4, seed)
+    assert y.tobytes() == ref.dropout_forward(x, 0.4, seed).tobytes()
+    assert y.tobytes() == ref.dropout_forward(x, 0.4, seed % 2**32).tobytes()
 
 
 def test_dropout_reads_a_non_contiguous_input_in_c_order():
     x = _rand(np.random.default_rng(0), (6, 8), np.float32)[:, ::2]
     np.testing.assert_array_equal(cpu.dropout_forward(x, 0.5, 3), ref.dropout_forward(np.ascontiguousarray(x), 0.5, 3))
+
+
+def test_dropout_of_float16_is_the_references():
+    x = np.linspace(-2, 2, 50, dtype=np.float16)
+    y = cpu.dropout_forward(x, 0.3, 11)
+    assert y.dtype == np.float16 and y.tobytes() == ref.dropout_forward(x, 0.3, 11).tobytes()

@@ -7,7 +7,7 @@ import math
 import numba as nb
 import numpy as np
 
-from ..reference.dropout import hash_bits, keep_scale, keep_threshold
+from ..reference.dropout import dropout_forward as reference_dropout_forward, hash_bits, keep_scale, keep_threshold
 from ._numba import cached_njit, fused_kernel
 
 __all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward", "leaky_relu_forward",
@@ -147,9 +147,11 @@ def _dropout(x, seed, threshold, scale, y):
 def dropout_forward(x, p, seed):
     """y = x · 1 / (1 - p) where hash(seed, i) >= ceil(p 2³²) (i: the C-order index), else 0: the
     mask of ``reference/dropout.py`` and of the cuda kernels, never stored."""
+    if x.dtype not in (np.float32, np.float64):     # float16: NumPy's (Numba has no float16 on the cpu)
+        return reference_dropout_forward(x, p, seed)
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _dropout(x.reshape(-1), int(seed), keep_threshold(p), keep_scale(p, x.dtype), y.reshape(-1))
+    _dropout(x.reshape(-1), int(seed) & 0xFFFFFFFF, keep_threshold(p), keep_scale(p, x.dtype), y.reshape(-1))
     return y
 
 

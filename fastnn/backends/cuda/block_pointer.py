@@ -29,6 +29,13 @@ class BlockPointer(MemoryPointer):
         self._block, self._block_size, self._give_back = block, size, give_back
 
     def __del__(self):
-        give_back, self._give_back = self._give_back, None
+        give_back = getattr(self, "_give_back", None)      # None: given back, or never fully made
         if give_back is not None:
+            self._give_back = None
             give_back(self._block, self._block_size)
+
+    def __copy__(self):
+        raise TypeError("a BlockPointer lends its block once: it cannot be copied (copy the array instead)")
+
+    def __deepcopy__(self, memo):
+        raise TypeError("a BlockPointer lends its block once: it cannot be copied (copy the array instead)")

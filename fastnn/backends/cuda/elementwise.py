@@ -497,7 +497,7 @@ def dropout_forward(x, p, seed):
     shape = x.shape
     x = _flat(x)
     out = empty(x.shape, x.dtype)
-    launch(_dropout, x.size, x, out, int(seed), *dropout_mask(p, x.dtype), x.size)
+    launch(_dropout, x.size, x, out, int(seed) & 0xFFFFFFFF, *dropout_mask(p, x.dtype), x.size)   # seed mod 2³², as the reference
     return out.reshape(shape)
 
 

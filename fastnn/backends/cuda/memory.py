@@ -145,6 +145,11 @@ class DeviceArrayCache(BlockCache):
 
         super().__init__(lambda nbytes: cuda.device_array(nbytes, np.uint8), _is_out_of_memory)
         self._device_array_class, self._pointer_class = DeviceArray, BlockPointer
+        # id -> every lent block. The cache itself holds the blocks it lends: a lent array that only the
+        # cycle collector frees is garbage together with its BlockPointer, and the collector runs weakref
+        # callbacks (Numba's finalizers, which free device memory) before __del__ methods, so a block
+        # held by its pointer alone would have its memory freed and then come back to the free list
+        self._lent = {}
 
     def device_array(self, shape, dtype):
         """An uninitialised C-contiguous device array of ``shape`` (a tuple of Python ints) and
@@ -162,13 +167,19 @@ class DeviceArrayCache(BlockCache):
         try:
             memory = block.gpu_data
             context, address = memory.context, memory.device_pointer
+            # the pointer's size is the array's, not the block's: numba takes an array's byte count from
+            # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
+            pointer = self._pointer_class(context, address, nbytes, block, size, self.give_back)
         except BaseException:
             self.forget(size)
             raise
-        # the pointer's size is the array's, not the block's: numba takes an array's byte count from
-        # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
-        pointer = self._pointer_class(context, address, nbytes, block, size, self.give_back)
+        self._lent[id(block)] = block
         return self._device_array_class.c_contiguous(shape, dtype, pointer)
+
+    def give_back(self, block, size: int) -> None:
+        with self._lock:
+            self._lent.pop(id(block), None)
+            super().give_back(block, size)
 
 
 _cache = None

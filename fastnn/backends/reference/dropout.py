@@ -10,6 +10,9 @@ mask is a function of (seed, i) alone: backward regenerates it instead of storin
 kernels (``backends/cuda/elementwise.py``, the GEMM's fused dropout epilogue), the cpu's Numba
 kernel and this reference keep exactly the same elements for the same seed, so a training run
 draws the same masks on either device.
+
+(Numba's disk cache does not notice an edit of ``hash_bits`` in the kernels that call it: clear
+``~/.cache/fastnn/numba`` and ``__pycache__`` after changing it.)
 """
 import math
 
@@ -45,9 +48,10 @@ def keep_scale(p, dtype):
 
 def dropout_forward(x, p, seed):
     """y = x · scale where hash(seed, i) >= ceil(p 2³²), else 0; x any shape, 0 <= p <= 1,
-    0 <= seed < 2³¹. Returns y (x's shape and dtype)."""
+    seed an integer (taken mod 2³²). Returns y (x's shape and dtype). For float16 and p above
+    ~0.99998, 1 / (1 - p) overflows to inf, as on every backend."""
     index = np.arange(x.size, dtype=np.uint64).reshape(x.shape)
-    keep = hash_bits(int(seed), index) >= keep_threshold(p)
+    keep = hash_bits(int(seed) & 0xFFFFFFFF, index) >= keep_threshold(p)   # the hash sees seed mod 2³² only
     return np.where(keep, x * keep_scale(p, x.dtype), x.dtype.type(0))
 
 
