@@ -248,26 +248,33 @@ def test_operands_split_in_planes_narrower_than_a_slab_are_read_right(ta, tb, pa
     np.testing.assert_allclose(sums.copy_to_host(), op_a.sum(1), rtol=1e-12, atol=1e-12)
 
 
-@pytest.fixture
-def gpu_tiles(monkeypatch):
-    """The GPU's tiling (64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads) in the simulator:
-    the 4-row unrolled multiply, the vector-friendly register tiles and the fetch of 4 elements a
-    slab per operand run as they do on a GPU (the simulator's own tiling is 8x8, 2x2 per thread)."""
-    for name, value in zip(linear.TILE_CONSTANTS, linear.tile_constants(*linear.GPU_TILES)):
+# the GPU's default tiling, and the one FASTNN_CUDA_GEMM_TILES offers for comparison on a GPU
+# (64x128 tiles, 8x8 per thread, 128 threads: fewer instructions per FMA, fewer blocks resident)
+CANDIDATE_TILES = (64, 128, 16, 8, 8)
+
+
+@pytest.fixture(params=[linear.GPU_TILES, CANDIDATE_TILES], ids=["gpu-default", "gpu-64x128-8x8"])
+def gpu_tiles(request, monkeypatch):
+    """A GPU tiling (by default 64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads) in the
+    simulator: the 4-row unrolled multiply, the vector-friendly register tiles and the fetch of a
+    slab's elements run as they do on a GPU (the simulator's own tiling is 8x8, 2x2 per thread)."""
+    for name, value in zip(linear.TILE_CONSTANTS, linear.tile_constants(*request.param)):
         monkeypatch.setattr(linear, name, value)
-    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.GPU_TILES[2])
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", request.param[2])
     monkeypatch.setattr(linear, "_KERNELS", {})
+    return request.param
 
 
 @pytest.mark.parametrize("ta, tb, split, masked", [(0, 0, 1, linear.MASK_NONE), (0, 1, 8, linear.MASK_A),
                                                     (1, 0, 8, linear.MASK_B), (1, 1, 1, linear.MASK_A)])
 def test_the_gpu_tiling_gives_the_product_in_the_simulator(gpu_tiles, monkeypatch, ta, tb, split, masked):
-    """Edges of the 64x64 tiles (m, n = 67, 70), k = 37 (a partial slab, and with split-K three slices
-    of 16), operands split in planes (p = 5 and 7), A read through a strided view (a group's slice,
-    as grouped convolution passes), row sums, and a ReLU mask on either operand."""
+    """Edges of the tiles (m, n = 67, 70 past 64x64; 67, 131 past 64x128), k = 37 (a partial slab,
+    and with split-K three slices of 16), operands split in planes (p = 5 and 7), A read through a
+    strided view (a group's slice, as grouped convolution passes), row sums, and a ReLU mask on
+    either operand."""
     rng = np.random.default_rng(ta + 2 * tb + 4 * split)
     monkeypatch.setattr(linear, "MAX_SPLITS", split)
-    m, n, k, pa, pb = 67, 70, 37, 5, 7
+    m, n, k, pa, pb = 67, 70 if gpu_tiles[1] == 64 else 131, 37, 5, 7
     assert (linear.split_k(m, n, k) > 1) == (split > 1)
     a = rng.standard_normal((k, m) if ta else (m, k))
     b = rng.standard_normal((n, k) if tb else (k, n))
@@ -305,3 +312,27 @@ def test_a_tiling_the_kernel_cannot_run_is_refused(tiles, reason):
     with pytest.raises(ValueError, match=reason):
         linear.tile_constants(*tiles)
     assert linear.tile_constants(*linear.GPU_TILES)[linear.TILE_CONSTANTS.index("NT")] == 256
+
+
+def test_the_gemm_tiling_setting_gives_the_tiles_and_a_register_cap_for_two_blocks():
+    assert linear.gpu_tiling("") == (linear.GPU_TILES, 128)          # 256 threads: 128 registers each
+    assert linear.gpu_tiling("64,128,16,8,8") == ((64, 128, 16, 8, 8), 255)     # 128 threads
+    assert linear.gpu_tiling("64,128,16,8,8,168") == ((64, 128, 16, 8, 8), 168)
+
+
+@pytest.mark.parametrize("setting, reason", [("64,64", "BM,BN,BK,TM,TN"), ("64,64,16,4,x", "BM,BN,BK,TM,TN"),
+                                             ("64,64,16,4,4,0", "positive"), ("64,64,16,3,4", "must divide"),
+                                             ("256,256,16,4,4", "above CUDA's 1024")])
+def test_a_gemm_tiling_setting_the_kernel_cannot_run_names_the_variable(setting, reason):
+    with pytest.raises(ValueError, match=reason) as error:
+        linear.gpu_tiling(setting)
+    assert "FASTNN_CUDA_GEMM_TILES" in str(error.value)
+
+
+def test_the_tiling_keys_the_gemms_disk_cache():
+    """Numba's disk cache keys a kernel on its closure's values, not on module constants: the tiling
+    and register cap are in the GEMM kernel's closure, so a process with another
+    FASTNN_CUDA_GEMM_TILES compiles its own kernels instead of loading these."""
+    kernel = linear._make_gemm(np.float32, False, False)
+    cells = [c.cell_contents for c in kernel.py_func.__closure__]
+    assert (linear.BM, linear.BN, linear.BK, linear.TM, linear.TN, linear.GEMM_MAX_REGISTERS) in cells

@@ -28,6 +28,8 @@ grad_b = Σ_n grad_y.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import cuda, float32, float64, int32, uint64
 
@@ -64,8 +66,37 @@ def tile_constants(bm, bn, bk, tm, tn):
     return bm, bn, bk, tm, tn, bm + 4, bn + 4, tx, ty, nt, bm * bk // nt, bn * bk // nt
 
 
+def register_cap(nt):
+    """The float32 GEMM's register cap for NT threads a block: what two blocks per multiprocessor
+    leave (65536 registers), at most 255 (128 for the default 256 threads)."""
+    return min(255, 65536 // (2 * nt))
+
+
+def gpu_tiling(setting):
+    """(BM, BN, BK, TM, TN) and the float32 register cap from ``FASTNN_CUDA_GEMM_TILES`` (``setting``):
+    "BM,BN,BK,TM,TN" or "BM,BN,BK,TM,TN,REGISTERS"; GPU_TILES and ``register_cap`` when empty. For
+    comparing tilings on a GPU (each process compiles, and caches, the kernels of its own tiling)."""
+    if not setting:
+        return GPU_TILES, register_cap(tile_constants(*GPU_TILES)[TILE_CONSTANTS.index("NT")])
+    try:
+        values = tuple(int(v) for v in setting.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (5, 6) or min(values) <= 0:
+        raise ValueError(f"FASTNN_CUDA_GEMM_TILES must be BM,BN,BK,TM,TN[,REGISTERS] (positive integers), "
+                         f"got {setting!r}")
+    try:
+        nt = tile_constants(*values[:5])[TILE_CONSTANTS.index("NT")]
+    except ValueError as error:
+        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {error}") from None
+    if nt > 1024:
+        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {nt} threads a block, above CUDA's 1024")
+    return values[:5], values[5] if len(values) == 6 else register_cap(nt)
+
+
+_TILES, GEMM_MAX_REGISTERS = gpu_tiling(os.environ.get("FASTNN_CUDA_GEMM_TILES", ""))
 BM, BN, BK, TM, TN, BM_PADDED, BN_PADDED, TX, TY, NT, A_FETCH, B_FETCH = tile_constants(
-    *(SIMULATOR_TILES if SIMULATOR else GPU_TILES))
+    *(SIMULATOR_TILES if SIMULATOR else _TILES))
 if SIMULATOR:
     MIN_K_CHUNK = BK           # split-K in the simulator's small tests
     MAX_SPLITS = 8
@@ -75,11 +106,10 @@ else:
     # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
     MAX_SPLITS = 128
 MAX_GRID_Y = 65535
-# the float32 GEMM: two blocks of TX x TY = 256 threads per multiprocessor (65536 registers). ptxas
-# -v (sm_90) takes 134-148 uncapped depending on (ta, tb), 122-128 under the cap with no spill (a
-# test assembles every recorded signature). The float64 one (two registers a value) would spill
-# under the cap: it is left free.
-GEMM_MAX_REGISTERS = 128
+# GEMM_MAX_REGISTERS (above): the float32 GEMM runs two blocks of TX x TY = 256 threads per
+# multiprocessor (65536 registers). ptxas -v (sm_90) takes 134-148 uncapped depending on (ta, tb),
+# 122-128 under the cap with no spill (a test assembles every recorded signature). The float64 one
+# (two registers a value) would spill under the cap: it is left free.
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 # the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
@@ -190,11 +220,17 @@ def _make_gemm(dtype, ta, tb):
     (with both paths in one kernel the float32 GEMM needed 164 registers and spilled)."""
     zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
     ta, tb = bool(ta), bool(tb)
+    # the tiling and register cap the kernel is compiled for, read by the kernel so that they are
+    # among its closure's values, which key Numba's disk cache (module constants do not: a process
+    # with another FASTNN_CUDA_GEMM_TILES would load kernels compiled for this one's)
+    tiling = (BM, BN, BK, TM, TN, GEMM_MAX_REGISTERS)
 
     @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
     def gemm_kernel(a, sa_q, sa_r, sa_c, pa, b, sb_q, sb_r, sb_c, pb, c, pc, bias, bias_mode, relu, row_sums,
                     want_row_sums, m, n, k, k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed,
                     drop_threshold, drop_scale):
+        if tiling[0] != BM:     # never true (folded away): see ``tiling`` above
+            return
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
         b_tile = cuda.shared.array((BK, BN_PADDED), dtype)
         acc = cuda.local.array((TM, TN), dtype)
@@ -453,7 +489,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         raise ValueError("gemm: a fused dropout needs C as one row-major (m, n) matrix (its flat index) "
                          "and no masked operand")
     drop_seed, (drop_threshold, drop_scale) = (0, (0, c.dtype.type(mask_scale))) if dropout is None else \
-        (int(dropout[1]), dropout_mask(dropout[0], c.dtype))
+        (int(dropout[1]) & 0xFFFFFFFF, dropout_mask(dropout[0], c.dtype))
     dummy = _placeholder(c.dtype)
     if mask is None:
         mask, masked = dummy, MASK_NONE
