@@ -103,6 +103,37 @@ def test_im2col_col2im_match_reference_on_any_geometry_and_grid(n, c, h, w, kern
         conv.pixel_launch = one_block
 
 
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 7), w=st.integers(1, 7),
+       kernel=st.tuples(st.integers(1, 5), st.integers(1, 5)), padding=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+       grid_z=st.integers(1, 3), data=st.data())
+def test_col2im_at_unit_stride_walks_the_taps_that_read_each_pixel(n, c, h, w, kernel, padding, grid_z, data):
+    """Stride 1 and dilation 1 (col2im's rectangle of taps, one add per tap): kernels up to 5x5,
+    paddings beyond the kernel (pixels no window reads, windows wholly in the padding), both cols
+    layouts (the conv's (1, K, N P) through conv2d_backward and im2col's (N, K, P)), images split
+    over grid z."""
+    from fastnn.backends.cuda import conv
+    ho, wo = h + 2 * padding[0] - kernel[0] + 1, w + 2 * padding[1] - kernel[1] + 1
+    assume(ho > 0 and wo > 0)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    args = (kernel, (1, 1), padding, (1, 1))
+    cols = rand(rng, (n, c * kernel[0] * kernel[1], ho * wo))
+    one_block = conv.pixel_launch
+    conv.pixel_launch = lambda pixels, rows, images: ((1, 1, grid_z), (4, 2))
+    try:
+        close(cu.col2im(dev(cols), (n, c, h, w), *args), ref.col2im(cols, (n, c, h, w), *args))
+        # the conv's layout: grad_x of a conv2d whose grad_y is ones is col2im of W^T · ones
+        x = rand(rng, (n, c, h, w))
+        weight = rand(rng, (2, c) + kernel)
+        _, saved = cu.conv2d_forward(dev(x), dev(weight), None, (1, 1), padding, (1, 1), 1)
+        grad_y = rand(rng, (n, 2, ho, wo))
+        grad_x, _, _ = cu.conv2d_backward(dev(grad_y), saved, (True, False, False))
+        grad_cols = np.einsum("ok,nop->nkp", weight.reshape(2, -1), grad_y.reshape(n, 2, -1))
+        close(grad_x, ref.col2im(grad_cols, (n, c, h, w), *args))
+    finally:
+        conv.pixel_launch = one_block
+
+
 @pytest.mark.parametrize("shape, args", [((2, 3, 0, 4), ((1, 1), (1, 1), (1, 1), (1, 1))),    # all padding
                                          ((0, 3, 5, 5), ((3, 3), (1, 1), (1, 1), (1, 1))),    # no image
                                          ((1, 0, 4, 4), ((3, 3), (1, 1), (1, 1), (1, 1)))])   # no channel

@@ -85,31 +85,69 @@ def _window_position(pos, stride):
 
 
 @kernel
-def _col2im(cols, grad_x, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
-    """grad_x[n, c, ih, iw] = Σ over the taps (i, j) whose window position reads (ih, iw)."""
-    n_img, ch, h, w = grad_x.shape
+def _col2im(cols, grad_x, n_img, ch, h, w, batch_major, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    """grad_x[n, c, ih, iw] = Σ over the taps (i, j) whose window position reads (ih, iw), i then j.
+
+    cols and grad_x are the flat memory of the C-contiguous cols and (N, C, H, W) gradient: a thread
+    keeps the offsets of its (pixel, channel) in its current image and steps them by the images'
+    strides. At stride 1 and dilation 1 (the common case) the taps that read (ih, iw) are a
+    rectangle [i_lo, i_hi] x [j_lo, j_hi] worked out once, and walking it is one add per tap: the
+    next j is a row of cols on and an output column back, the next i kw rows on and an output row
+    back. Otherwise each tap's window position is worked out per image (``_window_position``)."""
     p_count = ho * wo
     zero = grad_x.dtype.type(0)
+    cols_image = uint64(ch * kh * kw * p_count if batch_major else p_count)
+    cols_row = uint64(p_count if batch_major else n_img * p_count)
+    x_image = uint64(ch * h * w)
+    image_step = uint64(cuda.gridDim.z)
+    unit = sh == 1 and sw == 1 and dh == 1 and dw == 1
+    j_step = cols_row - uint64(1) if p_count > 0 else uint64(0)     # cols_row >= p_count >= 1 when read
+    i_step = uint64(kw) * cols_row - uint64(wo)            # >= 0: cols_row >= wo
     x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, h * w, x_step):
         ih, iw = plane_position(q, w)
+        # the taps at stride 1: oh = ih + pH - i in [0, Ho), ow = iw + pW - j in [0, Wo)
+        i_lo = max(0, ih + ph - ho + 1)
+        i_hi = min(kh - 1, ih + ph)
+        j_lo = max(0, iw + pw - wo + 1)
+        j_hi = min(kw - 1, iw + pw)
         for c in range(y0, ch, y_step):
-            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+            n = cuda.blockIdx.z
+            image = uint64(n) * cols_image                 # offset of image n in cols
+            out = uint64(n) * x_image + uint64(c * h * w + q)
+            first = uint64(0)
+            if unit and i_lo <= i_hi and j_lo <= j_hi:     # offset of tap (i_lo, j_lo) in an image
+                first = uint64((c * kh + i_lo) * kw + j_lo) * cols_row + uint64((ih + ph - i_lo) * wo + iw + pw - j_lo)
+            while n < n_img:
                 acc = zero
-                for i in range(kh):
-                    oh = _window_position(ih + ph - i * dh, sh)
-                    if oh < 0 or oh >= ho:
-                        continue
-                    for j in range(kw):
-                        ow = _window_position(iw + pw - j * dw, sw)
-                        if ow < 0 or ow >= wo:
+                if unit:
+                    row_at = image + first
+                    i = i_lo
+                    while i <= i_hi:
+                        at = row_at
+                        j = j_lo
+                        while j <= j_hi:
+                            acc += cols[at]
+                            at += j_step
+                            j += 1
+                        row_at += i_step
+                        i += 1
+                else:
+                    for i in range(kh):
+                        oh = _window_position(ih + ph - i * dh, sh)
+                        if oh < 0 or oh >= ho:
                             continue
-                        row = uint64((c * kh + i) * kw + j)        # indices >= 0: unsigned, no wraparound
-                        if batch_major:
-                            acc += cols[uint64(n), row, uint64(oh * wo + ow)]
-                        else:
-                            acc += cols[0, row, uint64(n * p_count + oh * wo + ow)]
-                grad_x[uint64(n), uint64(c), uint64(ih), uint64(iw)] = acc
+                        # indices >= 0: unsigned, no wraparound
+                        at = image + uint64((c * kh + i) * kw) * cols_row + uint64(oh * wo)
+                        for j in range(kw):
+                            ow = _window_position(iw + pw - j * dw, sw)
+                            if ow < 0 or ow >= wo:
+                                continue
+                            acc += cols[at + uint64(j) * cols_row + uint64(ow)]
+                grad_x[out] = acc
+                image += image_step * cols_image
+                out += image_step * x_image
+                n += cuda.gridDim.z
 
 
 def _group(a, axis, g, size):
@@ -136,10 +174,12 @@ def _im2col_into(x, cols, batch_major, kernel_size, stride, padding, dilation, h
 
 
 def _col2im_from(cols, x_shape, batch_major, kernel_size, stride, padding, dilation, ho, wo, dtype):
+    """col2im of the C-contiguous cols into a fresh grad_x (both read and written as flat memory)."""
     grad_x = empty(x_shape, dtype)
     n, c, h, w = x_shape
-    launch_grid(_col2im, *pixel_launch(h * w, c, n), cols, grad_x, int(batch_major), kernel_size[0],
-                kernel_size[1], stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], ho, wo)
+    launch_grid(_col2im, *pixel_launch(h * w, c, n), cols.reshape(cols.size), grad_x.reshape(grad_x.size), n, c, h,
+                w, int(batch_major), kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1],
+                dilation[0], dilation[1], ho, wo)
     return grad_x
 
 
