@@ -253,6 +253,19 @@ def test_pooling_matches_reference_on_any_geometry_and_grid(shape, kernel_size, 
         pool.pixel_launch = one_block
 
 
+def test_max_pool_picks_a_nan_and_its_index_like_the_reference(rng):
+    """A NaN in a window is its max, at the NaN's index (the last NaN in (i, j) order), as in the
+    reference; ties keep the first maximum."""
+    x = rand(rng, (2, 3, 6, 7))
+    x[0, 1, 2, 3] = x[1, 2, 0, 0] = x[1, 2, 0, 1] = np.nan
+    x[0, 0, 4:6, 4:6] = 5.0                                   # a tie within one window
+    for args in [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 2), (1, 1))]:
+        y, indices = cu.max_pool2d_forward(dev(x), *args)
+        y_ref, indices_ref = ref.max_pool2d_forward(x, *args)
+        np.testing.assert_array_equal(host(y), y_ref)          # NaN where the reference has NaN
+        np.testing.assert_array_equal(host(indices), indices_ref)
+
+
 def _pooling_matches_reference(rng, shape, kernel_size, stride, padding):
     x = (rng.permutation(int(np.prod(shape))).reshape(shape) * 0.5 - 3).astype(np.float32)  # no ties
     args = (kernel_size, stride, padding)

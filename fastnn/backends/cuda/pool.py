@@ -33,35 +33,47 @@ __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "a
 # forward, the inputs' backward), y over channels, z over slices of the batch. A thread works out its
 # pixel and window bounds once and walks its channels and images: no division per element.
 @kernel
-def _max_pool(x, y, indices, kh, kw, sh, sw, ph, pw):
-    n_img, ch, h, w = x.shape
-    ho, wo = y.shape[2], y.shape[3]
+def _max_pool(x, y, indices, n_img, ch, h, w, ho, wo, kh, kw, sh, sw, ph, pw):
+    """y and indices (N, C, Ho, Wo) = each window's max of x (N, C, H, W) and its flat H*W index, the
+    first maximum in (i, j) order (a NaN wins, as in the reference). The three are the flat memory
+    of C-contiguous arrays: a thread works out its output pixel's window, clipped to the plane, once
+    and keeps the offsets of its (channel, image) planes, stepped by the images' strides."""
     lowest = x.dtype.type(-math.inf)
+    plane_in = uint64(h * w)
+    plane_out = uint64(ho * wo)
+    images = uint64(cuda.gridDim.z) * uint64(ch)          # planes from one of the thread's images to the next
     x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, ho * wo, x_step):
         oh, ow = plane_position(q, wo)
         top = oh * sh - ph
         left = ow * sw - pw
-        first = max(top, 0) * w + max(left, 0)   # the scan starts at the first in-bounds position
+        i_lo, i_hi = max(0, -top), min(kh, h - top)        # the taps inside the plane: [i_lo, i_hi) x [j_lo, j_hi)
+        j_lo, j_hi = max(0, -left), min(kw, w - left)
+        first = max(top, 0) * w + max(left, 0)             # the scan starts at the first in-bounds position
         for c in range(y0, ch, y_step):
-            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+            n = cuda.blockIdx.z
+            plane = uint64(n) * uint64(ch) + uint64(c)
+            src = plane * plane_in
+            dst = plane * plane_out + uint64(q)
+            while n < n_img:
                 best = lowest
                 best_i = first
-                for i in range(kh):
-                    ih = top + i
-                    if ih < 0 or ih >= h:
-                        continue
-                    for j in range(kw):
-                        iw = left + j
-                        if iw < 0 or iw >= w:
-                            continue
-                        v = x[uint64(n), uint64(c), uint64(ih), uint64(iw)]    # in bounds: unsigned
-                        if v > best or math.isnan(v):   # as the reference: a NaN wins
+                i = i_lo
+                while i < i_hi:
+                    row = (top + i) * w + left             # + j >= 0 for the taps inside
+                    j = j_lo
+                    while j < j_hi:
+                        v = x[src + uint64(row + j)]
+                        if v > best or math.isnan(v):
                             best = v
-                            best_i = ih * w + iw
-                at = (uint64(n), uint64(c), uint64(oh), uint64(ow))
-                y[at] = best
-                indices[at] = best_i
+                            best_i = row + j
+                        j += 1
+                    i += 1
+                y[dst] = best
+                indices[dst] = best_i
+                src += images * plane_in
+                dst += images * plane_out
+                n += cuda.gridDim.z
 
 
 @kernel
@@ -76,25 +88,39 @@ def _max_pool_backward(grad_y, indices, grad_x, total):
 
 
 @kernel
-def _max_pool_backward_gather(grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw):
-    """grad_x[n, c, ih, iw] = Σ grad_y over the outputs whose window holds (ih, iw) and chose it."""
-    n_img, ch, h, w = grad_x.shape
-    ho, wo = grad_y.shape[2], grad_y.shape[3]
+def _max_pool_backward_gather(grad_y, indices, grad_x, n_img, ch, h, w, ho, wo, kh, kw, sh, sw, ph, pw):
+    """grad_x[n, c, ih, iw] = Σ grad_y over the outputs whose window holds (ih, iw) and chose it.
+    The three are the flat memory of C-contiguous arrays, walked as ``_max_pool`` walks its own."""
     zero = grad_x.dtype.type(0)
+    plane_in = uint64(h * w)
+    plane_out = uint64(ho * wo)
+    images = uint64(cuda.gridDim.z) * uint64(ch)
     x0, x_step, y0, y_step = pixel_strides()
     for flat in range(x0, h * w, x_step):
         ih, iw = plane_position(flat, w)
-        oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)
+        oh_lo, oh_hi = windows_holding(ih, ph, kh, sh, ho)     # lo >= 0
         ow_lo, ow_hi = windows_holding(iw, pw, kw, sw, wo)
         for c in range(y0, ch, y_step):
-            for n in range(cuda.blockIdx.z, n_img, cuda.gridDim.z):
+            n = cuda.blockIdx.z
+            plane = uint64(n) * uint64(ch) + uint64(c)
+            src = plane * plane_out
+            dst = plane * plane_in + uint64(flat)
+            while n < n_img:
                 acc = zero
-                for oh in range(oh_lo, oh_hi + 1):
-                    for ow in range(ow_lo, ow_hi + 1):
-                        at = (uint64(n), uint64(c), uint64(oh), uint64(ow))   # in bounds: unsigned
+                oh = oh_lo
+                while oh <= oh_hi:
+                    at = src + uint64(oh * wo + ow_lo)
+                    ow = ow_lo
+                    while ow <= ow_hi:
                         if indices[at] == flat:
                             acc += grad_y[at]
-                grad_x[uint64(n), uint64(c), uint64(ih), uint64(iw)] = acc
+                        at += uint64(1)
+                        ow += 1
+                    oh += 1
+                grad_x[dst] = acc
+                src += images * plane_out
+                dst += images * plane_in
+                n += cuda.gridDim.z
 
 
 @kernel
@@ -181,8 +207,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     shape = _out_shape(x.shape, kernel_size, stride, padding)
     y = empty(shape, x.dtype)
     indices = empty(shape, np.int64)
-    launch_grid(_max_pool, *pixel_launch(shape[2] * shape[3], shape[1], shape[0]), x, y, indices,
-                kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0], padding[1])
+    launch_grid(_max_pool, *pixel_launch(shape[2] * shape[3], shape[1], shape[0]), x.reshape(x.size),
+                y.reshape(y.size), indices.reshape(indices.size), *x.shape, shape[2], shape[3], kernel_size[0],
+                kernel_size[1], stride[0], stride[1], padding[0], padding[1])
     indices.pool_geometry = (tuple(kernel_size), tuple(stride), tuple(padding))   # for the one-launch backward
     return y, indices
 
@@ -198,8 +225,10 @@ def max_pool2d_backward(grad_y, indices, x_shape):
     if geometry is not None:
         (kh, kw), (sh, sw), (ph, pw) = geometry
         grad_x = empty(x_shape, grad_y.dtype)
-        launch_grid(_max_pool_backward_gather, *pixel_launch(x_shape[2] * x_shape[3], x_shape[1], x_shape[0]),
-                    grad_y, indices, grad_x, kh, kw, sh, sw, ph, pw)
+        n, c, h, w = x_shape
+        launch_grid(_max_pool_backward_gather, *pixel_launch(h * w, c, n), grad_y.reshape(grad_y.size),
+                    indices.reshape(indices.size), grad_x.reshape(grad_x.size), n, c, h, w, grad_y.shape[2],
+                    grad_y.shape[3], kh, kw, sh, sw, ph, pw)
         return grad_x
     grad_x = zeros(x_shape, grad_y.dtype)
     total = grad_y.size
