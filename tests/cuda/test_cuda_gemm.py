@@ -257,7 +257,11 @@ CANDIDATE_TILES = (64, 128, 16, 8, 8)
 def gpu_tiles(request, monkeypatch):
     """A GPU tiling (by default 64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads) in the
     simulator: the 4-row unrolled multiply, the vector-friendly register tiles and the fetch of a
-    slab's elements run as they do on a GPU (the simulator's own tiling is 8x8, 2x2 per thread)."""
+    slab's elements run as they do on a GPU (the simulator's own tiling is 8x8, 2x2 per thread).
+    On a GPU only the process's own tiling runs: the GEMM's device functions are compiled with the
+    tiling of the import (another is FASTNN_CUDA_GEMM_TILES, in a process of its own)."""
+    if not _core.SIMULATOR and tuple(request.param) != tuple(linear._TILES):
+        pytest.skip("another tiling on a GPU needs a process of its own (FASTNN_CUDA_GEMM_TILES)")
     for name, value in zip(linear.TILE_CONSTANTS, linear.tile_constants(*request.param)):
         monkeypatch.setattr(linear, name, value)
     monkeypatch.setattr(linear, "MIN_K_CHUNK", request.param[2])
@@ -322,7 +326,8 @@ def test_the_gemm_tiling_setting_gives_the_tiles_and_a_register_cap_for_two_bloc
 
 @pytest.mark.parametrize("setting, reason", [("64,64", "BM,BN,BK,TM,TN"), ("64,64,16,4,x", "BM,BN,BK,TM,TN"),
                                              ("64,64,16,4,4,0", "positive"), ("64,64,16,3,4", "must divide"),
-                                             ("256,256,16,4,4", "above CUDA's 1024")])
+                                             ("128,128,16,4,4", "at most 256"), ("64,64,16,4,4,300", "at most 255"),
+                                             ("128,128,32,8,8", "shared memory")])
 def test_a_gemm_tiling_setting_the_kernel_cannot_run_names_the_variable(setting, reason):
     with pytest.raises(ValueError, match=reason) as error:
         linear.gpu_tiling(setting)

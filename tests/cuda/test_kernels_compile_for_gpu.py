@@ -155,7 +155,7 @@ def test_float32_kernels_compute_in_float32(compiled):
 @needs_compiler
 def test_the_gemm_keeps_two_blocks_per_multiprocessor_without_spilling(compiled):
     """Every float32 GEMM signature assembles (ptxas, sm_90) within GEMM_MAX_REGISTERS and spills
-    nothing: two blocks of 256 threads fit a multiprocessor's 65536 registers."""
+    nothing: two blocks of NT threads (256 by default) fit a multiprocessor's 65536 registers."""
     from fastnn.backends.cuda import linear
     if compiled["registers"] is None:
         pytest.skip("no ptxas (the nvidia-cuda-nvcc wheel of the cuda extra)")
@@ -163,5 +163,5 @@ def test_the_gemm_keeps_two_blocks_per_multiprocessor_without_spilling(compiled)
     assert gemms and all("float32" in sig for _, _, sig, _, _ in gemms), "the float32 GEMM alone is capped"
     for module, name, sig, registers, spilled in gemms:
         assert registers <= linear.GEMM_MAX_REGISTERS and spilled == 0, (sig, registers, spilled)
-    assert 2 * 256 * linear.GEMM_MAX_REGISTERS <= 65536
+    assert 2 * linear.NT * linear.GEMM_MAX_REGISTERS <= 65536
 

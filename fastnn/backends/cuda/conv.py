@@ -101,8 +101,11 @@ def _col2im(cols, grad_x, n_img, ch, h, w, batch_major, kh, kw, sh, sw, ph, pw, 
     x_image = uint64(ch * h * w)
     image_step = uint64(cuda.gridDim.z)
     unit = sh == 1 and sw == 1 and dh == 1 and dw == 1
-    j_step = cols_row - uint64(1) if p_count > 0 else uint64(0)     # cols_row >= p_count >= 1 when read
-    i_step = uint64(kw) * cols_row - uint64(wo)            # >= 0: cols_row >= wo
+    # the steps between taps, used only when there are taps (cols_row >= p_count >= wo >= 1): 0 otherwise,
+    # as an unsigned subtraction must not wrap
+    some = p_count > 0 and n_img > 0
+    j_step = cols_row - uint64(1) if some else uint64(0)
+    i_step = uint64(kw) * cols_row - uint64(wo) if some else uint64(0)
     x0, x_step, y0, y_step = pixel_strides()
     for q in range(x0, h * w, x_step):
         ih, iw = plane_position(q, w)

@@ -86,12 +86,20 @@ def gpu_tiling(setting):
         raise ValueError(f"FASTNN_CUDA_GEMM_TILES must be BM,BN,BK,TM,TN[,REGISTERS] (positive integers), "
                          f"got {setting!r}")
     try:
-        nt = tile_constants(*values[:5])[TILE_CONSTANTS.index("NT")]
+        constants = dict(zip(TILE_CONSTANTS, tile_constants(*values[:5])))
     except ValueError as error:
         raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {error}") from None
-    if nt > 1024:
-        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {nt} threads a block, above CUDA's 1024")
-    return values[:5], values[5] if len(values) == 6 else register_cap(nt)
+    nt = constants["NT"]
+    registers = values[5] if len(values) == 6 else register_cap(nt)
+    shared = constants["BK"] * (constants["BM_PADDED"] + constants["BN_PADDED"]) * 8    # the float64 GEMM's tiles
+    if nt > 256:        # the float64 GEMM is not capped: up to 255 registers a thread must fit 65536
+        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {nt} threads a block; at most 256")
+    if registers > 255:     # (255 x 256 threads fit a multiprocessor's 65536)
+        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {registers} registers a thread; at most 255")
+    if shared > 48 * 1024:
+        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: the float64 tiles need {shared} bytes of shared "
+                         "memory a block; at most 49152")
+    return values[:5], registers
 
 
 _TILES, GEMM_MAX_REGISTERS = gpu_tiling(os.environ.get("FASTNN_CUDA_GEMM_TILES", ""))
@@ -106,10 +114,11 @@ else:
     # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
     MAX_SPLITS = 128
 MAX_GRID_Y = 65535
-# GEMM_MAX_REGISTERS (above): the float32 GEMM runs two blocks of TX x TY = 256 threads per
-# multiprocessor (65536 registers). ptxas -v (sm_90) takes 134-148 uncapped depending on (ta, tb),
-# 122-128 under the cap with no spill (a test assembles every recorded signature). The float64 one
-# (two registers a value) would spill under the cap: it is left free.
+# GEMM_MAX_REGISTERS (above): the float32 GEMM runs two blocks of TX x TY threads per multiprocessor
+# (65536 registers; 256 threads and 128 registers by default). ptxas -v (sm_90) takes 134-148
+# uncapped depending on (ta, tb), 122-128 under the cap with no spill (a test assembles every
+# recorded signature). The float64 one (two registers a value) would spill under the cap: it is left
+# free (at most 255 registers, which 256 threads a block fit).
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 # the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
