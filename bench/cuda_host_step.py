@@ -9,6 +9,7 @@ an H100 but never run (``fastnn/backends/cuda/host_only.py``). What it leaves ou
 ``bench/cuda_step_profile.py`` measures on a GPU.
 
     python bench/cuda_host_step.py --model tfconvnet --batches 64 256 [--rounds 3] [--profile]
+    python bench/cuda_host_step.py --baseline de40cea [--rounds 3]     (that revision against this checkout)
 
 Each (batch, launch) is timed in a process of its own (``FASTNN_CUDA_FAST_LAUNCH=1`` is fastnn's
 launcher, ``0`` Numba's), alternating for ``--rounds`` rounds; the report gives the median ms per
@@ -56,12 +57,46 @@ def measure(model_name, batch, steps=50, profile=False):
         pstats.Stats(profiler, stream=sys.stderr).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("ROWS", "20")))
 
 
-def _one(model, batch, fast, profile):
+def _one(model, batch, fast, profile, tree=None):
     env = dict(os.environ, FASTNN_CUDA_FAST_LAUNCH="1" if fast else "0")
+    if tree is not None:        # the package of another revision (see _baseline_tree)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     run = subprocess.run([sys.executable, __file__, "--model", model, "--batches", str(batch), "--one"]
                          + (["--profile"] if profile else []), env=env, check=True, stdout=subprocess.PIPE, text=True)
     ms, launches, own = run.stdout.split()[-3:]
     return float(ms), int(launches), float(own)
+
+
+def _baseline_tree(revision, folder):
+    """``folder`` holding the fastnn package of git ``revision`` (with this checkout's compiled cpu
+    extensions, which the cuda backend does not use but ``import fastnn`` loads)."""
+    import glob
+    import shutil
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    archive = subprocess.run(["git", "archive", revision, "fastnn"], cwd=root, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    for built in glob.glob(os.path.join(root, "fastnn", "backends", "cpu", "*.so")):
+        shutil.copy(built, os.path.join(folder, "fastnn", "backends", "cpu"))
+    return folder
+
+
+def _compare(args):
+    """--baseline: fastnn's launcher at ``args.baseline`` against this checkout, alternating."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        tree = _baseline_tree(args.baseline, folder)
+        for batch in args.batches:
+            times = {"baseline": [], "now": []}
+            own = {"baseline": [], "now": []}
+            for _ in range(args.rounds):
+                for name, where in (("baseline", tree), ("now", None)):
+                    ms, launches, own_ms = _one(args.model, batch, True, False, where)
+                    times[name].append(ms)
+                    own[name].append(own_ms)
+            base, now = statistics.median(times["baseline"]), statistics.median(times["now"])
+            print(f"{args.model} batch {batch}: host ms per step with fastnn's launcher, median of {args.rounds}: "
+                  f"{args.baseline} {base:.2f}, now {now:.2f} ({base / now:.2f}x less); fastnn's own Python "
+                  f"{statistics.median(own['baseline']):.2f} -> {statistics.median(own['now']):.2f}; {launches} launches")
 
 
 def main(argv=None):
@@ -70,10 +105,15 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile of fastnn's launcher's steps (stderr)")
+    parser.add_argument("--baseline", metavar="REV", help="instead: fastnn's launcher at git revision REV "
+                        "(its whole package) against this checkout, alternating, in the same run")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         measure(args.model, args.batches[0], profile=args.profile)
+        return
+    if args.baseline:
+        _compare(args)
         return
     for batch in args.batches:
         times, own = {True: [], False: []}, []
