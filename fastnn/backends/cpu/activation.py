@@ -7,7 +7,8 @@ import math
 import numba as nb
 import numpy as np
 
-from ..reference.dropout import dropout_forward as reference_dropout_forward, hash_bits, keep_scale, keep_threshold
+from ..reference.dropout import (dropout_forward as reference_dropout_forward, hash_bits, hash_seed, keep_scale,
+                                 keep_threshold)
 from ._numba import cached_njit, fused_kernel
 
 __all__ = ["relu_forward", "relu_backward", "sigmoid_backward", "tanh_backward", "leaky_relu_forward",
@@ -151,7 +152,7 @@ def dropout_forward(x, p, seed):
         return reference_dropout_forward(x, p, seed)
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _dropout(x.reshape(-1), int(seed) & 0xFFFFFFFF, keep_threshold(p), keep_scale(p, x.dtype), y.reshape(-1))
+    _dropout(x.reshape(-1), hash_seed(seed), keep_threshold(p), keep_scale(p, x.dtype), y.reshape(-1))
     return y
 
 

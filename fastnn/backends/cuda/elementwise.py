@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda, float64
 
 from ._core import SIMULATOR, as_strided, context_key, copy_device_to_device, empty, kernel, launch, launch_grid, pad4, to_device, view4
-from ..reference.dropout import hash_bits, keep_scale, keep_threshold
+from ..reference.dropout import hash_bits, hash_seed, keep_scale, keep_threshold
 
 __all__ = ["contiguous", "broadcast_to", "copy_into", "astype", "copy", "full", "zeros", "zeros_like", "unit_seed", "is_unit_seed", "binary", "unary",
            "scalar_op", "unary_grad", "scale_by", "sum", "unbroadcast", "permute", "getitem", "index_add",
@@ -497,7 +497,7 @@ def dropout_forward(x, p, seed):
     shape = x.shape
     x = _flat(x)
     out = empty(x.shape, x.dtype)
-    launch(_dropout, x.size, x, out, int(seed) & 0xFFFFFFFF, *dropout_mask(p, x.dtype), x.size)   # seed mod 2³², as the reference
+    launch(_dropout, x.size, x, out, hash_seed(seed), *dropout_mask(p, x.dtype), x.size)
     return out.reshape(shape)
 
 

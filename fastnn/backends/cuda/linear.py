@@ -34,6 +34,7 @@ import numpy as np
 from numba import cuda, float32, float64, int32, uint64
 
 from ._core import SIMULATOR, context_key, empty, flat_view, kernel, launch_grid, multiprocessors, to_device
+from ..reference.dropout import hash_seed
 from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backward, scalar_op, sum as _sum
 
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward",
@@ -498,7 +499,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         raise ValueError("gemm: a fused dropout needs C as one row-major (m, n) matrix (its flat index) "
                          "and no masked operand")
     drop_seed, (drop_threshold, drop_scale) = (0, (0, c.dtype.type(mask_scale))) if dropout is None else \
-        (int(dropout[1]) & 0xFFFFFFFF, dropout_mask(dropout[0], c.dtype))
+        (hash_seed(dropout[1]), dropout_mask(dropout[0], c.dtype))
     dummy = _placeholder(c.dtype)
     if mask is None:
         mask, masked = dummy, MASK_NONE

@@ -33,6 +33,12 @@ def hash_bits(seed, i):
     return h
 
 
+def hash_seed(seed) -> int:
+    """The seed as the hash sees it: an integer mod 2³² (only its low 32 bits reach the mix), so any
+    integer seed gives the same mask on every backend and fits every kernel's int64."""
+    return int(seed) & 0xFFFFFFFF
+
+
 def keep_threshold(p) -> int:
     """ceil(p 2³²): element i is kept when hash_bits(seed, i) >= this (u >= p, tested in integers).
     p is taken as a Python float first, whatever its type (a float16 p would overflow p 2³²)."""
@@ -51,7 +57,7 @@ def dropout_forward(x, p, seed):
     seed an integer (taken mod 2³²). Returns y (x's shape and dtype). For float16 and p above
     ~0.99998, 1 / (1 - p) overflows to inf, as on every backend."""
     index = np.arange(x.size, dtype=np.uint64).reshape(x.shape)
-    keep = hash_bits(int(seed) & 0xFFFFFFFF, index) >= keep_threshold(p)   # the hash sees seed mod 2³² only
+    keep = hash_bits(hash_seed(seed), index) >= keep_threshold(p)
     return np.where(keep, x * keep_scale(p, x.dtype), x.dtype.type(0))
 
 
