@@ -5,7 +5,7 @@ counted.
 
     python bench/cuda_gemm_sass.py [--baseline REV] [--batch 256] [--kernel conv._im2col pool._max_pool ...]
 
-For each transpose variant (ta, tb) it reports registers, bytes spilled, the multiply block (the
+For each variant (ta, tb, and B a windows operand or not) it reports registers, bytes spilled, the multiply block (the
 innermost loop: its instructions and FFMAs, the share of FFMA in it) and the instructions of one
 BK-deep slab: the slab loop's static instructions outside the multiply, plus the multiply times
 the number of its turns per slab. The count outside the multiply includes both sides of every
@@ -133,12 +133,14 @@ def measure(batch, kernels):
     fmas_per_slab = linear.TM * linear.TN * linear.BK
     results, loops = {}, {}
     with tempfile.TemporaryDirectory() as folder:
-        for (dtype, ta, tb), kernel in sorted(linear._KERNELS.items(), key=str):
+        for key, kernel in sorted(linear._KERNELS.items(), key=str):
+            dtype, ta, tb = key[:3]
+            windowed = len(key) > 3 and key[3]      # (revisions before implicit-GEMM convolution: 3-tuples)
             if dtype != np.float32:
                 continue
             for overload in kernel.overloads.values():
                 assembled, sass = _assemble(overload, linear.GEMM_MAX_REGISTERS, folder)
-                results[f"ta={int(ta)} tb={int(tb)}"] = {**count_slab(sass, fmas_per_slab), **_resources(assembled),
+                results[f"ta={int(ta)} tb={int(tb)}{' windows' if windowed else ''}"] = {**count_slab(sass, fmas_per_slab), **_resources(assembled),
                                                          "instructions": len(_instructions(sass))}
         for name in kernels:
             module, attribute = name.rsplit(".", 1)

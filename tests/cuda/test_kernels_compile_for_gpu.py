@@ -66,10 +66,11 @@ def _kernels():
             if isinstance(value, FakeCUDAKernel) and not value._device and value.__module__ == module.__name__:
                 found[id(value)] = (module.__name__, name, None)
     linear = importlib.import_module("fastnn.backends.cuda.linear")
-    # the GEMM is made per dtype and transpose flags by linear._kernel; the backend uses these three
+    # the GEMM is made per dtype, transpose flags and B's kind by linear._kernel; the backend uses these five
     for dtype in ("float32", "float64"):
-        for ta, tb in ((False, False), (False, True), (True, False)):
-            found[id(linear._kernel(dtype, ta, tb))] = (linear.__name__, "_kernel", (dtype, ta, tb))
+        for ta, tb, windowed in ((False, False, False), (False, True, False), (True, False, False),
+                                 (False, False, True), (False, True, True)):
+            found[id(linear._kernel(dtype, ta, tb, windowed))] = (linear.__name__, "_kernel", (dtype, ta, tb, windowed))
     return found
 
 

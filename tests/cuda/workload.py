@@ -44,6 +44,10 @@ def exercise_every_op():
                 F.instance_norm(x).sum(), F.avg_pool2d(x, 2).sum(), F.adaptive_avg_pool2d(x, 1).sum(),
                 F.interpolate(x, scale_factor=2, mode="bilinear").sum(), F.dropout(x, 0.5).sum(),
                 (x * t + x / (t + 1) - t.exp() + x.relu().sigmoid().tanh()).mean(), (x.reshape(8, 36) @ t.reshape(36, 8)).sum()]
+        # both grad_x paths: the windows of grad_y (8 input channels fill the simulator's 8-row tiles), col2im
+        x8 = fastnn.tensor(rng.standard_normal((2, 8, 5, 5)).astype(dtype), requires_grad=True, device="cuda")
+        weight = fastnn.tensor(rng.standard_normal((4, 8, 3, 3)).astype(dtype), requires_grad=True, device="cuda")
+        outs += [F.conv2d(x8, weight, padding=1).sum(), F.conv2d(x8, weight, stride=2).sum()]
         pooled, indices = F.max_pool2d(x, 2, return_indices=True)
         outs.append(F.max_unpool2d(pooled, indices, 2).sum())
         sum(outs).backward()
@@ -55,5 +59,7 @@ def exercise_every_op():
     cu.sgd_step(param, grad, None, 0.1, 0.9, 0.0, 0.0, False)        # a momentum buffer started late
     cu.count_correct(cu.to_device(np.ones((2, 3), np.float32)), cu.to_device(np.array([0, 2])),
                      cu.to_device(np.zeros(1, np.int64)))          # fit()'s accuracy, counted on the device
+    for dtype in (np.float32, np.float64):     # the kernel contract's im2col (convolution reads windows in place)
+        cu.im2col(cu.to_device(np.ones((1, 2, 4, 4), dtype)), (3, 3), (1, 1), (1, 1), (1, 1))
     cu.max_pool2d_backward(cu.to_device(np.ones((1, 1, 2, 2), np.float32)),   # indices from elsewhere: a scatter
                            cu.to_device(np.array([[[[0, 3], [9, 15]]]])), (1, 1, 4, 4))

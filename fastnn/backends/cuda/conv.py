@@ -1,24 +1,38 @@
-"""2-D convolution on the device: im2col + the tiled GEMM, col2im as a gather (no atomics).
+"""2-D convolution on the device: implicit GEMM (the GEMM reads the input's windows in place), with
+im2col and col2im kept for the kernel contract and for the input gradient where implicit GEMM would
+waste its tiles.
 
-Same math as ``reference/conv.py``. The forward's columns are laid out (C kH kW, N Ho Wo) so one
-GEMM per group covers the whole batch: y viewed as the (O, N P) matrix is written straight into
-NCHW by the GEMM's epilogue, with the bias added there. Backward:
-    grad_W    = grad_y (O, N P) · cols^T          (grad_y read in place as NCHW)
-    grad_cols = W^T · grad_y                     (K, N P)
-    grad_x    = col2im(grad_cols): each input pixel sums the taps that read it (a gather)
+Same math as ``reference/conv.py``. The GEMM's B operand is the matrix of x's windows (rows the taps
+(c, i, j), columns the output pixels (n, oh, ow): what im2col would write, read from x itself,
+``linear.WINDOW_HEADER``), so one GEMM per group covers the whole batch with no columns in memory:
+y viewed as the (O, N P) matrix is written straight into NCHW by the GEMM's epilogue, with the bias
+added there. Backward:
+    grad_W    = grad_y (O, N P) · windows(x)^T    (grad_y read in place as NCHW)
     grad_b    = Σ_{n, p} grad_y                   (summed inside the grad_W GEMM)
+    grad_x    = W'^T-windows GEMM at stride 1: grad_x[n, c, h, w] = Σ_{o, i, j} W[o, c, i, j]
+                grad_y[n, o, h + pH - i dH, w + pW - j dW], the windows of grad_y (one GEMM), when
+                the Cg-row tiles waste at most an eighth of the GEMM;
+                else col2im(W^T · grad_y) (a gather, no atomics)
+``FASTNN_CUDA_IMPLICIT_CONV=0`` makes every convolution im2col + GEMM instead (the columns written by
+an im2col launch, kept for grad_W, and grad_x always by col2im): for comparing the two on a GPU.
 """
 from __future__ import annotations
 
+import os
+
+import numpy as np
 from numba import cuda, uint64
 
 from ..reference.conv import conv_output_size
-from ._core import empty, kernel, launch_grid, pixel_launch, pixel_strides, plane_position
+from ._core import context_key, empty, kernel, launch_grid, pixel_launch, pixel_strides, plane_position, to_device
 from .elementwise import contiguous, relu_backward, sum as _sum
-from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, gemm
+from . import linear
+from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, WINDOW_HEADER, gemm
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward",
            "conv2d_relu_backward"]
+
+IMPLICIT = os.environ.get("FASTNN_CUDA_IMPLICIT_CONV", "1") != "0"
 
 
 # im2col and col2im compute in the arrays' dtype: their zero is ``cols.dtype.type(0)``, as Numba
@@ -203,49 +217,106 @@ def col2im(cols, x_shape, kernel_size, stride, padding, dilation):
                         ho, wo, cols.dtype)
 
 
+_WINDOWS = {}
+
+
+def _windows(source_shape, first_channel, channels, kernel_size, dilation, sign, column_plane, stride, offset):
+    """The windows operand (``linear.WINDOW_HEADER``) of a C-contiguous NCHW ``source_shape``: taps
+    (c, i, j) over its channels first_channel ... + channels, displaced by sign (i dH, j dW); column
+    pixels over ``column_plane`` (Ho, Wo) with origins (oh sH + offsetH, ow sW + offsetW). Built on
+    the host once per geometry and kept on the device (a few hundred int64s).
+
+    Forward (and grad_W): sign +1, stride, offset -padding, the column plane the output's. grad_x at
+    stride 1: the windows of grad_y, sign -1, offset +padding, the column plane the input's."""
+    key = (context_key(), tuple(source_shape[1:]), first_channel, channels, tuple(kernel_size), tuple(dilation),
+           sign, tuple(column_plane), tuple(stride), tuple(offset))
+    table = _WINDOWS.get(key)
+    if table is None:
+        _, c, h, w = source_shape
+        kh, kw = kernel_size
+        ch, cw = column_plane
+        header = [c * h * w, h, w, max(ch, 1), max(cw, 1), stride[0], stride[1], offset[0], offset[1]]
+        assert len(header) == WINDOW_HEADER
+        channel, i, j = np.meshgrid(np.arange(first_channel, first_channel + channels), np.arange(kh), np.arange(kw),
+                                    indexing="ij")
+        dh, dw = sign * i * dilation[0], sign * j * dilation[1]
+        taps = np.stack([channel * h * w + dh * w + dw, dh, dw], axis=-1).reshape(-1)
+        slack = np.zeros(3 * linear.WINDOW_SLACK, np.int64)    # read, never used, past the matrix's edge
+        table = _WINDOWS[key] = to_device(np.concatenate([np.asarray(header, np.int64), taps.astype(np.int64), slack]))
+    return table
+
+
+def _input_windows(x_shape, g, cg, kernel_size, stride, padding, dilation, ho, wo):
+    """Group g's windows of the input x (the forward's and grad_W's B operand)."""
+    return _windows(x_shape, g * cg, cg, kernel_size, dilation, 1, (ho, wo), stride, (-padding[0], -padding[1]))
+
+
+def _implicit_input_gradient(cg, kernel_size, stride):
+    """Whether grad_x is one windows GEMM (stride 1 only: at other strides most of grad_y's taps
+    would fall between the outputs) rather than W^T · grad_y and col2im: when that GEMM's rows, the
+    group's Cg input channels, fill its row tiles to within an eighth (Cg = 32 in 64-row tiles would
+    issue twice the multiply-adds: col2im's pass over the columns costs less)."""
+    bm = linear.BM
+    return IMPLICIT and tuple(stride) == (1, 1) and cg > 0 and -(-cg // bm) * bm * 8 <= cg * 9
+
+
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=False):
-    """y = W · im2col(x) + b per group (max(., 0) in the GEMM's epilogue with ``relu``); returns
-    (y (N, O, Ho, Wo), saved for conv2d_backward)."""
+    """y = W · windows(x) + b per group (max(., 0) in the GEMM's epilogue with ``relu``), one GEMM
+    per group and no im2col; returns (y (N, O, Ho, Wo), saved for conv2d_backward)."""
     x, weight = contiguous(x), contiguous(weight)
     n, c = x.shape[:2]
     o, cg, kh, kw = weight.shape
     ho, wo = _geometry(x.shape, (kh, kw), stride, padding, dilation)
     p = ho * wo
     k = cg * kh * kw
-    cols = empty((1, c * kh * kw, n * p), x.dtype)
-    _im2col_into(x, cols, False, (kh, kw), stride, padding, dilation, ho, wo)
     y = empty((n, o, ho, wo), x.dtype)
     y3 = y.reshape(n, o, p)
     w2 = weight.reshape(o, k)
     og = o // groups
+    cols = None
+    if not IMPLICIT:
+        cols = empty((1, c * kh * kw, n * p), x.dtype)
+        _im2col_into(x, cols, False, (kh, kw), stride, padding, dilation, ho, wo)
     for g in range(groups):
         a = _group(w2, 0, g, og).reshape(1, og, k)
-        b = _group(cols, 1, g, k)
         out = _group(y3, 1, g, og)
         gb = None if bias is None else _group(bias, 0, g, og)
-        gemm(a, 0, k, b, 0, n * p, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW, relu=relu)
-    saved = (x.shape, weight, cols, stride, padding, dilation, groups, bias is not None)
+        b, pb, windows = _input_operand(x, cols, g, cg, k, (kh, kw), stride, padding, dilation, ho, wo)
+        gemm(a, 0, k, b, 0, pb, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW, relu=relu,
+             windows=windows)
+    saved = (x, cols, weight, stride, padding, dilation, groups, bias is not None)
     return y, saved
 
 
+def _input_operand(x, cols, g, cg, k, kernel_size, stride, padding, dilation, ho, wo):
+    """(b, pb, windows): group g's (Cg kH kW, N Ho Wo) input matrix as a GEMM's B operand (transposed
+    or not by the caller): the windows of x (``cols`` None), or the group's rows of the im2col columns."""
+    if cols is None:
+        return x, 0, _input_windows(x.shape, g, cg, kernel_size, stride, padding, dilation, ho, wo)
+    return _group(cols, 1, g, k), cols.shape[2], None
+
+
 def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
-    """grad_W = Σ_n grad_y cols^T, grad_x = col2im(W^T grad_y), grad_b = Σ grad_y (per group).
-    With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as the GEMMs read grad_y."""
-    x_shape, weight, cols, stride, padding, dilation, groups, has_bias = saved
+    """grad_W = Σ_n grad_y windows(x)^T, grad_x (a windows GEMM, or col2im(W^T grad_y)), grad_b = Σ
+    grad_y (per group). With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as
+    the GEMMs read grad_y."""
+    x, cols, weight, stride, padding, dilation, groups, has_bias = saved
+    x_shape = tuple(x.shape)
     want_bias = needs_input_grad[2] and has_bias
     # grad_b comes with the grad_W GEMMs' row sums, whose blocks exist only for C kH kW > 0 columns
     fuse_bias = want_bias and needs_input_grad[1] and weight.size > 0
     if relu_output is not None and want_bias and not fuse_bias:
         grad_y, relu_output = relu_backward(grad_y, relu_output), None   # grad_b alone: a plain sum below
     grad_y = contiguous(grad_y)
-    n = x_shape[0]
+    n, c, h, w = x_shape
     o, cg, kh, kw = weight.shape
     ho, wo = grad_y.shape[2:]
     p = ho * wo
     k = cg * kh * kw
     og = o // groups
     gy3 = grad_y.reshape(n, o, p)
-    y3 = None if relu_output is None else contiguous(relu_output).reshape(n, o, p)   # laid out like gy3
+    y = None if relu_output is None else contiguous(relu_output)      # laid out like grad_y
+    y3 = None if y is None else y.reshape(n, o, p)
     w2 = weight.reshape(o, k)
     grad_x = grad_w = grad_b = None
     if needs_input_grad[1]:
@@ -254,23 +325,33 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
         gw2 = grad_w.reshape(o, k)
         for g in range(groups):
             a = _group(gy3, 1, g, og)
-            b = _group(cols, 1, g, k)
             out = _group(gw2, 0, g, og).reshape(1, og, k)
-            gemm(a, 0, p, b, 1, n * p, out, k, og, k, n * p,
+            b, pb, windows = _input_operand(x, cols, g, cg, k, (kh, kw), stride, padding, dilation, ho, wo)
+            gemm(a, 0, p, b, 1, pb, out, k, og, k, n * p,
                  row_sums=None if grad_b is None else _group(grad_b, 0, g, og),   # grad_b fused
-                 mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_A)
+                 mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_A, windows=windows)
     if want_bias and not fuse_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
-    if needs_input_grad[0]:
-        grad_cols = empty(cols.shape, cols.dtype)
+    if needs_input_grad[0] and _implicit_input_gradient(cg, (kh, kw), stride):
+        # grad_x (Cg, N H W) per group = W' (Cg, Og kH kW) · windows(grad_y): W' element (c, (o, i, j)) is
+        # W[o, c, i, j], the split layout of W as (Og, Cg, kH kW) with p = kH kW
+        grad_x = empty(x_shape, grad_y.dtype)
+        gx3 = grad_x.reshape(n, c, h * w)
+        w3 = weight.reshape(o, cg, kh * kw)
+        for g in range(groups):
+            gemm(_group(w3, 0, g, og), 0, kh * kw, grad_y, 0, 0, _group(gx3, 1, g, cg), h * w, cg, n * h * w,
+                 og * kh * kw, mask=y, masked=MASK_B,
+                 windows=_windows(grad_y.shape, g * og, og, (kh, kw), dilation, -1, (h, w), (1, 1), padding))
+    elif needs_input_grad[0]:
+        grad_cols = empty((1, c * kh * kw, n * p), grad_y.dtype)
         for g in range(groups):
             a = _group(w2, 0, g, og).reshape(1, og, k)
             b = _group(gy3, 1, g, og)
             out = _group(grad_cols, 1, g, k)
             gemm(a, 1, k, b, 0, p, out, n * p, k, n * p, og,
                  mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_B)
-        grad_x = _col2im_from(grad_cols, tuple(x_shape), False, (kh, kw), stride, padding, dilation, ho, wo,
-                              cols.dtype)
+        grad_x = _col2im_from(grad_cols, x_shape, False, (kh, kw), stride, padding, dilation, ho, wo,
+                              grad_cols.dtype)
     return grad_x, grad_w, grad_b
 
 

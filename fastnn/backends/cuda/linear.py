@@ -17,6 +17,14 @@ accumulated by the first column of blocks from the A slabs they already hold. A 
 fused Linear or Conv2d + ReLU) is applied in the same epilogue; in that op's backward, the operand
 grad_y is read through the ReLU's mask (y > 0) as the slabs are loaded.
 
+Image windows (implicit-GEMM convolution): the B operand can instead be the windows of an NCHW
+tensor, the matrix im2col would make, read in place (``windows``, see ``WINDOW_HEADER``): a column
+is a pixel of the output plane, a row a tap (channel, i, j), and element (tap, pixel) is the input
+value under it (0 in the padding). The thread's pixel gives an origin (its image's offset, and the
+window's top-left corner), each tap an offset and a displacement (a small table read through the
+cache), so a convolution's forward and weight-gradient GEMMs need no im2col launch and no columns
+in memory.
+
 Split-K: a GEMM whose tiles would leave multiprocessors idle (a weight gradient: small output,
 k = the batch's pixels; a dense layer at a small batch: few rows) is cut along k into slices run as
 gridDim.z. Each block writes its partial product to a workspace and counts itself in at its tile's
@@ -33,7 +41,8 @@ import os
 import numpy as np
 from numba import cuda, float32, float64, int32, uint64
 
-from ._core import SIMULATOR, context_key, empty, flat_view, kernel, launch_grid, multiprocessors, to_device
+from ._core import (SIMULATOR, context_key, empty, flat_view, kernel, launch_grid, multiprocessors, plane_position,
+                    to_device)
 from ..reference.dropout import hash_seed
 from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backward, scalar_op, sum as _sum
 
@@ -106,6 +115,7 @@ def gpu_tiling(setting):
 _TILES, GEMM_MAX_REGISTERS = gpu_tiling(os.environ.get("FASTNN_CUDA_GEMM_TILES", ""))
 BM, BN, BK, TM, TN, BM_PADDED, BN_PADDED, TX, TY, NT, A_FETCH, B_FETCH = tile_constants(
     *(SIMULATOR_TILES if SIMULATOR else _TILES))
+WINDOW_SLACK = max(BK, BN)
 if SIMULATOR:
     MIN_K_CHUNK = BK           # split-K in the simulator's small tests
     MAX_SPLITS = 8
@@ -122,6 +132,17 @@ MAX_GRID_Y = 65535
 # free (at most 255 registers, which 256 threads a block fit).
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
+# The windows operand (an int64 device array): a header, then three entries per tap t (a row of the
+# windows matrix): the tap's offset in the source (its channel's plane, plus dh W_src + dw), and its
+# displacement (dh, dw) from the window's origin. Column (pixel) j = (n, oh, ow) over the column
+# plane (col_h, col_w) has its origin at (oh stride_h + offset_h, ow stride_w + offset_w); element
+# (t, j) is src[n image + (origin_h + dh) src_w + origin_w + dw], 0 outside the src_h x src_w plane.
+# A forward convolution's windows: origin o s - p, taps (c, i, j) at (i d_h, j d_w). (The column
+# plane's sides are stored at least 1: a plane with no pixel has no column to read.) After the taps,
+# WINDOW_SLACK zero entries: the fetch reads the entry of every element of a slab, past the matrix's edge
+# too (a tap index below taps + max(BK, BN)), and loads only the elements inside.
+(W_IMAGE, W_SRC_H, W_SRC_W, W_COL_H, W_COL_W, W_STRIDE_H, W_STRIDE_W, W_OFFSET_H, W_OFFSET_W,
+ WINDOW_HEADER) = range(10)
 # the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
 # y (``mask``) in that operand's layout, instead of a separate relu_backward launch
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
@@ -167,6 +188,75 @@ def _fetch_slab(src, s_q, s_r, s_c, k_rows, outer0, outer, width, k0, k_end, q, 
                 v = v * mask_scale if mask[uint64(at)] > zero else zero
         regs[s] = v
         at += rows_apart * s_r
+        if k_rows:
+            gk += rows_apart
+        else:
+            go += rows_apart
+
+
+@cuda.jit(device=True)
+def _window_pixel(windows, pixel):
+    """(n, oh, ow) of a windows operand's column ``pixel``: two divisions (once per tile)."""
+    plane = windows[W_COL_H] * windows[W_COL_W]
+    n = pixel // plane
+    oh, ow = plane_position(pixel - n * plane, windows[W_COL_W])
+    return n, oh, ow
+
+
+@cuda.jit(device=True)
+def _next_window_pixel(windows, n, oh, ow):
+    """(n, oh, ow) of the pixel BK columns after (n, oh, ow): no division (a turn of a loop per
+    plane row crossed)."""
+    ow += BK
+    while ow >= windows[W_COL_W]:
+        ow -= windows[W_COL_W]
+        oh += 1
+    while oh >= windows[W_COL_H]:
+        oh -= windows[W_COL_H]
+        n += 1
+    return n, oh, ow
+
+
+@cuda.jit(device=True)
+def _window_origin(windows, n, oh, ow):
+    """(offset, origin_h, origin_w) of pixel (n, oh, ow)'s window: the source offset its taps'
+    offsets are added to (negative when the window starts in the padding), and its top-left corner."""
+    origin_h = oh * windows[W_STRIDE_H] + windows[W_OFFSET_H]
+    origin_w = ow * windows[W_STRIDE_W] + windows[W_OFFSET_W]
+    return n * windows[W_IMAGE] + origin_h * windows[W_SRC_W] + origin_w, origin_h, origin_w
+
+
+@cuda.jit(device=True)
+def _fetch_window_slab(src, windows, k_rows, outer0, outer, width, k0, k_end, offset, origin_h, origin_w, mask,
+                       masked, mask_scale, zero, tid, regs):
+    """``_fetch_slab`` for a windows operand (the B slab; ``k_rows``: k is the tap, the outer index
+    the pixel, as in a forward convolution; else k is the pixel, as in a weight gradient). The
+    thread's elements of a slab share one pixel, whose window is (offset, origin_h, origin_w)
+    (``_window_origin``), and differ in their tap: its table entry gives the element's place, or 0
+    outside the source plane (the padding). ``mask`` is laid out like src."""
+    kk, o = _slab_element(0, k_rows, width, tid)
+    go = outer0 + o
+    gk = k0 + kk
+    rows_apart = NT // width if k_rows else NT // BK
+    src_h = uint64(windows[W_SRC_H])
+    src_w = uint64(windows[W_SRC_W])
+    # the table entry of the element's tap, read with no branch before it (the table has WINDOW_SLACK
+    # zero entries after its taps, for the elements past the matrix's edge): the thread's table reads
+    # are all in flight at once, a fixed distance apart. Unsigned: no negative-index code, and one
+    # compare a side for 0 <= h < src_h (a negative h wraps to a huge one)
+    t = uint64(WINDOW_HEADER) + uint64(3) * uint64(gk if k_rows else go)
+    for s in range(width * BK // NT):
+        inside = go < outer and gk < k_end
+        at = uint64(offset + windows[t])
+        h = uint64(origin_h + windows[t + uint64(1)])
+        w = uint64(origin_w + windows[t + uint64(2)])
+        v = zero
+        if inside and h < src_h and w < src_w:      # at >= 0 inside the plane
+            v = src[at]
+            if masked:
+                v = v * mask_scale if mask[at] > zero else zero
+        regs[s] = v
+        t += uint64(3 * rows_apart)
         if k_rows:
             gk += rows_apart
         else:
@@ -224,12 +314,13 @@ def _epilogue(v, gi, gj, n, bias, bias_mode, relu, dropout, drop_seed, drop_thre
     return v
 
 
-def _make_gemm(dtype, ta, tb):
+def _make_gemm(dtype, ta, tb, windowed=False):
     """The GEMM kernel for one dtype and one pair of transpose flags: ``ta`` and ``tb`` are
     compile-time constants, so each operand has one slab-load path and the registers it needs
-    (with both paths in one kernel the float32 GEMM needed 164 registers and spilled)."""
+    (with both paths in one kernel the float32 GEMM needed 164 registers and spilled). With
+    ``windowed``, B is a windows operand (its split-layout arguments unused)."""
     zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
-    ta, tb = bool(ta), bool(tb)
+    ta, tb, windowed = bool(ta), bool(tb), bool(windowed)
     # the tiling and register cap the kernel is compiled for, read by the kernel so that they are
     # among its closure's values, which key Numba's disk cache (module constants do not: a process
     # with another FASTNN_CUDA_GEMM_TILES would load kernels compiled for this one's)
@@ -238,7 +329,7 @@ def _make_gemm(dtype, ta, tb):
     @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
     def gemm_kernel(a, sa_q, sa_r, sa_c, pa, b, sb_q, sb_r, sb_c, pb, c, pc, bias, bias_mode, relu, row_sums,
                     want_row_sums, m, n, k, k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed,
-                    drop_threshold, drop_scale):
+                    drop_threshold, drop_scale, windows):
         if tiling[0] != BM:     # never true (folded away): see ``tiling`` above
             return
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
@@ -280,13 +371,23 @@ def _make_gemm(dtype, ta, tb):
             aq = a_c // pa1
             ar = a_c % pa1
             b_c = col0 + tid % BN if not tb else k_begin + tid % BK
-            bq = b_c // pb1
-            br = b_c % pb1
+            if windowed:    # b_c is the thread's pixel: fixed (not tb) or stepped with the slabs (tb)
+                bq = br = 0
+                wn, wh, ww = _window_pixel(windows, b_c)
+                w_at, w_h, w_w = _window_origin(windows, wn, wh, ww)
+            else:
+                bq = b_c // pb1
+                br = b_c % pb1
+                wn = wh = ww = w_at = w_h = w_w = 0
             # software pipeline: slab k0 + BK is fetched into registers while slab k0 is multiplied
             _fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k_begin, k_end, aq, ar, mask, masked == MASK_A,
                         drop_scale, zero, tid, a_regs)
-            _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k_begin, k_end, bq, br, mask, masked == MASK_B,
-                        drop_scale, zero, tid, b_regs)
+            if windowed:
+                _fetch_window_slab(b, windows, not tb, col0, n, BN, k_begin, k_end, w_at, w_h, w_w, mask,
+                                   masked == MASK_B, drop_scale, zero, tid, b_regs)
+            else:
+                _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k_begin, k_end, bq, br, mask, masked == MASK_B,
+                            drop_scale, zero, tid, b_regs)
             for k0 in range(k_begin, k_end, BK):
                 _store_slab(a_tile, ta, BM, tid, a_regs)
                 _store_slab(b_tile, not tb, BN, tid, b_regs)
@@ -294,12 +395,19 @@ def _make_gemm(dtype, ta, tb):
                 if k0 + BK < k_end:
                     if not ta:
                         aq, ar = _next_slab_column(aq, ar, pa1)
-                    if tb:
+                    if tb and windowed:
+                        wn, wh, ww = _next_window_pixel(windows, wn, wh, ww)
+                        w_at, w_h, w_w = _window_origin(windows, wn, wh, ww)
+                    elif tb:
                         bq, br = _next_slab_column(bq, br, pb1)
                     _fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k0 + BK, k_end, aq, ar, mask,
                                 masked == MASK_A, drop_scale, zero, tid, a_regs)
-                    _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k0 + BK, k_end, bq, br, mask,
-                                masked == MASK_B, drop_scale, zero, tid, b_regs)
+                    if windowed:
+                        _fetch_window_slab(b, windows, not tb, col0, n, BN, k0 + BK, k_end, w_at, w_h, w_w, mask,
+                                           masked == MASK_B, drop_scale, zero, tid, b_regs)
+                    else:
+                        _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k0 + BK, k_end, bq, br, mask,
+                                    masked == MASK_B, drop_scale, zero, tid, b_regs)
                 # four slab rows a turn, written out: Numba's range loops are not unrolled, and the
                 # loop's 64-bit counter and index arithmetic cost as much as the FMAs (a while loop:
                 # no trip counter besides kk)
@@ -401,14 +509,14 @@ def _make_gemm(dtype, ta, tb):
 _KERNELS = {}
 
 
-def _kernel(dtype, ta, tb):
-    """The GEMM kernel for ``dtype`` and the transpose flags (made, and compiled, on first use)."""
-    key = (np.dtype(dtype), bool(ta), bool(tb))
+def _kernel(dtype, ta, tb, windowed=False):
+    """The GEMM kernel for ``dtype``, the transpose flags and B's kind (made, and compiled, on first use)."""
+    key = (np.dtype(dtype), bool(ta), bool(tb), bool(windowed))
     kernel = _KERNELS.get(key)
     if kernel is None:
         if key[0] not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise NotImplementedError(f"cuda gemm: no kernel for dtype {key[0]} (float32 and float64 only)")
-        kernel = _KERNELS[key] = _make_gemm(float32 if key[0] == np.float32 else float64, key[1], key[2])
+        kernel = _KERNELS[key] = _make_gemm(float32 if key[0] == np.float32 else float64, *key[1:])
     return kernel
 
 
@@ -477,7 +585,7 @@ def _arrivals(tiles):
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
-         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None):
+         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None, windows=None):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
     C = max(that, 0) with ``relu``. One launch.
 
@@ -494,6 +602,10 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
 
     ``dropout`` = (p, seed), p < 1, C plain (one (m, n) row-major matrix): C = dropout(C) in the
     epilogue, the mask of ``dropout_forward(C, p, seed)``.
+
+    ``windows`` (an int64 device array, ``WINDOW_HEADER``'s layout): B is the windows operand of the
+    C-contiguous tensor ``b`` (read as its flat memory; ``pb`` unused), op(B) its (taps, pixels)
+    matrix, or (pixels, taps) with ``tb``. A mask of B is then laid out like ``b``.
     """
     if dropout is not None and (c.shape[0] != 1 or pc != n or not c.is_c_contiguous() or mask is not None):
         raise ValueError("gemm: a fused dropout needs C as one row-major (m, n) matrix (its flat index) "
@@ -505,7 +617,8 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         mask, masked = dummy, MASK_NONE
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
-    compiled = _kernel(c.dtype, ta, tb)
+    windowed = windows is not None
+    compiled = _kernel(c.dtype, ta, tb, windowed)
     grid_x, grid_y = _ceil_div(n, BN), min(_ceil_div(m, BM), MAX_GRID_Y)
     splits = split_k(m, n, k)
     k_chunk = _ceil_div(_ceil_div(k, splits), BK) * BK if k else 1    # ceil(k / splits) in whole slabs
@@ -517,17 +630,27 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         arrivals = _arrivals(_ceil_div(m, BM) * grid_x)
     else:
         part, row_part, arrivals = dummy, dummy, _placeholder(np.int32)
-    fa, fb = flat_operand(a), flat_operand(b)
+    fa = flat_operand(a)
+    if not windowed:
+        fb, windows = flat_operand(b), _placeholder(np.int64)
+    else:
+        if not (b.is_c_contiguous() and (mask is None or masked != MASK_B or mask.is_c_contiguous())):
+            raise ValueError("gemm: the tensor of a windows operand (and its mask) must be C-contiguous")
+        pb = 0
+        fb = (b.reshape(b.size) if b.size else _placeholder(c.dtype), 0, 0, 0)
     if masked != MASK_NONE:
         masked_operand = a if masked == MASK_A else b
         if mask.shape != masked_operand.shape or mask.strides != masked_operand.strides:
             raise ValueError(f"gemm: mask must be laid out like the operand it masks: shape {masked_operand.shape} "
                              f"strides {masked_operand.strides}, got {mask.shape} {mask.strides}")
-        mask = flat_operand(mask)[0]
+        if masked == MASK_B and windowed:
+            mask = mask.reshape(mask.size) if mask.size else _placeholder(c.dtype)
+        else:
+            mask = flat_operand(mask)[0]
     launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), *fa, int(pa), *fb, int(pb), c, int(pc),
                 bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
                 int(row_sums is not None), int(m), int(n), int(k), int(k_chunk), mask, int(masked),
-                part, row_part, arrivals, int(dropout is not None), drop_seed, drop_threshold, drop_scale)
+                part, row_part, arrivals, int(dropout is not None), drop_seed, drop_threshold, drop_scale, windows)
 
 
 def linear_forward(x, weight, bias, relu=False, dropout=None):
