@@ -63,13 +63,14 @@ class DeviceArray(DeviceNDArray):
 
     def reshape(self, *newshape, **kws):
         shape = newshape[0] if len(newshape) == 1 and isinstance(newshape[0], (tuple, list)) else newshape
-        if (not kws or (len(kws) == 1 and kws.get("order") == "C")) and self.size \
+        size = self.size
+        if (not kws or (len(kws) == 1 and kws.get("order") == "C")) and size \
                 and self.strides == c_strides(self.shape, self.dtype.itemsize):
-            shape = tuple([int(s) for s in shape])
-            if -1 in shape and shape.count(-1) == 1:           # the one extent to work out
-                known = -math.prod(shape)
-                if known > 0 and self.size % known == 0:
-                    shape = tuple([self.size // known if s == -1 else s for s in shape])
-            if min(shape, default=1) > 0 and math.prod(shape) == self.size:
+            shape = tuple(map(int, shape))
+            elements = math.prod(shape)
+            if elements < 0 and shape.count(-1) == 1 and size % -elements == 0:    # the one extent to work out
+                shape = tuple([size // -elements if s == -1 else s for s in shape])
+                elements = size
+            if elements == size and (not shape or min(shape) > 0):
                 return DeviceArray.c_contiguous(shape, self.dtype, self.gpu_data)
         return super().reshape(*newshape, **kws)
