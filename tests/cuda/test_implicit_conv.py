@@ -179,6 +179,25 @@ def test_fused_relu_mask_reaches_the_input_gradient_through_both_paths(input_gra
                 close(g, r)
 
 
+def test_fused_relu_backward_takes_a_batch_of_one_sliced_from_more_channels(input_gradient_path):
+    """grad_y (1, 4, H, W) sliced from a (1, 8, H, W) array is C-contiguous with another stride on its
+    length-1 batch axis than y's: the windows path reads both as flat memory and takes it (review
+    finding: the layout check compared strides and refused it)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 8, 4, 4)).astype(np.float32)
+    weight = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    y, saved = cu.conv2d_relu_forward(dev(x), dev(weight), None, *args)
+    wider = rng.standard_normal((1, 8, 4, 4)).astype(np.float32)
+    grad_y = dev(wider)[:, :4]
+    assert grad_y.is_c_contiguous() and grad_y.strides != y.strides
+    z_ref, saved_ref = ref.conv2d_forward(x, weight, None, *args)
+    want = ref.conv2d_backward(ref.relu_backward(wider[:, :4], ref.relu_forward(z_ref)), saved_ref, (True, True, False))
+    got = cu.conv2d_relu_backward(grad_y, y, saved, (True, True, False))
+    close(got[0], want[0])
+    close(got[1], want[1])
+
+
 def test_conv2d_in_float64_matches_reference_through_both_input_gradient_paths(input_gradient_path):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 7, 6))
@@ -226,7 +245,7 @@ def test_the_windows_table_is_built_once_per_geometry():
     assert conv._input_windows((2, 3, 7, 7), 0, 3, (3, 3), (1, 1), (0, 0), (1, 1), 5, 5) is not first
     table = first.copy_to_host()
     # header, 27 taps, then zero entries for the fetch's reads past the matrix's edge
-    assert table.dtype == np.int64 and table.shape == (linear.WINDOW_HEADER + 3 * (27 + linear.WINDOW_SLACK),)
+    assert table.dtype == np.int64 and table.shape == (linear.WINDOW_HEADER + 3 * (27 + linear.window_slack()),)
     assert not table[linear.WINDOW_HEADER + 3 * 27:].any()
     assert list(table[:linear.WINDOW_HEADER]) == [3 * 49, 7, 7, 7, 7, 1, 1, -1, -1]
     # tap (c=1, i=2, j=1): offset 1 * 49 + 2 * 7 + 1, displacement (2, 1)

@@ -228,8 +228,9 @@ def _windows(source_shape, first_channel, channels, kernel_size, dilation, sign,
 
     Forward (and grad_W): sign +1, stride, offset -padding, the column plane the output's. grad_x at
     stride 1: the windows of grad_y, sign -1, offset +padding, the column plane the input's."""
+    slack = linear.window_slack()
     key = (context_key(), tuple(source_shape[1:]), first_channel, channels, tuple(kernel_size), tuple(dilation),
-           sign, tuple(column_plane), tuple(stride), tuple(offset))
+           sign, tuple(column_plane), tuple(stride), tuple(offset), slack)
     table = _WINDOWS.get(key)
     if table is None:
         _, c, h, w = source_shape
@@ -241,8 +242,9 @@ def _windows(source_shape, first_channel, channels, kernel_size, dilation, sign,
                                     indexing="ij")
         dh, dw = sign * i * dilation[0], sign * j * dilation[1]
         taps = np.stack([channel * h * w + dh * w + dw, dh, dw], axis=-1).reshape(-1)
-        slack = np.zeros(3 * linear.WINDOW_SLACK, np.int64)    # read, never used, past the matrix's edge
-        table = _WINDOWS[key] = to_device(np.concatenate([np.asarray(header, np.int64), taps.astype(np.int64), slack]))
+        past_edge = np.zeros(3 * slack, np.int64)      # read, never used, past the matrix's edge
+        table = _WINDOWS[key] = to_device(np.concatenate([np.asarray(header, np.int64), taps.astype(np.int64),
+                                                          past_edge]))
     return table
 
 

@@ -115,7 +115,6 @@ def gpu_tiling(setting):
 _TILES, GEMM_MAX_REGISTERS = gpu_tiling(os.environ.get("FASTNN_CUDA_GEMM_TILES", ""))
 BM, BN, BK, TM, TN, BM_PADDED, BN_PADDED, TX, TY, NT, A_FETCH, B_FETCH = tile_constants(
     *(SIMULATOR_TILES if SIMULATOR else _TILES))
-WINDOW_SLACK = max(BK, BN)
 if SIMULATOR:
     MIN_K_CHUNK = BK           # split-K in the simulator's small tests
     MAX_SPLITS = 8
@@ -139,13 +138,18 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 # (t, j) is src[n image + (origin_h + dh) src_w + origin_w + dw], 0 outside the src_h x src_w plane.
 # A forward convolution's windows: origin o s - p, taps (c, i, j) at (i d_h, j d_w). (The column
 # plane's sides are stored at least 1: a plane with no pixel has no column to read.) After the taps,
-# WINDOW_SLACK zero entries: the fetch reads the entry of every element of a slab, past the matrix's edge
-# too (a tap index below taps + max(BK, BN)), and loads only the elements inside.
+# window_slack() zero entries: the fetch reads the entry of every element of a slab, past the matrix's
+# edge too (a tap index below taps + max(BK, BN)), and loads only the elements inside.
 (W_IMAGE, W_SRC_H, W_SRC_W, W_COL_H, W_COL_W, W_STRIDE_H, W_STRIDE_W, W_OFFSET_H, W_OFFSET_W,
  WINDOW_HEADER) = range(10)
 # the backward of a fused Linear/Conv2d + ReLU: one operand (grad_y) read as grad_y ⊙ 1[y > 0], with
 # y (``mask``) in that operand's layout, instead of a separate relu_backward launch
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
+
+
+def window_slack():
+    """Zero tap entries a windows table needs after its taps: max(BK, BN) (of the tiling in use)."""
+    return max(BK, BN)
 
 
 @cuda.jit(device=True)
@@ -240,7 +244,7 @@ def _fetch_window_slab(src, windows, k_rows, outer0, outer, width, k0, k_end, of
     rows_apart = NT // width if k_rows else NT // BK
     src_h = uint64(windows[W_SRC_H])
     src_w = uint64(windows[W_SRC_W])
-    # the table entry of the element's tap, read with no branch before it (the table has WINDOW_SLACK
+    # the table entry of the element's tap, read with no branch before it (the table has window_slack()
     # zero entries after its taps, for the elements past the matrix's edge): the thread's table reads
     # are all in flight at once, a fixed distance apart. Unsigned: no negative-index code, and one
     # compare a side for 0 <= h < src_h (a negative h wraps to a huge one)
@@ -640,7 +644,10 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         fb = (b.reshape(b.size) if b.size else _placeholder(c.dtype), 0, 0, 0)
     if masked != MASK_NONE:
         masked_operand = a if masked == MASK_A else b
-        if mask.shape != masked_operand.shape or mask.strides != masked_operand.strides:
+        # a windows operand and its mask are both read as flat C-order memory (both C-contiguous, checked
+        # above): equal shapes suffice (two such arrays may differ in the stride of a length-1 axis)
+        if mask.shape != masked_operand.shape or (mask.strides != masked_operand.strides
+                                                  and not (windowed and masked == MASK_B)):
             raise ValueError(f"gemm: mask must be laid out like the operand it masks: shape {masked_operand.shape} "
                              f"strides {masked_operand.strides}, got {mask.shape} {mask.strides}")
         if masked == MASK_B and windowed:
