@@ -2,7 +2,7 @@
 # The checks of the cuda device that need a real NVIDIA GPU (CI runs tests/cuda under Numba's
 # simulator only): the cuda tests on the hardware, the launches per training step, a launch-by-launch
 # profile of tfconvnet's step, the step with Numba's launch and fastnn's launcher, with the caching
-# allocator off and on, a Fashion-MNIST
+# allocator off and on, with implicit-GEMM convolution and with im2col, with two GEMM tilings, a Fashion-MNIST
 # training run, and the benchmark against PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
 # numba) and, for the comparison, a CUDA build of PyTorch. Fashion-MNIST's IDX files must be in
 # $FASTNN_DATA (or pass --data-dir through FASHION_DIR=...).
@@ -50,6 +50,22 @@ for batch in 64 256; do
         --model tfconvnet --batch $batch --device cuda --min-time 3
     NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn --model tfconvnet --batch $batch \
         --device cuda --min-time 3
+done
+
+echo "== convolution: implicit GEMM (the default), then im2col + GEMM (batch 64 and 256)"
+for batch in 64 256; do
+    for implicit in 1 0; do
+        FASTNN_CUDA_IMPLICIT_CONV=$implicit NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
+            --model tfconvnet --batch $batch --device cuda --min-time 3
+    done
+done
+
+echo "== GEMM tiling: the default, then 64x128 tiles with 8x8 per thread (batch 64 and 256)"
+for batch in 64 256; do
+    for tiles in "" 64,128,16,8,8; do
+        FASTNN_CUDA_GEMM_TILES=$tiles NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
+            --model tfconvnet --batch $batch --device cuda --min-time 3
+    done
 done
 
 echo "== 2 epochs of tfconvnet on Fashion-MNIST, on the GPU"
