@@ -83,20 +83,32 @@ def _ops(instructions):
 
 
 def count_slab(sass, fmas_per_slab):
-    """The multiply block (the loop with the most FFMAs and no barrier) and the slab loop (the
-    smallest loop around it with a barrier) of a GEMM's disassembly."""
+    """The multiply block (the loop with the most FFMAs and no barrier, or, when the multiply is
+    written out whole, the slab loop's own FFMAs) and the slab loop (the smallest loop with a barrier
+    around the multiply, or with the most FFMAs) of a GEMM's disassembly."""
     listing = _instructions(sass)
     body = [text for _, text in listing]
     loops = _loops(listing)
-    multiply = max((lp for lp in loops if not any("BAR.SYNC" in t for t in body[lp[0]:lp[1] + 1])),
-                   key=lambda lp: sum(t.startswith("FFMA") for t in body[lp[0]:lp[1] + 1]))
-    slab = min((lp for lp in loops if lp[0] <= multiply[0] and multiply[1] <= lp[1]
-                and any("BAR.SYNC" in t for t in body[lp[0]:lp[1] + 1])), key=lambda lp: lp[1] - lp[0])
+    ffma = lambda lp: sum(t.startswith("FFMA") for t in body[lp[0]:lp[1] + 1])           # noqa: E731
+    barrier = lambda lp: any("BAR.SYNC" in t for t in body[lp[0]:lp[1] + 1])             # noqa: E731
+    inner = [lp for lp in loops if not barrier(lp) and ffma(lp)]
+    multiply = max(inner, key=ffma) if inner else None
+    if multiply is not None:
+        slab = min((lp for lp in loops if lp[0] <= multiply[0] and multiply[1] <= lp[1] and barrier(lp)),
+                   key=lambda lp: lp[1] - lp[0])
+    else:           # the multiply written out in the slab loop: no loop of its own
+        most = max(ffma(lp) for lp in loops if barrier(lp))
+        slab = min((lp for lp in loops if barrier(lp) and ffma(lp) == most), key=lambda lp: lp[1] - lp[0])
+        multiply = slab
     multiply_ops = _ops(body[multiply[0]:multiply[1] + 1])
     slab_ops = _ops(body[slab[0]:slab[1] + 1])
     multiply_size = sum(multiply_ops.values())
-    turns = fmas_per_slab / multiply_ops["FFMA"]
-    per_slab = sum(slab_ops.values()) - multiply_size + turns * multiply_size
+    if multiply == slab:
+        per_slab = sum(slab_ops.values())
+        multiply_size = multiply_ops["FFMA"] + multiply_ops["LDS"]     # the multiply's own instructions
+    else:
+        turns = fmas_per_slab / multiply_ops["FFMA"]
+        per_slab = sum(slab_ops.values()) - multiply_size + turns * multiply_size
     return {"multiply": multiply_size, "multiply_ffma": multiply_ops["FFMA"],
             "ffma_share": multiply_ops["FFMA"] / multiply_size, "per_slab": round(per_slab),
             "slab_ffma_share": fmas_per_slab / per_slab, "fmas_per_slab": fmas_per_slab}

@@ -311,7 +311,7 @@ def test_the_gpu_tiling_gives_the_product_in_the_simulator(gpu_tiles, monkeypatc
 
 
 @pytest.mark.parametrize("tiles, reason", [((64, 64, 16, 3, 4), "must divide"), ((64, 64, 12, 4, 4), "multiple of BK"),
-                                           ((8, 8, 2, 2, 2), "multiple of 4")])
+                                           ((8, 8, 4, 2, 2), "multiple of 8")])
 def test_a_tiling_the_kernel_cannot_run_is_refused(tiles, reason):
     with pytest.raises(ValueError, match=reason):
         linear.tile_constants(*tiles)

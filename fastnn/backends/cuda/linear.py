@@ -71,8 +71,8 @@ def tile_constants(bm, bn, bk, tm, tn):
     if not (nt % bk == 0 and nt % bm == 0 and nt % bn == 0 and (bm * bk) % nt == 0 and (bn * bk) % nt == 0):
         raise ValueError(f"cuda gemm tiles: {nt} threads must be a multiple of BK={bk}, BM={bm} and BN={bn} and "
                          "divide BM * BK and BN * BK")
-    if bk % 4:      # the multiply loop takes four slab rows a turn
-        raise ValueError(f"cuda gemm tiles: BK={bk} must be a multiple of 4")
+    if bk % 8:      # the multiply loop takes eight slab rows a turn
+        raise ValueError(f"cuda gemm tiles: BK={bk} must be a multiple of 8")
     return bm, bn, bk, tm, tn, bm + 4, bn + 4, tx, ty, nt, bm * bk // nt, bn * bk // nt
 
 
@@ -412,16 +412,32 @@ def _make_gemm(dtype, ta, tb, windowed=False):
                     else:
                         _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k0 + BK, k_end, bq, br, mask,
                                     masked == MASK_B, drop_scale, zero, tid, b_regs)
-                # four slab rows a turn, written out: Numba's range loops are not unrolled, and the
-                # loop's 64-bit counter and index arithmetic cost as much as the FMAs (a while loop:
-                # no trip counter besides kk)
+                # the slab rows written out, sixteen a turn (eight when BK is not a multiple of 16): a
+                # 16-deep slab is one straight run of FMAs and 16-byte shared loads at fixed offsets.
+                # Numba's range loops are not unrolled, and a loop's 64-bit counter and index arithmetic
+                # cost 11 instructions a turn (with four rows a turn, 83 instructions for 64 FMAs)
                 kk = 0
                 while kk < BK:
                     _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
                     _multiply_slab_row(a_tile, b_tile, kk + 1, a_col, b_col, acc, ra, rb)
                     _multiply_slab_row(a_tile, b_tile, kk + 2, a_col, b_col, acc, ra, rb)
                     _multiply_slab_row(a_tile, b_tile, kk + 3, a_col, b_col, acc, ra, rb)
-                    kk += 4
+                    _multiply_slab_row(a_tile, b_tile, kk + 4, a_col, b_col, acc, ra, rb)
+                    _multiply_slab_row(a_tile, b_tile, kk + 5, a_col, b_col, acc, ra, rb)
+                    _multiply_slab_row(a_tile, b_tile, kk + 6, a_col, b_col, acc, ra, rb)
+                    _multiply_slab_row(a_tile, b_tile, kk + 7, a_col, b_col, acc, ra, rb)
+                    if BK % 16 == 0:
+                        _multiply_slab_row(a_tile, b_tile, kk + 8, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 9, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 10, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 11, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 12, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 13, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 14, a_col, b_col, acc, ra, rb)
+                        _multiply_slab_row(a_tile, b_tile, kk + 15, a_col, b_col, acc, ra, rb)
+                        kk += 16
+                    else:
+                        kk += 8
                 if sum_rows:
                     for kk in range(BK):
                         for i in range(TM):
