@@ -36,37 +36,30 @@ for m in ('mlp', 'lenet5', 'tfconvnet', 'bnconvnet'):
 echo "== where a tfconvnet step goes, launch by launch (host enqueue vs time to completion)"
 NUMBA_ENABLE_CUDASIM=0 python3 bench/cuda_step_profile.py --model tfconvnet --batches 64 256 --host-profile 25
 
-echo "== the launcher: tfconvnet steps with Numba's launch, then fastnn's (batch 64 and 256)"
-for batch in 64 256; do
-    for fast in 0 1; do
-        FASTNN_CUDA_FAST_LAUNCH=$fast NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
-            --model tfconvnet --batch $batch --device cuda --min-time 3
+# tfconvnet training steps at batch 64 and 256 with the environment variable $1 set to each of the
+# values after it in turn (fastnn's benchmark worker: images per second)
+ab() {
+    local variable=$1
+    shift
+    for batch in 64 256; do
+        for value in "$@"; do
+            env "$variable=$value" NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
+                --model tfconvnet --batch "$batch" --device cuda --min-time 3
+        done
     done
-done
+}
+
+echo "== the launcher: tfconvnet steps with Numba's launch, then fastnn's (batch 64 and 256)"
+ab FASTNN_CUDA_FAST_LAUNCH 0 1
 
 echo "== the caching allocator: tfconvnet steps with it off, then on (batch 64 and 256)"
-for batch in 64 256; do
-    FASTNN_CUDA_CACHING_ALLOCATOR=0 NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
-        --model tfconvnet --batch $batch --device cuda --min-time 3
-    NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn --model tfconvnet --batch $batch \
-        --device cuda --min-time 3
-done
+ab FASTNN_CUDA_CACHING_ALLOCATOR 0 1
 
 echo "== convolution: implicit GEMM (the default), then im2col + GEMM (batch 64 and 256)"
-for batch in 64 256; do
-    for implicit in 1 0; do
-        FASTNN_CUDA_IMPLICIT_CONV=$implicit NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
-            --model tfconvnet --batch $batch --device cuda --min-time 3
-    done
-done
+ab FASTNN_CUDA_IMPLICIT_CONV 1 0
 
 echo "== GEMM tiling: the default, then 64x128 tiles with 8x8 per thread (batch 64 and 256)"
-for batch in 64 256; do
-    for tiles in "" 64,128,16,8,8; do
-        FASTNN_CUDA_GEMM_TILES=$tiles NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn.benchmark.worker --engine fastnn \
-            --model tfconvnet --batch $batch --device cuda --min-time 3
-    done
-done
+ab FASTNN_CUDA_GEMM_TILES "" 64,128,16,8,8
 
 echo "== 2 epochs of tfconvnet on Fashion-MNIST, on the GPU"
 NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn train --model tfconvnet --dataset fashion-mnist --epochs 2 --batch-size 64 \

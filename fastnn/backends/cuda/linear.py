@@ -290,6 +290,19 @@ def _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
 
 
 @cuda.jit(device=True)
+def _multiply_eight_slab_rows(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
+    """``_multiply_slab_row`` for the slab rows kk ... kk + 7, written out."""
+    _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 1, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 2, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 3, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 4, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 5, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 6, a_col, b_col, acc, ra, rb)
+    _multiply_slab_row(a_tile, b_tile, kk + 7, a_col, b_col, acc, ra, rb)
+
+
+@cuda.jit(device=True)
 def _next_slab_column(q, rem, p):
     """divmod(c + BK, p) from (q, rem) = divmod(c, p), without a division: one or two turns of the
     loop when p >= BK (plain matrices, NCHW planes of 16 pixels or more), BK / p + 1 below that.
@@ -418,23 +431,9 @@ def _make_gemm(dtype, ta, tb, windowed=False):
                 # cost 11 instructions a turn (with four rows a turn, 83 instructions for 64 FMAs)
                 kk = 0
                 while kk < BK:
-                    _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 1, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 2, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 3, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 4, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 5, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 6, a_col, b_col, acc, ra, rb)
-                    _multiply_slab_row(a_tile, b_tile, kk + 7, a_col, b_col, acc, ra, rb)
+                    _multiply_eight_slab_rows(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
                     if BK % 16 == 0:
-                        _multiply_slab_row(a_tile, b_tile, kk + 8, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 9, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 10, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 11, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 12, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 13, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 14, a_col, b_col, acc, ra, rb)
-                        _multiply_slab_row(a_tile, b_tile, kk + 15, a_col, b_col, acc, ra, rb)
+                        _multiply_eight_slab_rows(a_tile, b_tile, kk + 8, a_col, b_col, acc, ra, rb)
                         kk += 16
                     else:
                         kk += 8
