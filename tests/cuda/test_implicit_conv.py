@@ -111,9 +111,9 @@ def input_gradient_path(request, monkeypatch):
     1, or by col2im of W^T grad_y everywhere (the choice on a GPU depends on the tile height), or
     every GEMM on im2col's columns (``FASTNN_CUDA_IMPLICIT_CONV=0``)."""
     if request.param == "windows":
-        monkeypatch.setattr(conv, "_implicit_input_gradient", lambda cg, kernel_size, stride: tuple(stride) == (1, 1))
+        monkeypatch.setattr(conv, "_implicit_input_gradient", lambda cg, stride: tuple(stride) == (1, 1))
     elif request.param == "col2im":
-        monkeypatch.setattr(conv, "_implicit_input_gradient", lambda cg, kernel_size, stride: False)
+        monkeypatch.setattr(conv, "_implicit_input_gradient", lambda cg, stride: False)
     else:
         monkeypatch.setattr(conv, "IMPLICIT", False)
     return request.param
@@ -217,12 +217,12 @@ def test_input_gradient_takes_the_windows_gemm_only_where_its_row_tiles_are_near
     """At stride 1 the windows GEMM's rows are the group's input channels: taken when they fill the
     row tiles to within an eighth (tfconvnet's conv2, 32 channels in 64-row tiles, keeps col2im)."""
     bm = linear.BM
-    assert conv._implicit_input_gradient(bm, (5, 5), (1, 1))
-    assert conv._implicit_input_gradient(8 * bm, (3, 3), (1, 1))
-    assert not conv._implicit_input_gradient(bm, (3, 3), (2, 2))
-    assert not conv._implicit_input_gradient(bm // 2, (5, 5), (1, 1))
-    assert not conv._implicit_input_gradient(bm + 1, (5, 5), (1, 1))
-    assert not conv._implicit_input_gradient(0, (5, 5), (1, 1))
+    assert conv._implicit_input_gradient(bm, (1, 1))
+    assert conv._implicit_input_gradient(8 * bm, (1, 1))
+    assert not conv._implicit_input_gradient(bm, (2, 2))
+    assert not conv._implicit_input_gradient(bm // 2, (1, 1))
+    assert not conv._implicit_input_gradient(bm + 1, (1, 1))
+    assert not conv._implicit_input_gradient(0, (1, 1))
 
 
 def test_implicit_convolution_launches_no_im2col_and_keeps_no_columns(monkeypatch):

@@ -253,7 +253,7 @@ def _input_windows(x_shape, g, cg, kernel_size, stride, padding, dilation, ho, w
     return _windows(x_shape, g * cg, cg, kernel_size, dilation, 1, (ho, wo), stride, (-padding[0], -padding[1]))
 
 
-def _implicit_input_gradient(cg, kernel_size, stride):
+def _implicit_input_gradient(cg, stride):
     """Whether grad_x is one windows GEMM (stride 1 only: at other strides most of grad_y's taps
     would fall between the outputs) rather than W^T · grad_y and col2im: when that GEMM's rows, the
     group's Cg input channels, fill its row tiles to within an eighth (Cg = 32 in 64-row tiles would
@@ -334,7 +334,7 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
                  mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_A, windows=windows)
     if want_bias and not fuse_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
-    if needs_input_grad[0] and _implicit_input_gradient(cg, (kh, kw), stride):
+    if needs_input_grad[0] and _implicit_input_gradient(cg, stride):
         # grad_x (Cg, N H W) per group = W' (Cg, Og kH kW) · windows(grad_y): W' element (c, (o, i, j)) is
         # W[o, c, i, j], the split layout of W as (Og, Cg, kH kW) with p = kH kW
         grad_x = empty(x_shape, grad_y.dtype)
