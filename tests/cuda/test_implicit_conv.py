@@ -15,25 +15,8 @@ if fastnn.device.cuda_unavailable_reason():
 import fastnn.backends.cuda as cu  # noqa: E402
 from fastnn.backends.cuda import conv, linear  # noqa: E402
 
-TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-5), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-11)}
-
-
-def dev(a):
-    return cu.to_device(np.ascontiguousarray(a))
-
-
-def close(actual, expected):
-    actual = actual.copy_to_host() if not isinstance(actual, np.ndarray) else actual
-    expected = np.asarray(expected)
-    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
-    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
-    tol = TOL[expected.dtype]
-    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale)
-
-
-def _output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+from device_arrays import close, dev  # noqa: E402
+from fastnn.backends.reference.conv import conv_output_size  # noqa: E402
 
 
 def _windows_matrix(x, kernel, stride, padding, dilation):
@@ -57,7 +40,7 @@ def test_gemm_reads_the_windows_operand_as_im2col_would_write_it(n, c, h, w, ker
     """I · windows(x) = im2col(x), and with B transposed (the weight gradient's form, k along the
     pixels, split into slices when long) I · windows(x)^T = im2col(x)^T: each element at its tap and
     pixel, zeros in the padding, paddings wider than the kernel included."""
-    ho, wo = (_output_size(s, k, st_, p, d) for s, k, st_, p, d in zip((h, w), kernel, stride, padding, dilation))
+    ho, wo = (conv_output_size(s, k, st_, p, d) for s, k, st_, p, d in zip((h, w), kernel, stride, padding, dilation))
     assume(ho > 0 and wo > 0)
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
@@ -83,7 +66,7 @@ def test_input_gradient_windows_read_grad_y_at_each_tap_that_reaches_a_pixel(n, 
     """The input gradient's windows (of grad_y, displaced by -(i dH, j dW), origins +padding, over the
     input's plane): element ((o, i, j), (n, h, w)) is grad_y[n, o, h + pH - i dH, w + pW - j dW], 0
     where that is outside grad_y."""
-    ho, wo = (_output_size(s, k, 1, p, d) for s, k, p, d in zip((h, w), kernel, padding, dilation))
+    ho, wo = (conv_output_size(s, k, 1, p, d) for s, k, p, d in zip((h, w), kernel, padding, dilation))
     assume(ho > 0 and wo > 0)
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
     grad_y = rng.standard_normal((n, c, ho, wo)).astype(np.float32)
@@ -128,7 +111,7 @@ def test_conv2d_matches_reference_on_any_geometry(input_gradient_path, n, c, h, 
     GEMMs apply as they read grad_y, windows included) against the reference: odd sizes, strides,
     paddings beyond the kernel, dilations, groups; grad_W's k (N Ho Wo pixels) split into slices
     when long."""
-    ho, wo = (_output_size(s, k, st_, p, d) for s, k, st_, p, d in zip((h, w), kernel, stride, padding, dilation))
+    ho, wo = (conv_output_size(s, k, st_, p, d) for s, k, st_, p, d in zip((h, w), kernel, stride, padding, dilation))
     assume(ho > 0 and wo > 0)
     rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
     x = rng.standard_normal((n, c * groups, h, w)).astype(np.float32)
@@ -226,17 +209,19 @@ def test_input_gradient_takes_the_windows_gemm_only_where_its_row_tiles_are_near
 
 
 def test_implicit_convolution_launches_no_im2col_and_keeps_no_columns(monkeypatch):
-    """The forward is one GEMM (no im2col launch) and saves x, not columns; the im2col setting
-    launches im2col and keeps its columns for grad_W."""
+    """The forward is one GEMM (no im2col launch) and saves, for grad_W, x's windows, not columns;
+    the im2col setting launches im2col and keeps its columns for grad_W."""
     rng = np.random.default_rng(0)
     x, weight = dev(rng.standard_normal((2, 3, 6, 6)).astype(np.float32)), dev(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
     with cu.count_launches() as launches:
         _, saved = cu.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1), 1)
-    assert launches() == 1 and saved[1] is None
+    (b, pb, windows), = saved[1]             # one group's B operand
+    assert launches() == 1 and b is x and pb == 0 and windows is not None
     monkeypatch.setattr(conv, "IMPLICIT", False)
     with cu.count_launches() as launches:
         _, saved = cu.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1), 1)
-    assert launches() == 2 and saved[1].shape == (1, 27, 72)
+    (b, pb, windows), = saved[1]
+    assert launches() == 2 and b.shape == (1, 27, 72) and pb == 72 and windows is None
 
 
 def test_the_windows_table_is_built_once_per_geometry():

@@ -279,31 +279,26 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=Fals
     if not IMPLICIT:
         cols = empty((1, c * kh * kw, n * p), x.dtype)
         _im2col_into(x, cols, False, (kh, kw), stride, padding, dilation, ho, wo)
-    for g in range(groups):
+    # per group, (b, pb, windows): its (Cg kH kW, N Ho Wo) input matrix as a GEMM's B operand, the windows
+    # of x or its rows of the im2col columns; grad_W reads the same operands, transposed
+    operands = [(x, 0, _input_windows(x.shape, g, cg, (kh, kw), stride, padding, dilation, ho, wo)) if cols is None
+                else (_group(cols, 1, g, k), cols.shape[2], None) for g in range(groups)]
+    for g, (b, pb, windows) in enumerate(operands):
         a = _group(w2, 0, g, og).reshape(1, og, k)
         out = _group(y3, 1, g, og)
         gb = None if bias is None else _group(bias, 0, g, og)
-        b, pb, windows = _input_operand(x, cols, g, cg, k, (kh, kw), stride, padding, dilation, ho, wo)
         gemm(a, 0, k, b, 0, pb, out, p, og, n * p, k, gb, BIAS_NONE if bias is None else BIAS_ROW, relu=relu,
              windows=windows)
-    saved = (x, cols, weight, stride, padding, dilation, groups, bias is not None)
+    saved = (x.shape, operands, weight, stride, padding, dilation, groups, bias is not None)
     return y, saved
-
-
-def _input_operand(x, cols, g, cg, k, kernel_size, stride, padding, dilation, ho, wo):
-    """(b, pb, windows): group g's (Cg kH kW, N Ho Wo) input matrix as a GEMM's B operand (transposed
-    or not by the caller): the windows of x (``cols`` None), or the group's rows of the im2col columns."""
-    if cols is None:
-        return x, 0, _input_windows(x.shape, g, cg, kernel_size, stride, padding, dilation, ho, wo)
-    return _group(cols, 1, g, k), cols.shape[2], None
 
 
 def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
     """grad_W = Σ_n grad_y windows(x)^T, grad_x (a windows GEMM, or col2im(W^T grad_y)), grad_b = Σ
     grad_y (per group). With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as
     the GEMMs read grad_y."""
-    x, cols, weight, stride, padding, dilation, groups, has_bias = saved
-    x_shape = tuple(x.shape)
+    x_shape, operands, weight, stride, padding, dilation, groups, has_bias = saved
+    x_shape = tuple(x_shape)
     want_bias = needs_input_grad[2] and has_bias
     # grad_b comes with the grad_W GEMMs' row sums, whose blocks exist only for C kH kW > 0 columns
     fuse_bias = want_bias and needs_input_grad[1] and weight.size > 0
@@ -325,10 +320,9 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
         grad_w = empty(weight.shape, weight.dtype)
         grad_b = empty((o,), grad_y.dtype) if fuse_bias else None
         gw2 = grad_w.reshape(o, k)
-        for g in range(groups):
+        for g, (b, pb, windows) in enumerate(operands):
             a = _group(gy3, 1, g, og)
             out = _group(gw2, 0, g, og).reshape(1, og, k)
-            b, pb, windows = _input_operand(x, cols, g, cg, k, (kh, kw), stride, padding, dilation, ho, wo)
             gemm(a, 0, p, b, 1, pb, out, k, og, k, n * p,
                  row_sums=None if grad_b is None else _group(grad_b, 0, g, og),   # grad_b fused
                  mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_A, windows=windows)

@@ -567,6 +567,12 @@ def flat_operand(a):
     return flat_view(a, extent), s_q, s_r, s_c
 
 
+def _flat_tensor(a):
+    """A C-contiguous tensor as the 1-D run of its memory (a windows operand, or its mask; the
+    placeholder when it has no element)."""
+    return a.reshape(a.size) if a.size else _placeholder(a.dtype)
+
+
 def plain(a):
     """A row-major 2-D device array as a gemm operand (3-D array, column split)."""
     a = contiguous(a)
@@ -656,7 +662,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
         if not (b.is_c_contiguous() and (mask is None or masked != MASK_B or mask.is_c_contiguous())):
             raise ValueError("gemm: the tensor of a windows operand (and its mask) must be C-contiguous")
         pb = 0
-        fb = (b.reshape(b.size) if b.size else _placeholder(c.dtype), 0, 0, 0)
+        fb = (_flat_tensor(b), 0, 0, 0)
     if masked != MASK_NONE:
         masked_operand = a if masked == MASK_A else b
         # a windows operand and its mask are both read as flat C-order memory (both C-contiguous, checked
@@ -666,7 +672,7 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
             raise ValueError(f"gemm: mask must be laid out like the operand it masks: shape {masked_operand.shape} "
                              f"strides {masked_operand.strides}, got {mask.shape} {mask.strides}")
         if masked == MASK_B and windowed:
-            mask = mask.reshape(mask.size) if mask.size else _placeholder(c.dtype)
+            mask = _flat_tensor(mask)
         else:
             mask = flat_operand(mask)[0]
     launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), *fa, int(pa), *fb, int(pb), c, int(pc),
