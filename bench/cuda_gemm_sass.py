@@ -141,19 +141,37 @@ def measure(batch, kernels):
     from fastnn.backends.cuda import linear
     from fastnn.backends.cuda.report import training_step
     step = training_step("tfconvnet", batch)
-    step()
-    fmas_per_slab = linear.TM * linear.TN * linear.BK
-    results, loops = {}, {}
+    step()      # compiles every kernel of the step
+    gemm_launches = []
+    recorded_launch = linear.launch_grid
+
+    def record(kernel, grid, block, *args):
+        m, n, k, k_chunk = args[17:21]      # (the GEMM kernel's arguments: see linear.gemm)
+        gemm_launches.append((kernel, grid, m, n, k, k_chunk))
+        recorded_launch(kernel, grid, block, *args)
+    linear.launch_grid = record
+    step()      # a second step, its GEMM launches recorded
+    linear.launch_grid = recorded_launch
+    results, loops, variant_of = {}, {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for key, kernel in sorted(linear._KERNELS.items(), key=str):
             dtype, ta, tb = key[:3]
             windowed = len(key) > 3 and key[3]      # (revisions before implicit-GEMM convolution: 3-tuples)
             if dtype != np.float32:
                 continue
+            if len(key) > 4:        # per-GEMM tilings: the key's
+                tiling = key[4]
+                bm, bn, bk, tm, tn, registers = (tiling.BM, tiling.BN, tiling.BK, tiling.TM, tiling.TN,
+                                                 tiling.registers)
+            else:                   # (revisions with one tiling a process: the module's)
+                bm, bn, bk, tm, tn, registers = (linear.BM, linear.BN, linear.BK, linear.TM, linear.TN,
+                                                 linear.GEMM_MAX_REGISTERS)
             for overload in kernel.overloads.values():
-                assembled, sass = _assemble(overload, linear.GEMM_MAX_REGISTERS, folder)
-                results[f"ta={int(ta)} tb={int(tb)}{' windows' if windowed else ''}"] = {**count_slab(sass, fmas_per_slab), **_resources(assembled),
-                                                         "instructions": len(_instructions(sass))}
+                assembled, sass = _assemble(overload, registers, folder)
+                name = f"ta={int(ta)} tb={int(tb)}{' windows' if windowed else ''} {bm}x{bn}x{bk}/{tm}x{tn}"
+                results[name] = {**count_slab(sass, tm * tn * bk), **_resources(assembled),
+                                 "instructions": len(_instructions(sass))}
+                variant_of[id(kernel)] = (name, bm, bn, bk, (bm // tm) * (bn // tn))
         for name in kernels:
             module, attribute = name.rsplit(".", 1)
             kernel = getattr(importlib.import_module(f"fastnn.backends.cuda.{module}"), attribute)
@@ -166,7 +184,19 @@ def measure(batch, kernels):
                     {"instructions": b - a + 1, **{op: n for op, n in _ops(body[a:b + 1]).items()
                                                    if op in ("LDG", "STG", "FFMA", "FADD", "IMAD")}}
                     for a, b in innermost]}
-    print(json.dumps({"gemm": results, "kernels": loops}))
+    step_model = []
+    for kernel, (grid_x, grid_y, splits), m, n, k, k_chunk in gemm_launches:
+        if id(kernel) not in variant_of:        # a float64 GEMM (none in a float32 step)
+            continue
+        name, bm, bn, bk, nt = variant_of[id(kernel)]
+        # the slab loop's turns a block takes, over its slice of k (the last slice may be shorter)
+        slabs = sum(-(-min(k_chunk, k - z * k_chunk) // bk) for z in range(splits))
+        row_tiles = -(-m // bm)     # (the grid's y extent, or fewer blocks each taking several row tiles)
+        step_model.append({"variant": name, "m": m, "n": n, "k": k, "splits": splits,
+                           "blocks": grid_x * grid_y * splits, "useful_fma": m * n * k,
+                           "issued_fma": row_tiles * bm * grid_x * bn * slabs * bk,
+                           "warp_instructions": row_tiles * grid_x * slabs * nt / 32 * results[name]["per_slab"]})
+    print(json.dumps({"gemm": results, "kernels": loops, "step": step_model}))
 
 
 def _run(batch, tree, kernels):
@@ -211,6 +241,7 @@ def main(argv=None):
                   f"{c['instructions']} instructions; innermost loops {c['innermost']}")
     print(f"float32 GEMM of a tfconvnet step (batch {args.batch}), sm_90, per thread; per slab: an upper bound "
           "(both sides of each branch)")
+    steps = {name: found["step"] for name, found in runs.items()}
     runs = {name: found["gemm"] for name, found in runs.items()}
     for name, results in runs.items():
         for variant, c in results.items():
@@ -218,6 +249,16 @@ def main(argv=None):
                   f"{c['instructions']} instructions; multiply "
                   f"block {c['multiply']} instructions, {c['multiply_ffma']} FFMA ({c['ffma_share']:.0%}); "
                   f"per slab {c['per_slab']} instructions for {c['fmas_per_slab']} FFMA ({c['slab_ffma_share']:.0%})")
+    for name, found in steps.items():
+        print(f"{name:>10} the step's float32 GEMM launches (slab loops only; warp instructions = thread blocks x "
+              "slabs x threads / 32 x instructions per slab):")
+        for g in found:
+            print(f"{'':>12}{g['variant']:<34} m={g['m']:<6} n={g['n']:<7} k={g['k']:<7} splits={g['splits']:<4} "
+                  f"multiply-adds issued / useful {g['issued_fma'] / max(g['useful_fma'], 1):.2f}, "
+                  f"{g['warp_instructions'] / 1e6:.1f} M warp instructions")
+        print(f"{name:>10} total: {sum(g['useful_fma'] for g in found) / 1e9:.2f} G multiply-adds useful, "
+              f"{sum(g['issued_fma'] for g in found) / 1e9:.2f} G issued, "
+              f"{sum(g['warp_instructions'] for g in found) / 1e6:.0f} M warp instructions")
     if args.baseline:
         for variant in runs["now"]:
             if variant in runs[args.baseline]:

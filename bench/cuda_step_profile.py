@@ -45,6 +45,10 @@ def profile(model_name, batch, steps=20, host_profile=0):
     done = time.perf_counter()
     print(f"{model_name} batch {batch}: {1e3 * (done - start) / steps:.2f} ms per step, "
           f"{1e3 * (queued - start) / steps:.2f} ms of it to queue the launches")
+    from fastnn.backends.cuda import autotune, linear
+    for key, name in autotune.chosen().items():      # timed in the first step (FASTNN_CUDA_AUTOTUNE)
+        print(f"  autotuned {key}: {name}")
+    tiling_of = {id(kernel): key[4] for key, kernel in linear._KERNELS.items()}
 
     launches = []
 
@@ -66,6 +70,8 @@ def profile(model_name, batch, steps=20, host_profile=0):
         if name == "gemm_kernel":
             names = list(inspect.signature(kernel.py_func).parameters)
             shape = "m %d n %d k %d" % tuple(args[names.index(x)] for x in "mnk")
+            tiling = tiling_of.get(id(kernel))
+            shape += f" tiles {tiling.BM}x{tiling.BN}" if tiling else ""
         launches.append((name, f"{shape} grid {grid}", (t1 - t0) * 1e6, 1e3 * cuda.event_elapsed_time(before, after)))
 
     with cu.observe_launches(timed):

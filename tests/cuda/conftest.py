@@ -91,3 +91,26 @@ def no_gpu(monkeypatch):
     """Pretend that this machine has no usable GPU (the reason the availability check reports)."""
     monkeypatch.setattr(fastnn.device, "_unavailable", "no CUDA driver was found (simulated for the test)")
     monkeypatch.setattr(fastnn.device, "cuda_in_use", False)
+
+
+@pytest.fixture(autouse=True)
+def heuristic_choices(monkeypatch):
+    """Every test starts with no remembered GEMM tiling or convolution path, and with autotuning off
+    on a GPU too: a test launches what it asserts on (``tests/cuda/test_autotune.py`` turns it on)."""
+    if not fastnn.device.cuda_unavailable_reason():
+        from fastnn.backends.cuda import autotune, conv, linear
+        monkeypatch.setattr(autotune, "ENABLED", False)
+        monkeypatch.setattr(autotune, "_CHOSEN", {})
+        monkeypatch.setattr(linear, "_TILING_OF", {})
+        monkeypatch.setattr(conv, "_INPUT_GRADIENT_WAY", {})
+
+
+@pytest.fixture
+def gpu_tilings(monkeypatch):
+    """The GPU's GEMM tilings (``linear.GPU_TILINGS``) in use, in the simulator too (the choice of
+    tiling, the split of k and the windows tables' slack follow them)."""
+    from fastnn.backends.cuda import linear
+    tilings = tuple(linear.make_tiling(*t) for t in linear.GPU_TILINGS)
+    monkeypatch.setattr(linear, "TILINGS", tilings)
+    monkeypatch.setattr(linear, "_TILING_OF", {})
+    return tilings

@@ -280,7 +280,7 @@ def test_a_fused_linear_relu_dropout_on_cuda_is_the_three_modules_bit_for_bit(ba
     out from the same float either way."""
     from fastnn.backends.cuda import _core, linear
     monkeypatch.setattr(_core, "_multiprocessors", 8)
-    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.BK)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.TILINGS[0].BK)
     monkeypatch.setattr(linear, "MAX_SPLITS", 8)
     assert linear.split_k(batch, 40, 40) > 1
     rng = np.random.default_rng(3)
@@ -380,12 +380,10 @@ def test_launches_per_training_step_are_the_same_at_the_benchmark_batches(name):
     assert counts[1] <= {"mlp": 13, "lenet5": 21, "tfconvnet": 18, "bnconvnet": 26}[name]   # measured; keep it down
 
 
-def test_launches_per_training_step_on_an_h100_are_the_documented_ones(monkeypatch):
-    """docs/architecture.md's counts: the GPU's tile sizes and 132 multiprocessors (split-K
+def test_launches_per_training_step_on_an_h100_are_the_documented_ones(monkeypatch, gpu_tilings):
+    """docs/architecture.md's counts: the GPU's tilings and 132 multiprocessors (split-K
     launches depend on them), counted in a dry run."""
     from fastnn.backends.cuda import _core, linear
-    monkeypatch.setattr(linear, "BM", 64)
-    monkeypatch.setattr(linear, "BN", 64)
     monkeypatch.setattr(linear, "MIN_K_CHUNK", 256)
     monkeypatch.setattr(linear, "MAX_SPLITS", 128)
     monkeypatch.setattr(_core, "_multiprocessors", 132)

@@ -2,7 +2,8 @@
 fill the GPU (partial products summed in a fixed order by each tile's last block, in the same launch), row tiles beyond the
 grid's y limit, empty grids, and an operand read through a ReLU mask, against NumPy in float64. Every
 test runs with 4 multiprocessors, slices of one slab and at most 8 of them (``small_split_geometry``), so
-small shapes take every path, in the simulator (8x8 tiles) and on a GPU (64x64 tiles) alike."""
+small shapes take every path, in the simulator (8x8 tiles) and on a GPU (64x64 tiles) alike. GEMMs are launched
+with the tiling ``tiling_for`` picks (autotuning is off in the tests) unless a test passes its own."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -24,7 +25,7 @@ def product(a, ta, b, tb):
 @pytest.fixture(autouse=True)
 def small_split_geometry(monkeypatch):
     monkeypatch.setattr(_core, "_multiprocessors", 4)
-    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.BK)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.TILINGS[0].BK)
     monkeypatch.setattr(linear, "MAX_SPLITS", 8)
 
 
@@ -61,7 +62,8 @@ def test_split_k_products_and_row_sums_match_numpy(m, n, k, ta, tb, dtype, seed)
 
 def test_a_small_output_is_split_along_k_within_one_launch(monkeypatch):
     assert linear.split_k(4, 6, 64) > 1          # one tile for 4 multiprocessors
-    assert linear.split_k(8 * linear.BM, linear.BN, 64) == 1    # 8 tiles: two blocks per multiprocessor already
+    t = linear.TILINGS[0]
+    assert linear.split_k(8 * t.BM, t.BN, 64, t) == 1    # 8 tiles: two blocks per multiprocessor already
     assert linear.split_k(4, 6, 2 * linear.MIN_K_CHUNK - 1) == 1   # too little k for two slices
     assert linear.split_k(4, 6, 10**6) == linear.MAX_SPLITS
     rng = np.random.default_rng(1)
@@ -120,7 +122,8 @@ def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
     monkeypatch.setattr(linear, "MAX_GRID_Y", 2)      # 5 row tiles on a grid 2 tiles high
     monkeypatch.setattr(_core, "_multiprocessors", 20)   # and enough multiprocessors to split k in 3
     rng = np.random.default_rng(3)
-    m, k = 4 * linear.BM + 5, 3 * linear.BK
+    m, k = 4 * linear.TILINGS[0].BM + 5, 3 * linear.TILINGS[0].BK
+    assert linear.tiling_for(m, 11) == linear.TILINGS[0]
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, 11))
     assert linear.split_k(m, 11, k) == 3
     for max_splits in (1, linear.MAX_SPLITS):
@@ -248,38 +251,32 @@ def test_operands_split_in_planes_narrower_than_a_slab_are_read_right(ta, tb, pa
     np.testing.assert_allclose(sums.copy_to_host(), op_a.sum(1), rtol=1e-12, atol=1e-12)
 
 
-# the GPU's default tiling, and the one FASTNN_CUDA_GEMM_TILES offers for comparison on a GPU
-# (64x128 tiles, 8x8 per thread, 128 threads: fewer instructions per FMA, fewer blocks resident)
+# the GPU's tilings, and one FASTNN_CUDA_GEMM_TILES offers for comparison on a GPU (64x128 tiles, 8x8
+# per thread, 128 threads: fewer instructions per FMA, fewer blocks resident)
 CANDIDATE_TILES = (64, 128, 16, 8, 8)
 
 
-@pytest.fixture(params=[linear.GPU_TILES, CANDIDATE_TILES], ids=["gpu-default", "gpu-64x128-8x8"])
-def gpu_tiles(request, monkeypatch):
-    """A GPU tiling (by default 64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads) in the
-    simulator: the 4-row unrolled multiply, the vector-friendly register tiles and the fetch of a
-    slab's elements run as they do on a GPU (the simulator's own tiling is 8x8, 2x2 per thread).
-    On a GPU only the process's own tiling runs: the GEMM's device functions are compiled with the
-    tiling of the import (another is FASTNN_CUDA_GEMM_TILES, in a process of its own)."""
-    if not _core.SIMULATOR and tuple(request.param) != tuple(linear._TILES):
-        pytest.skip("another tiling on a GPU needs a process of its own (FASTNN_CUDA_GEMM_TILES)")
-    for name, value in zip(linear.TILE_CONSTANTS, linear.tile_constants(*request.param)):
-        monkeypatch.setattr(linear, name, value)
+@pytest.fixture(params=[*linear.GPU_TILINGS, CANDIDATE_TILES], ids=["gpu-default", "gpu-32-row", "gpu-64x128-8x8"])
+def gpu_tiling(request, monkeypatch):
+    """A GPU tiling (the default: 64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads), passed
+    to ``gemm``: in the simulator, the written-out multiply, the vector-friendly register tiles and
+    the fetch of a slab's elements run as they do on a GPU (the simulator's own tilings are 8x8
+    and 4x16, 2x2 per thread)."""
     monkeypatch.setattr(linear, "MIN_K_CHUNK", request.param[2])
-    monkeypatch.setattr(linear, "_KERNELS", {})
-    return request.param
+    return linear.make_tiling(*request.param)
 
 
 @pytest.mark.parametrize("ta, tb, split, masked", [(0, 0, 1, linear.MASK_NONE), (0, 1, 8, linear.MASK_A),
                                                     (1, 0, 8, linear.MASK_B), (1, 1, 1, linear.MASK_A)])
-def test_the_gpu_tiling_gives_the_product_in_the_simulator(gpu_tiles, monkeypatch, ta, tb, split, masked):
-    """Edges of the tiles (m, n = 67, 70 past 64x64; 67, 131 past 64x128), k = 37 (a partial slab,
+def test_the_gpu_tiling_gives_the_product_in_the_simulator(gpu_tiling, monkeypatch, ta, tb, split, masked):
+    """Edges of the tiles (m, n = 67, 70 past 64x64; 67, 131 past 32x128 and 64x128), k = 37 (a partial slab,
     and with split-K three slices of 16), operands split in planes (p = 5 and 7), A read through a
     strided view (a group's slice, as grouped convolution passes), row sums, and a ReLU mask on
     either operand."""
     rng = np.random.default_rng(ta + 2 * tb + 4 * split)
     monkeypatch.setattr(linear, "MAX_SPLITS", split)
-    m, n, k, pa, pb = 67, 70 if gpu_tiles[1] == 64 else 131, 37, 5, 7
-    assert (linear.split_k(m, n, k) > 1) == (split > 1)
+    m, n, k, pa, pb = 67, 70 if gpu_tiling.BN == 64 else 131, 37, 5, 7
+    assert (linear.split_k(m, n, k, gpu_tiling) > 1) == (split > 1)
     a = rng.standard_normal((k, m) if ta else (m, k))
     b = rng.standard_normal((n, k) if tb else (k, n))
     y = rng.standard_normal(a.shape if masked == linear.MASK_A else b.shape)
@@ -311,33 +308,62 @@ def test_the_gpu_tiling_gives_the_product_in_the_simulator(gpu_tiles, monkeypatc
 
 
 @pytest.mark.parametrize("tiles, reason", [((64, 64, 16, 3, 4), "must divide"), ((64, 64, 12, 4, 4), "multiple of BK"),
-                                           ((8, 8, 4, 2, 2), "multiple of 8")])
+                                           ((8, 8, 4, 2, 2), "multiple of 8"), ((128, 128, 16, 4, 4), "at most 256"),
+                                           ((64, 64, 0, 4, 4), "positive")])
 def test_a_tiling_the_kernel_cannot_run_is_refused(tiles, reason):
     with pytest.raises(ValueError, match=reason):
-        linear.tile_constants(*tiles)
-    assert linear.tile_constants(*linear.GPU_TILES)[linear.TILE_CONSTANTS.index("NT")] == 256
+        linear.make_tiling(*tiles)
+    assert linear.make_tiling(*linear.GPU_TILINGS[0]).NT == 256
 
 
-def test_the_gemm_tiling_setting_gives_the_tiles_and_a_register_cap_for_two_blocks():
-    assert linear.gpu_tiling("") == (linear.GPU_TILES, 128)          # 256 threads: 128 registers each
-    assert linear.gpu_tiling("64,128,16,8,8") == ((64, 128, 16, 8, 8), 255)     # 128 threads
-    assert linear.gpu_tiling("64,128,16,8,8,168") == ((64, 128, 16, 8, 8), 168)
+def test_the_gemm_tiling_setting_gives_the_tilings_and_a_register_cap_for_two_blocks():
+    assert linear.gpu_tilings("") == (linear.Tiling(64, 64, 16, 4, 4, 128), linear.Tiling(32, 128, 16, 4, 4, 128))
+    assert linear.gpu_tilings("64,128,16,8,8") == (linear.Tiling(64, 128, 16, 8, 8, 255),)     # 128 threads
+    assert linear.gpu_tilings("64,128,16,8,8,168;64,64,16,4,4") == (linear.Tiling(64, 128, 16, 8, 8, 168),
+                                                                      linear.Tiling(64, 64, 16, 4, 4, 128))
 
 
 @pytest.mark.parametrize("setting, reason", [("64,64", "BM,BN,BK,TM,TN"), ("64,64,16,4,x", "BM,BN,BK,TM,TN"),
                                              ("64,64,16,4,4,0", "positive"), ("64,64,16,3,4", "must divide"),
                                              ("128,128,16,4,4", "at most 256"), ("64,64,16,4,4,300", "at most 255"),
-                                             ("128,128,32,8,8", "shared memory")])
+                                             ("128,128,32,8,8", "shared memory"), ("64,64,16,4,4;", "BM,BN,BK,TM,TN")])
 def test_a_gemm_tiling_setting_the_kernel_cannot_run_names_the_variable(setting, reason):
     with pytest.raises(ValueError, match=reason) as error:
-        linear.gpu_tiling(setting)
+        linear.gpu_tilings(setting)
     assert "FASTNN_CUDA_GEMM_TILES" in str(error.value)
 
 
+def test_a_gemm_takes_the_default_tiling_unless_another_covers_its_output_with_an_eighth_less(gpu_tilings):
+    default, rows32 = gpu_tilings
+    assert linear.tiling_for(256, 1024) == default
+    assert linear.tiling_for(800, 50176) == default       # 832 rows against 800: not an eighth
+    assert linear.tiling_for(32, 50176) == rows32          # half the rows of a 64-row tile
+    assert linear.tiling_for(10, 1024) == rows32
+    assert linear.tiling_for(32, 25) == default            # 32 x 128 covers as much as 64 x 64
+    assert linear.tiling_for(0, 10) == default
+    assert linear.candidate_tilings(32, 50176) == [rows32]
+    assert linear.candidate_tilings(32, 25) == [default, rows32]
+    assert linear.candidate_tilings(64, 50176) == [default, rows32]
+
+
+def _closure_hash(kernel):
+    import hashlib
+
+    from numba.core.serialize import dumps
+    return hashlib.sha256(dumps(tuple(c.cell_contents for c in kernel.py_func.__closure__))).hexdigest()
+
+
 def test_the_tiling_keys_the_gemms_disk_cache():
-    """Numba's disk cache keys a kernel on its closure's values, not on module constants: the tiling
-    and register cap are in the GEMM kernel's closure, so a process with another
-    FASTNN_CUDA_GEMM_TILES compiles its own kernels instead of loading these."""
-    kernel = linear._make_gemm(np.float32, False, False)
+    """Numba's disk cache keys a kernel on its closure's values (module constants and globals are
+    not in the key): the tiling, its register cap and its device functions are in the GEMM kernel's
+    closure, so a kernel of another tiling is compiled, not loaded from this one's cache entry, and
+    the same tiling made again hashes the same (its cache entry is found)."""
+    from numba import float32
+    default, other = (linear.make_tiling(*t) for t in linear.GPU_TILINGS)
+    kernel = linear._make_gemm(float32, False, False, False, default)
     cells = [c.cell_contents for c in kernel.py_func.__closure__]
-    assert (linear.BM, linear.BN, linear.BK, linear.TM, linear.TN, linear.GEMM_MAX_REGISTERS) in cells
+    assert tuple(default) in cells
+    assert _closure_hash(kernel) == _closure_hash(linear._make_gemm(float32, False, False, False, default))
+    assert _closure_hash(kernel) != _closure_hash(linear._make_gemm(float32, False, False, False, other))
+    capped = linear.make_tiling(*linear.GPU_TILINGS[0], registers=96)
+    assert _closure_hash(kernel) != _closure_hash(linear._make_gemm(float32, False, False, False, capped))

@@ -569,9 +569,10 @@ def test_resample2d_matches_reference(rng, shape, out_hw, dtype):
 def test_resample2d_rows_beyond_the_gemm_grid_are_covered(rng, monkeypatch):
     import fastnn.backends.cuda.linear as cuda_linear
     monkeypatch.setattr(cuda_linear, "MAX_GRID_Y", 1)      # N C H rows: 3 or 4 row tiles on a grid 1 tile high
-    c = cuda_linear.BM // 4                                 # 2 planes in the simulator (8-row tiles), 16 on a GPU
+    bm = cuda_linear.TILINGS[0].BM
+    c = bm // 4                                 # 2 planes in the simulator (8-row tiles), 16 on a GPU
     x, g = rand(rng, (2, c, 5, 6)), rand(rng, (2, c, 7, 4))
-    assert 2 * c * 5 > 2 * cuda_linear.BM
+    assert 2 * c * 5 > 2 * bm and cuda_linear.tiling_for(2 * c * 5, 7).BM == bm
     mh, mw = ref.interpolation_matrix(5, 7, "linear", 5 / 7, False, np.float32), ref.adaptive_avg_matrix(6, 4, np.float32)
     close(cu.resample2d_forward(dev(x), dev(mh), dev(mw)), ref.resample2d_forward(x, mh, mw))
     close(cu.resample2d_backward(dev(g), dev(mh), dev(mw)), ref.resample2d_backward(g, mh, mw))

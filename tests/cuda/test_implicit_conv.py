@@ -91,12 +91,13 @@ def test_input_gradient_windows_read_grad_y_at_each_tap_that_reaches_a_pixel(n, 
 @pytest.fixture(params=["windows", "col2im", "im2col"])
 def input_gradient_path(request, monkeypatch):
     """conv2d forced through one path: the input gradient by the windows GEMM wherever the stride is
-    1, or by col2im of W^T grad_y everywhere (the choice on a GPU depends on the tile height), or
+    1, or by col2im of W^T grad_y everywhere (the choice on a GPU depends on the shapes and timing), or
     every GEMM on im2col's columns (``FASTNN_CUDA_IMPLICIT_CONV=0``)."""
     if request.param == "windows":
-        monkeypatch.setattr(conv, "_implicit_input_gradient", lambda cg, stride: tuple(stride) == (1, 1))
+        monkeypatch.setattr(conv, "_input_gradient_paths",
+                            lambda stride, *shape: ("windows",) if tuple(stride) == (1, 1) else ("col2im",))
     elif request.param == "col2im":
-        monkeypatch.setattr(conv, "_implicit_input_gradient", lambda cg, stride: False)
+        monkeypatch.setattr(conv, "_input_gradient_paths", lambda stride, *shape: ("col2im",))
     else:
         monkeypatch.setattr(conv, "IMPLICIT", False)
     return request.param
@@ -196,16 +197,17 @@ def test_conv2d_in_float64_matches_reference_through_both_input_gradient_paths(i
         close(g, r)
 
 
-def test_input_gradient_takes_the_windows_gemm_only_where_its_row_tiles_are_nearly_full():
-    """At stride 1 the windows GEMM's rows are the group's input channels: taken when they fill the
-    row tiles to within an eighth (tfconvnet's conv2, 32 channels in 64-row tiles, keeps col2im)."""
-    bm = linear.BM
-    assert conv._implicit_input_gradient(bm, (1, 1))
-    assert conv._implicit_input_gradient(8 * bm, (1, 1))
-    assert not conv._implicit_input_gradient(bm, (2, 2))
-    assert not conv._implicit_input_gradient(bm // 2, (1, 1))
-    assert not conv._implicit_input_gradient(bm + 1, (1, 1))
-    assert not conv._implicit_input_gradient(0, (1, 1))
+def test_input_gradient_tries_the_windows_gemm_where_it_issues_at_most_an_eighth_more_multiply_adds(gpu_tilings):
+    """The paths of grad_x worth trying (the GPU's tilings, 25 taps, 50176 pixels), the heuristic
+    choice first: the windows GEMM where the group's input channels fill its row tiles (first where
+    they fill the default tiling's 64-row tiles); col2im alone at other strides, where the windows
+    GEMM would waste tiles, or with no channels."""
+    paths = lambda cg, stride=(1, 1): conv._input_gradient_paths(stride, cg, 64, 25, 50176, 50176)   # noqa: E731
+    assert paths(64) == paths(128) == ("windows", "col2im")
+    assert paths(32) == ("col2im", "windows")           # 32-row tiles: as many multiply-adds as W^T grad_y's
+    assert paths(64, (2, 2)) == ("col2im",)
+    assert paths(16) == paths(3) == paths(65) == paths(0) == ("col2im",)
+    assert conv._input_gradient_paths((1, 1), 1, 32, 9, 784, 784) == ("col2im",)
 
 
 def test_implicit_convolution_launches_no_im2col_and_keeps_no_columns(monkeypatch):

@@ -66,11 +66,15 @@ def _kernels():
             if isinstance(value, FakeCUDAKernel) and not value._device and value.__module__ == module.__name__:
                 found[id(value)] = (module.__name__, name, None)
     linear = importlib.import_module("fastnn.backends.cuda.linear")
-    # the GEMM is made per dtype, transpose flags and B's kind by linear._kernel; the backend uses these five
-    for dtype in ("float32", "float64"):
-        for ta, tb, windowed in ((False, False, False), (False, True, False), (True, False, False),
-                                 (False, False, True), (False, True, True)):
-            found[id(linear._kernel(dtype, ta, tb, windowed))] = (linear.__name__, "_kernel", (dtype, ta, tb, windowed))
+    # the GEMM is made per dtype, transpose flags, B's kind and tiling by linear._kernel; the backend uses
+    # these five variants. A launch in the simulator (with its tilings) stands for the same variant with
+    # the GPU's tiling of the same rank, which is what gets compiled
+    for simulated, gpu in zip(linear.TILINGS, linear.gpu_tilings("")):
+        for dtype in ("float32", "float64"):
+            for ta, tb, windowed in ((False, False, False), (False, True, False), (True, False, False),
+                                     (False, False, True), (False, True, True)):
+                found[id(linear._kernel(dtype, ta, tb, windowed, simulated))] = (
+                    linear.__name__, "_kernel", (dtype, ta, tb, windowed, gpu))
     return found
 
 
@@ -155,14 +159,18 @@ def test_float32_kernels_compute_in_float32(compiled):
 
 @needs_compiler
 def test_the_gemm_keeps_two_blocks_per_multiprocessor_without_spilling(compiled):
-    """Every float32 GEMM signature assembles (ptxas, sm_90) within GEMM_MAX_REGISTERS and spills
-    nothing: two blocks of NT threads (256 by default) fit a multiprocessor's 65536 registers."""
+    """Every float32 GEMM signature of every GPU tiling assembles (ptxas, sm_90) within its register
+    cap and spills nothing: two blocks of NT threads (256 for both tilings) fit a multiprocessor's
+    65536 registers."""
     from fastnn.backends.cuda import linear
     if compiled["registers"] is None:
         pytest.skip("no ptxas (the nvidia-cuda-nvcc wheel of the cuda extra)")
     gemms = [r for r in compiled["registers"] if r[:2] == [linear.__name__, "_kernel"]]
     assert gemms and all("float32" in sig for _, _, sig, _, _ in gemms), "the float32 GEMM alone is capped"
+    assert len(gemms) >= 5 * len(linear.GPU_TILINGS)
+    caps = {tiling.registers for tiling in linear.gpu_tilings("")}
     for module, name, sig, registers, spilled in gemms:
-        assert registers <= linear.GEMM_MAX_REGISTERS and spilled == 0, (sig, registers, spilled)
-    assert 2 * linear.NT * linear.GEMM_MAX_REGISTERS <= 65536
+        assert registers <= max(caps) and spilled == 0, (sig, registers, spilled)
+    for tiling in linear.gpu_tilings(""):
+        assert 2 * tiling.NT * tiling.registers <= 65536
 

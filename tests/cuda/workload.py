@@ -63,3 +63,21 @@ def exercise_every_op():
         cu.im2col(cu.to_device(np.ones((1, 2, 4, 4), dtype)), (3, 3), (1, 1), (1, 1), (1, 1))
     cu.max_pool2d_backward(cu.to_device(np.ones((1, 1, 2, 2), np.float32)),   # indices from elsewhere: a scatter
                            cu.to_device(np.array([[[[0, 3], [9, 15]]]])), (1, 1, 4, 4))
+    exercise_every_gemm()
+
+
+def exercise_every_gemm():
+    """The GEMM kernel of every tiling (``linear.TILINGS``; a model's shapes may take only some of
+    them), transpose variant and B operand's kind the backend launches, in both dtypes."""
+    from fastnn.backends.cuda import conv, linear
+    for tiling in linear.TILINGS:
+        for dtype in (np.float32, np.float64):
+            a, b = cu.to_device(np.ones((1, 3, 3), dtype)), cu.to_device(np.ones((1, 3, 3), dtype))
+            c = cu.empty((1, 3, 3), dtype)
+            for ta, tb in ((0, 0), (0, 1), (1, 0)):
+                linear.gemm(a, ta, 3, b, tb, 3, c, 3, 3, 3, 3, tiling=tiling)
+            x = cu.to_device(np.ones((1, 1, 3, 3), dtype))
+            windows = conv._windows(x.shape, 0, 1, (1, 1), (1, 1), 1, (3, 3), (1, 1), (0, 0))
+            linear.gemm(a, 0, 3, x, 0, 0, c.reshape(1, 1, 9), 9, 1, 9, 1, windows=windows, tiling=tiling)
+            row = cu.to_device(np.ones((1, 1, 9), dtype))
+            linear.gemm(row, 0, 9, x, 1, 0, c.reshape(1, 1, 9)[:, :, :1], 1, 1, 1, 9, windows=windows, tiling=tiling)

@@ -26,7 +26,7 @@ from numba import cuda, uint64
 from ..reference.conv import conv_output_size
 from ._core import context_key, empty, kernel, launch_grid, pixel_launch, pixel_strides, plane_position, to_device
 from .elementwise import contiguous, relu_backward, sum as _sum
-from . import linear
+from . import autotune, linear
 from .linear import BIAS_NONE, BIAS_ROW, MASK_A, MASK_B, WINDOW_HEADER, gemm
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv2d_relu_forward",
@@ -253,13 +253,25 @@ def _input_windows(x_shape, g, cg, kernel_size, stride, padding, dilation, ho, w
     return _windows(x_shape, g * cg, cg, kernel_size, dilation, 1, (ho, wo), stride, (-padding[0], -padding[1]))
 
 
-def _implicit_input_gradient(cg, stride):
-    """Whether grad_x is one windows GEMM (stride 1 only: at other strides most of grad_y's taps
-    would fall between the outputs) rather than W^T · grad_y and col2im: when that GEMM's rows, the
-    group's Cg input channels, fill its row tiles to within an eighth (Cg = 32 in 64-row tiles would
-    issue twice the multiply-adds: col2im's pass over the columns costs less)."""
-    bm = linear.BM
-    return IMPLICIT and tuple(stride) == (1, 1) and cg > 0 and -(-cg // bm) * bm * 8 <= cg * 9
+def _input_gradient_paths(stride, cg, og, taps, input_pixels, output_pixels):
+    """The ways of computing grad_x of a group (Cg input and Og output channels, kH kW = ``taps``)
+    worth trying, the heuristic choice first (``autotune`` times them on a GPU):
+
+    * "windows": one GEMM, W' (Cg, Og taps) · windows(grad_y) over the N H W ``input_pixels``. At
+      stride 1 only (at other strides most of grad_y's taps would fall between the outputs), and
+      when its tiles issue at most an eighth more multiply-adds than the other path's GEMM. First
+      when Cg fills the default tiling's row tiles to within an eighth (Cg = 32 fills 32-row tiles,
+      but its GEMM has few blocks for the GPU and reads each grad_y element once per tap: left for
+      the timing to decide);
+    * "col2im": W^T (Cg taps, Og) · grad_y over the N Ho Wo ``output_pixels``, then col2im."""
+    if not (IMPLICIT and tuple(stride) == (1, 1) and cg > 0):
+        return ("col2im",)
+    windows_work = linear.tiling_for(cg, input_pixels).covered(cg, input_pixels) * og * taps
+    columns_work = linear.tiling_for(cg * taps, output_pixels).covered(cg * taps, output_pixels) * og
+    if windows_work * 8 > columns_work * 9:
+        return ("col2im",)
+    bm = linear.TILINGS[0].BM
+    return ("windows", "col2im") if -(-cg // bm) * bm * 8 <= cg * 9 else ("col2im", "windows")
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=False):
@@ -293,6 +305,64 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, relu=Fals
     return y, saved
 
 
+def _input_gradient_through_windows(grad_y, y, y3, weight, x_shape, stride, padding, dilation, groups):
+    """grad_x (Cg, N H W) per group = W' (Cg, Og kH kW) · windows(grad_y), at stride 1: W' element
+    (c, (o, i, j)) is W[o, c, i, j], the split layout of W as (Og, Cg, kH kW) with p = kH kW; read
+    through the ReLU's mask y (laid out like grad_y) when there is one."""
+    n, c, h, w = x_shape
+    o, cg, kh, kw = weight.shape
+    og = o // groups
+    grad_x = empty(x_shape, grad_y.dtype)
+    gx3 = grad_x.reshape(n, c, h * w)
+    w3 = weight.reshape(o, cg, kh * kw)
+    for g in range(groups):
+        gemm(_group(w3, 0, g, og), 0, kh * kw, grad_y, 0, 0, _group(gx3, 1, g, cg), h * w, cg, n * h * w,
+             og * kh * kw, mask=y, masked=MASK_B,
+             windows=_windows(grad_y.shape, g * og, og, (kh, kw), dilation, -1, (h, w), (1, 1), padding))
+    return grad_x
+
+
+def _input_gradient_through_columns(grad_y, y, y3, weight, x_shape, stride, padding, dilation, groups):
+    """grad_x = col2im(W^T grad_y) per group, grad_y read through the ReLU's mask y3 (grad_y's layout
+    as (N, O, Ho Wo)) when there is one."""
+    n, c = x_shape[:2]
+    o, cg, kh, kw = weight.shape
+    ho, wo = grad_y.shape[2:]
+    p, k, og = ho * wo, cg * kh * kw, o // groups
+    gy3 = grad_y.reshape(n, o, p)
+    w2 = weight.reshape(o, k)
+    grad_cols = empty((1, c * kh * kw, n * p), grad_y.dtype)
+    for g in range(groups):
+        gemm(_group(w2, 0, g, og).reshape(1, og, k), 1, k, _group(gy3, 1, g, og), 0, p, _group(grad_cols, 1, g, k),
+             n * p, k, n * p, og, mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_B)
+    return _col2im_from(grad_cols, tuple(x_shape), False, (kh, kw), stride, padding, dilation, ho, wo,
+                        grad_cols.dtype)
+
+
+_INPUT_GRADIENT_WAYS = {"windows": _input_gradient_through_windows, "col2im": _input_gradient_through_columns}
+_INPUT_GRADIENT_WAY = {}
+
+
+def _input_gradient_way(key, args):
+    """The function computing grad_x for a conv2d_backward described by ``key`` (dtype char, x's
+    shape, W's shape, stride, padding, dilation, groups, masked), called with ``args``: the only
+    path of ``_input_gradient_paths``, or the fastest on this GPU (``autotune.fastest``), remembered
+    in _INPUT_GRADIENT_WAY; the heuristic choice while autotuning is off."""
+    x_shape, (o, cg, kh, kw), stride, groups = key[1], key[2], key[3], key[6]
+    n, _, h, w = x_shape
+    ho, wo = args[0].shape[2:]
+    paths = _input_gradient_paths(stride, cg, o // groups, kh * kw, n * h * w, n * ho * wo)
+    if len(paths) > 1 and not autotune.enabled():
+        way = _INPUT_GRADIENT_WAYS[paths[0]]
+        if autotune.off_for_the_process():      # (not a dry run: a later step may time them)
+            _INPUT_GRADIENT_WAY[key] = way
+        return way
+    path = autotune.fastest(("conv2d grad_x", *key), {
+        name: (lambda way=_INPUT_GRADIENT_WAYS[name]: way(*args)) for name in paths})
+    way = _INPUT_GRADIENT_WAY[key] = _INPUT_GRADIENT_WAYS[path]
+    return way
+
+
 def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
     """grad_W = Σ_n grad_y windows(x)^T, grad_x (a windows GEMM, or col2im(W^T grad_y)), grad_b = Σ
     grad_y (per group). With ``relu_output`` y: the same at grad_y ⊙ 1[y > 0], the mask applied as
@@ -314,7 +384,6 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
     gy3 = grad_y.reshape(n, o, p)
     y = None if relu_output is None else contiguous(relu_output)      # laid out like grad_y
     y3 = None if y is None else y.reshape(n, o, p)
-    w2 = weight.reshape(o, k)
     grad_x = grad_w = grad_b = None
     if needs_input_grad[1]:
         grad_w = empty(weight.shape, weight.dtype)
@@ -328,26 +397,14 @@ def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):
                  mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_A, windows=windows)
     if want_bias and not fuse_bias:
         grad_b = _sum(grad_y, (0, 2, 3))
-    if needs_input_grad[0] and _implicit_input_gradient(cg, stride):
-        # grad_x (Cg, N H W) per group = W' (Cg, Og kH kW) · windows(grad_y): W' element (c, (o, i, j)) is
-        # W[o, c, i, j], the split layout of W as (Og, Cg, kH kW) with p = kH kW
-        grad_x = empty(x_shape, grad_y.dtype)
-        gx3 = grad_x.reshape(n, c, h * w)
-        w3 = weight.reshape(o, cg, kh * kw)
-        for g in range(groups):
-            gemm(_group(w3, 0, g, og), 0, kh * kw, grad_y, 0, 0, _group(gx3, 1, g, cg), h * w, cg, n * h * w,
-                 og * kh * kw, mask=y, masked=MASK_B,
-                 windows=_windows(grad_y.shape, g * og, og, (kh, kw), dilation, -1, (h, w), (1, 1), padding))
-    elif needs_input_grad[0]:
-        grad_cols = empty((1, c * kh * kw, n * p), grad_y.dtype)
-        for g in range(groups):
-            a = _group(w2, 0, g, og).reshape(1, og, k)
-            b = _group(gy3, 1, g, og)
-            out = _group(grad_cols, 1, g, k)
-            gemm(a, 1, k, b, 0, p, out, n * p, k, n * p, og,
-                 mask=None if y3 is None else _group(y3, 1, g, og), masked=MASK_B)
-        grad_x = _col2im_from(grad_cols, x_shape, False, (kh, kw), stride, padding, dilation, ho, wo,
-                              grad_cols.dtype)
+    if needs_input_grad[0]:
+        key = (grad_y.dtype.char, x_shape, weight.shape, tuple(stride), tuple(padding), tuple(dilation), groups,
+               y is not None)
+        args = (grad_y, y, y3, weight, x_shape, stride, padding, dilation, groups)
+        way = _INPUT_GRADIENT_WAY.get(key)
+        if way is None:
+            way = _input_gradient_way(key, args)
+        grad_x = way(*args)
     return grad_x, grad_w, grad_b
 
 

@@ -37,10 +37,12 @@ grad_b = Σ_n grad_y.
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import numpy as np
 from numba import cuda, float32, float64, int32, uint64
 
+from . import autotune
 from ._core import (SIMULATOR, context_key, empty, flat_view, kernel, launch_grid, multiprocessors, plane_position,
                     to_device)
 from ..reference.dropout import hash_seed
@@ -49,74 +51,121 @@ from .elementwise import _hash_bits_device, contiguous, dropout_mask, relu_backw
 __all__ = ["linear_forward", "linear_backward", "linear_relu_forward", "linear_relu_backward",
            "linear_relu_dropout_forward", "linear_relu_dropout_backward", "matmul", "gemm"]
 
-GPU_TILES = (64, 64, 16, 4, 4)      # (BM, BN, BK, TM, TN) on a GPU
-SIMULATOR_TILES = (8, 8, 8, 2, 2)   # small, so the simulator's tests cross tile edges and split k
-TILE_CONSTANTS = ("BM", "BN", "BK", "TM", "TN", "BM_PADDED", "BN_PADDED", "TX", "TY", "NT", "A_FETCH", "B_FETCH")
+# The tilings a GEMM can be launched with, (BM, BN, BK, TM, TN): the first is the default; another is
+# taken for a GEMM whose output it covers with at least an eighth fewer elements (``tiling_for``):
+# 32-row tiles for a GEMM of 32 rows or fewer (conv1's forward, whose 32 output channels would fill
+# half of each 64-row tile; a windows grad_x of 32 input channels; a weight gradient of 10 rows)
+GPU_TILINGS = ((64, 64, 16, 4, 4), (32, 128, 16, 4, 4))
+SIMULATOR_TILINGS = ((8, 8, 8, 2, 2), (4, 16, 8, 2, 2))   # small: the simulator's tests cross tile edges
 
 
-def tile_constants(bm, bn, bk, tm, tn):
-    """The values of TILE_CONSTANTS for a tiling: a block computes a BM x BN tile of C from BK-deep
-    slabs with TX x TY = NT threads, each a TM x TN register tile; a thread fetches A_FETCH elements
-    of each A slab and B_FETCH of each B slab. Shared-memory tile widths BM_PADDED, BN_PADDED are
-    padded so the slab stores of an operand whose fast axis is k (kk fastest across a warp) spread
-    over the banks (a 2-way conflict instead of BK-way), and by 4 so each row stays 16-byte aligned
-    for the multiply's vector loads. Raises ValueError for a tiling the kernel cannot run."""
+class Tiling(NamedTuple):
+    """A GEMM tiling: a block computes a BM x BN tile of C from BK-deep slabs with TX x TY = NT
+    threads, each a TM x TN register tile; a thread fetches A_FETCH elements of each A slab and
+    B_FETCH of each B slab. Shared-memory tile widths BM_PADDED, BN_PADDED are padded so the slab
+    stores of an operand whose fast axis is k (kk fastest across a warp) spread over the banks (a
+    2-way conflict instead of BK-way), and by 4 so each row stays 16-byte aligned for the multiply's
+    vector loads. ``registers``: the float32 kernel's register cap (``register_cap``)."""
+    BM: int
+    BN: int
+    BK: int
+    TM: int
+    TN: int
+    registers: int
+
+    @property
+    def TX(self):
+        return self.BN // self.TN
+
+    @property
+    def TY(self):
+        return self.BM // self.TM
+
+    @property
+    def NT(self):
+        return self.TX * self.TY
+
+    @property
+    def BM_PADDED(self):
+        return self.BM + 4
+
+    @property
+    def BN_PADDED(self):
+        return self.BN + 4
+
+    @property
+    def A_FETCH(self):
+        return self.BM * self.BK // self.NT
+
+    @property
+    def B_FETCH(self):
+        return self.BN * self.BK // self.NT
+
+    def covered(self, m, n):
+        """The elements of C a grid of these tiles covers for an (m, n) output (its multiply-adds per k)."""
+        return _ceil_div(m, self.BM) * self.BM * _ceil_div(n, self.BN) * self.BN
+
+
+def register_cap(nt):
+    """The float32 GEMM's register cap for NT threads a block: what two blocks per multiprocessor
+    leave (65536 registers), at most 255 (128 for 256 threads)."""
+    return min(255, 65536 // (2 * nt))
+
+
+def make_tiling(bm, bn, bk, tm, tn, registers=None):
+    """The ``Tiling`` (BM, BN, BK, TM, TN), with the register cap ``registers`` (by default
+    ``register_cap``). Raises ValueError for a tiling the kernel cannot run."""
+    if min(bm, bn, bk, tm, tn) <= 0:
+        raise ValueError(f"cuda gemm tiles must be positive, got {(bm, bn, bk, tm, tn)}")
     if bm % tm or bn % tn:
         raise ValueError(f"cuda gemm tiles: TM={tm} must divide BM={bm} and TN={tn} BN={bn}")
-    tx, ty = bn // tn, bm // tm
-    nt = tx * ty
+    nt = (bn // tn) * (bm // tm)
     # the slab loads give each thread a fixed column of the slab (k index tid % BK, or outer index
     # tid % width) and rows a stride NT / BK or NT / width apart: NT must be a multiple of BK and of
     # the tile widths, and divide a slab
     if not (nt % bk == 0 and nt % bm == 0 and nt % bn == 0 and (bm * bk) % nt == 0 and (bn * bk) % nt == 0):
         raise ValueError(f"cuda gemm tiles: {nt} threads must be a multiple of BK={bk}, BM={bm} and BN={bn} and "
                          "divide BM * BK and BN * BK")
-    if bk % 8:      # the multiply loop takes eight slab rows a turn
+    if bk % 8:      # the multiply takes eight slab rows a turn
         raise ValueError(f"cuda gemm tiles: BK={bk} must be a multiple of 8")
-    return bm, bn, bk, tm, tn, bm + 4, bn + 4, tx, ty, nt, bm * bk // nt, bn * bk // nt
-
-
-def register_cap(nt):
-    """The float32 GEMM's register cap for NT threads a block: what two blocks per multiprocessor
-    leave (65536 registers), at most 255 (128 for the default 256 threads)."""
-    return min(255, 65536 // (2 * nt))
-
-
-def gpu_tiling(setting):
-    """(BM, BN, BK, TM, TN) and the float32 register cap from ``FASTNN_CUDA_GEMM_TILES`` (``setting``):
-    "BM,BN,BK,TM,TN" or "BM,BN,BK,TM,TN,REGISTERS"; GPU_TILES and ``register_cap`` when empty. For
-    comparing tilings on a GPU (each process compiles, and caches, the kernels of its own tiling)."""
-    if not setting:
-        return GPU_TILES, register_cap(tile_constants(*GPU_TILES)[TILE_CONSTANTS.index("NT")])
-    try:
-        values = tuple(int(v) for v in setting.split(","))
-    except ValueError:
-        values = ()
-    if len(values) not in (5, 6) or min(values) <= 0:
-        raise ValueError(f"FASTNN_CUDA_GEMM_TILES must be BM,BN,BK,TM,TN[,REGISTERS] (positive integers), "
-                         f"got {setting!r}")
-    try:
-        constants = dict(zip(TILE_CONSTANTS, tile_constants(*values[:5])))
-    except ValueError as error:
-        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {error}") from None
-    nt = constants["NT"]
-    registers = values[5] if len(values) == 6 else register_cap(nt)
-    shared = constants["BK"] * (constants["BM_PADDED"] + constants["BN_PADDED"]) * 8    # the float64 GEMM's tiles
-    if nt > 256:        # the float64 GEMM is not capped: up to 255 registers a thread must fit 65536
-        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {nt} threads a block; at most 256")
-    if registers > 255:     # (255 x 256 threads fit a multiprocessor's 65536)
-        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {registers} registers a thread; at most 255")
+    if nt > 256:    # the float64 GEMM is not capped: up to 255 registers a thread must fit 65536
+        raise ValueError(f"cuda gemm tiles: {nt} threads a block; at most 256")
+    registers = register_cap(nt) if registers is None else registers
+    if not 0 < registers <= 255:     # (255 x 256 threads fit a multiprocessor's 65536)
+        raise ValueError(f"cuda gemm tiles: {registers} registers a thread; at most 255")
+    shared = bk * (bm + 4 + bn + 4) * 8     # the float64 GEMM's tiles
     if shared > 48 * 1024:
-        raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: the float64 tiles need {shared} bytes of shared "
-                         "memory a block; at most 49152")
-    return values[:5], registers
+        raise ValueError(f"cuda gemm tiles: the float64 tiles need {shared} bytes of shared memory a block; "
+                         "at most 49152")
+    return Tiling(bm, bn, bk, tm, tn, registers)
 
 
-_TILES, GEMM_MAX_REGISTERS = gpu_tiling(os.environ.get("FASTNN_CUDA_GEMM_TILES", ""))
-BM, BN, BK, TM, TN, BM_PADDED, BN_PADDED, TX, TY, NT, A_FETCH, B_FETCH = tile_constants(
-    *(SIMULATOR_TILES if SIMULATOR else _TILES))
+def gpu_tilings(setting):
+    """The GPU's tilings from ``FASTNN_CUDA_GEMM_TILES`` (``setting``): tilings separated by ";",
+    each "BM,BN,BK,TM,TN" or "BM,BN,BK,TM,TN,REGISTERS", the first the default; GPU_TILINGS when
+    empty. For comparing tilings on a GPU (e.g. the default alone, or an 8x8 register tile)."""
+    if not setting:
+        return tuple(make_tiling(*t) for t in GPU_TILINGS)
+    tilings = []
+    for one in setting.split(";"):
+        try:
+            values = tuple(int(v) for v in one.split(","))
+        except ValueError:
+            values = ()
+        if len(values) not in (5, 6) or min(values) <= 0:
+            raise ValueError(f"FASTNN_CUDA_GEMM_TILES must be tilings BM,BN,BK,TM,TN[,REGISTERS] (positive "
+                             f"integers) separated by ';', got {setting!r}")
+        try:
+            tilings.append(make_tiling(*values))
+        except ValueError as error:
+            raise ValueError(f"FASTNN_CUDA_GEMM_TILES={setting!r}: {error}") from None
+    return tuple(tilings)
+
+
+TILINGS = tuple(make_tiling(*t) for t in SIMULATOR_TILINGS) if SIMULATOR else \
+    gpu_tilings(os.environ.get("FASTNN_CUDA_GEMM_TILES", ""))
 if SIMULATOR:
-    MIN_K_CHUNK = BK           # split-K in the simulator's small tests
+    MIN_K_CHUNK = 8            # split-K in the simulator's small tests
     MAX_SPLITS = 8
 else:
     MIN_K_CHUNK = 256          # k per slice: 16 slabs, so writing and re-reading a partial costs little
@@ -124,11 +173,19 @@ else:
     # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
     MAX_SPLITS = 128
 MAX_GRID_Y = 65535
-# GEMM_MAX_REGISTERS (above): the float32 GEMM runs two blocks of TX x TY threads per multiprocessor
-# (65536 registers; 256 threads and 128 registers by default). ptxas -v (sm_90) takes 134-148
-# uncapped depending on (ta, tb), 122-128 under the cap with no spill (a test assembles every
-# recorded signature). The float64 one (two registers a value) would spill under the cap: it is left
-# free (at most 255 registers, which 256 threads a block fit).
+# Registers: the float32 GEMM runs two blocks per multiprocessor (65536 registers; 256 threads and
+# 128 registers each with the default tiling). ptxas -v (sm_90) takes 134-148 uncapped depending on
+# (ta, tb), 120-128 under the cap with no spill (a test assembles every recorded signature). The
+# float64 one (two registers a value) would spill under the cap: it is left free (at most 255
+# registers, which 256 threads a block fit).
+
+
+def tiling_for(m, n):
+    """The tiling a GEMM with an (m, n) output is launched with: the default (TILINGS[0]), unless
+    another covers C with at least an eighth fewer elements (of those, the one covering fewest)."""
+    default = TILINGS[0]
+    best = min(TILINGS, key=lambda t: t.covered(m, n))
+    return best if best.covered(m, n) * 9 <= default.covered(m, n) * 8 else default
 
 BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 # The windows operand (an int64 device array): a header, then three entries per tap t (a row of the
@@ -147,55 +204,10 @@ BIAS_NONE, BIAS_ROW, BIAS_COL = 0, 1, 2
 MASK_NONE, MASK_A, MASK_B = 0, 1, 2
 
 
-def window_slack():
-    """Zero tap entries a windows table needs after its taps: max(BK, BN) (of the tiling in use)."""
-    return max(BK, BN)
-
-
-@cuda.jit(device=True)
-def _slab_element(s, k_rows, width, tid):
-    """(kk, o): the slab position of the thread's element s of a slab (s < width BK / NT), the k
-    index kk and the outer index o. Consecutive threads take consecutive addresses of the operand's
-    fast axis: o (k_rows) or kk."""
-    if k_rows:
-        return tid // width + s * (NT // width), tid % width
-    return tid % BK, tid // BK + s * (NT // BK)
-
-
-@cuda.jit(device=True)
-def _fetch_slab(src, s_q, s_r, s_c, k_rows, outer0, outer, width, k0, k_end, q, rem, mask, masked, mask_scale,
-                zero, tid, regs):
-    """regs[s] = op(src)[outer0 + o, k0 + kk] for the thread's elements (kk, o) of one BK-deep slab
-    (zero outside the matrix): of the A slab (outer = m, k_rows = ta) or the B slab (outer = n,
-    k_rows = not tb). ``k_rows``: k is the operand's row index (its fast axis is the outer one),
-    else its column index. Fetched into registers a slab ahead of the one being multiplied, so the
-    global loads are in flight while the multiply runs (``_store_slab`` puts them in shared memory).
-
-    ``src`` is the operand's memory from its first element, element (q, r, c) of the split layout
-    at q s_q + r s_r + c s_c. The column c is fixed for the thread: its outer index outer0 + tid %
-    width (k_rows) or its k index k0 + tid % BK; (q, rem) = divmod(c, p) comes from the caller (worked
-    out once per tile, or stepped per slab by ``_next_slab_column``): no division per element, and
-    the thread's elements are a fixed stride of rows apart. With ``masked``, an element whose
-    ``mask`` (laid out like src) is not > 0 is read as zero, the others times ``mask_scale`` (1, or
-    a fused dropout's 1 / (1 - p))."""
-    kk, o = _slab_element(0, k_rows, width, tid)
-    go = outer0 + o
-    gk = k0 + kk
-    at = q * s_q + (gk if k_rows else go) * s_r + rem * s_c
-    rows_apart = NT // width if k_rows else NT // BK
-    for s in range(width * BK // NT):
-        v = zero
-        if go < outer and gk < k_end:
-            # at >= 0: unsigned, so Numba adds no negative-index wraparound
-            v = src[uint64(at)]
-            if masked:
-                v = v * mask_scale if mask[uint64(at)] > zero else zero
-        regs[s] = v
-        at += rows_apart * s_r
-        if k_rows:
-            gk += rows_apart
-        else:
-            go += rows_apart
+def window_slack(tilings=None):
+    """Zero tap entries a windows table needs after its taps: max(BK, BN) over the tilings a GEMM may
+    read it with (by default TILINGS)."""
+    return max(max(t.BK, t.BN) for t in (TILINGS if tilings is None else tilings))
 
 
 @cuda.jit(device=True)
@@ -208,20 +220,6 @@ def _window_pixel(windows, pixel):
 
 
 @cuda.jit(device=True)
-def _next_window_pixel(windows, n, oh, ow):
-    """(n, oh, ow) of the pixel BK columns after (n, oh, ow): no division (a turn of a loop per
-    plane row crossed)."""
-    ow += BK
-    while ow >= windows[W_COL_W]:
-        ow -= windows[W_COL_W]
-        oh += 1
-    while oh >= windows[W_COL_H]:
-        oh -= windows[W_COL_H]
-        n += 1
-    return n, oh, ow
-
-
-@cuda.jit(device=True)
 def _window_origin(windows, n, oh, ow):
     """(offset, origin_h, origin_w) of pixel (n, oh, ow)'s window: the source offset its taps'
     offsets are added to (negative when the window starts in the padding), and its top-left corner."""
@@ -230,89 +228,166 @@ def _window_origin(windows, n, oh, ow):
     return n * windows[W_IMAGE] + origin_h * windows[W_SRC_W] + origin_w, origin_h, origin_w
 
 
-@cuda.jit(device=True)
-def _fetch_window_slab(src, windows, k_rows, outer0, outer, width, k0, k_end, offset, origin_h, origin_w, mask,
-                       masked, mask_scale, zero, tid, regs):
-    """``_fetch_slab`` for a windows operand (the B slab; ``k_rows``: k is the tap, the outer index
-    the pixel, as in a forward convolution; else k is the pixel, as in a weight gradient). The
-    thread's elements of a slab share one pixel, whose window is (offset, origin_h, origin_w)
-    (``_window_origin``), and differ in their tap: its table entry gives the element's place, or 0
-    outside the source plane (the padding). ``mask`` is laid out like src."""
-    kk, o = _slab_element(0, k_rows, width, tid)
-    go = outer0 + o
-    gk = k0 + kk
-    rows_apart = NT // width if k_rows else NT // BK
-    src_h = uint64(windows[W_SRC_H])
-    src_w = uint64(windows[W_SRC_W])
-    # the table entry of the element's tap, read with no branch before it (the table has window_slack()
-    # zero entries after its taps, for the elements past the matrix's edge): the thread's table reads
-    # are all in flight at once, a fixed distance apart. Unsigned: no negative-index code, and one
-    # compare a side for 0 <= h < src_h (a negative h wraps to a huge one)
-    t = uint64(WINDOW_HEADER) + uint64(3) * uint64(gk if k_rows else go)
-    for s in range(width * BK // NT):
-        inside = go < outer and gk < k_end
-        at = uint64(offset + windows[t])
-        h = uint64(origin_h + windows[t + uint64(1)])
-        w = uint64(origin_w + windows[t + uint64(2)])
-        v = zero
-        if inside and h < src_h and w < src_w:      # at >= 0 inside the plane
-            v = src[at]
-            if masked:
-                v = v * mask_scale if mask[at] > zero else zero
-        regs[s] = v
-        t += uint64(3 * rows_apart)
+class _TiledFunctions(NamedTuple):
+    fetch_slab: object
+    fetch_window_slab: object
+    store_slab: object
+    multiply_eight_slab_rows: object
+    next_slab_column: object
+    next_window_pixel: object
+
+
+_TILED_FUNCTIONS = {}
+
+
+def _tiled_functions(tiling):
+    """The GEMM's device functions that depend on the tiling, compiled with its constants (made once
+    per tiling; the kernels of every dtype and variant share them)."""
+    made = _TILED_FUNCTIONS.get(tiling)
+    if made is not None:
+        return made
+    BK, TM, TN, NT = tiling.BK, tiling.TM, tiling.TN, tiling.NT
+
+    @cuda.jit(device=True)
+    def slab_element(s, k_rows, width, tid):
+        """(kk, o): the slab position of the thread's element s of a slab (s < width BK / NT), the k
+        index kk and the outer index o. Consecutive threads take consecutive addresses of the operand's
+        fast axis: o (k_rows) or kk."""
         if k_rows:
-            gk += rows_apart
-        else:
-            go += rows_apart
+            return tid // width + s * (NT // width), tid % width
+        return tid % BK, tid // BK + s * (NT // BK)
 
+    @cuda.jit(device=True)
+    def fetch_slab(src, s_q, s_r, s_c, k_rows, outer0, outer, width, k0, k_end, q, rem, mask, masked, mask_scale,
+                   zero, tid, regs):
+        """regs[s] = op(src)[outer0 + o, k0 + kk] for the thread's elements (kk, o) of one BK-deep slab
+        (zero outside the matrix): of the A slab (outer = m, k_rows = ta) or the B slab (outer = n,
+        k_rows = not tb). ``k_rows``: k is the operand's row index (its fast axis is the outer one),
+        else its column index. Fetched into registers a slab ahead of the one being multiplied, so the
+        global loads are in flight while the multiply runs (``store_slab`` puts them in shared memory).
 
-@cuda.jit(device=True)
-def _store_slab(tile, k_rows, width, tid, regs):
-    """tile[kk, o] = regs[s] for the thread's elements of the slab (``_fetch_slab``'s)."""
-    for s in range(width * BK // NT):
-        kk, o = _slab_element(s, k_rows, width, tid)
-        tile[kk, o] = regs[s]
+        ``src`` is the operand's memory from its first element, element (q, r, c) of the split layout
+        at q s_q + r s_r + c s_c. The column c is fixed for the thread: its outer index outer0 + tid %
+        width (k_rows) or its k index k0 + tid % BK; (q, rem) = divmod(c, p) comes from the caller (worked
+        out once per tile, or stepped per slab by ``next_slab_column``): no division per element, and
+        the thread's elements are a fixed stride of rows apart. With ``masked``, an element whose
+        ``mask`` (laid out like src) is not > 0 is read as zero, the others times ``mask_scale`` (1, or
+        a fused dropout's 1 / (1 - p))."""
+        kk, o = slab_element(0, k_rows, width, tid)
+        go = outer0 + o
+        gk = k0 + kk
+        at = q * s_q + (gk if k_rows else go) * s_r + rem * s_c
+        rows_apart = NT // width if k_rows else NT // BK
+        for s in range(width * BK // NT):
+            v = zero
+            if go < outer and gk < k_end:
+                # at >= 0: unsigned, so Numba adds no negative-index wraparound
+                v = src[uint64(at)]
+                if masked:
+                    v = v * mask_scale if mask[uint64(at)] > zero else zero
+            regs[s] = v
+            at += rows_apart * s_r
+            if k_rows:
+                gk += rows_apart
+            else:
+                go += rows_apart
 
+    @cuda.jit(device=True)
+    def fetch_window_slab(src, windows, k_rows, outer0, outer, width, k0, k_end, offset, origin_h, origin_w, mask,
+                          masked, mask_scale, zero, tid, regs):
+        """``fetch_slab`` for a windows operand (the B slab; ``k_rows``: k is the tap, the outer index
+        the pixel, as in a forward convolution; else k is the pixel, as in a weight gradient). The
+        thread's elements of a slab share one pixel, whose window is (offset, origin_h, origin_w)
+        (``_window_origin``), and differ in their tap: its table entry gives the element's place, or 0
+        outside the source plane (the padding). ``mask`` is laid out like src."""
+        kk, o = slab_element(0, k_rows, width, tid)
+        go = outer0 + o
+        gk = k0 + kk
+        rows_apart = NT // width if k_rows else NT // BK
+        src_h = uint64(windows[W_SRC_H])
+        src_w = uint64(windows[W_SRC_W])
+        # the table entry of the element's tap, read with no branch before it (the table has window_slack()
+        # zero entries after its taps, for the elements past the matrix's edge): the thread's table reads
+        # are all in flight at once, a fixed distance apart. Unsigned: no negative-index code, and one
+        # compare a side for 0 <= h < src_h (a negative h wraps to a huge one)
+        t = uint64(WINDOW_HEADER) + uint64(3) * uint64(gk if k_rows else go)
+        for s in range(width * BK // NT):
+            inside = go < outer and gk < k_end
+            at = uint64(offset + windows[t])
+            h = uint64(origin_h + windows[t + uint64(1)])
+            w = uint64(origin_w + windows[t + uint64(2)])
+            v = zero
+            if inside and h < src_h and w < src_w:      # at >= 0 inside the plane
+                v = src[at]
+                if masked:
+                    v = v * mask_scale if mask[at] > zero else zero
+            regs[s] = v
+            t += uint64(3 * rows_apart)
+            if k_rows:
+                gk += rows_apart
+            else:
+                go += rows_apart
 
-@cuda.jit(device=True)
-def _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
-    """acc += op(A)[rows, k] op(B)[k, cols] for the slab's k index kk: the thread's TM rows
-    (a_tile columns a_col ...) times its TN columns (b_tile columns b_col ...). Each thread's
-    rows and columns are consecutive, so the assembler reads them as 16-byte shared loads."""
-    for i in range(TM):
-        ra[i] = a_tile[kk, a_col + i]
-    for j in range(TN):
-        rb[j] = b_tile[kk, b_col + j]
-    for i in range(TM):
+    @cuda.jit(device=True)
+    def store_slab(tile, k_rows, width, tid, regs):
+        """tile[kk, o] = regs[s] for the thread's elements of the slab (``fetch_slab``'s)."""
+        for s in range(width * BK // NT):
+            kk, o = slab_element(s, k_rows, width, tid)
+            tile[kk, o] = regs[s]
+
+    @cuda.jit(device=True)
+    def multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
+        """acc += op(A)[rows, k] op(B)[k, cols] for the slab's k index kk: the thread's TM rows
+        (a_tile columns a_col ...) times its TN columns (b_tile columns b_col ...). Each thread's
+        rows and columns are consecutive, so the assembler reads them as 16-byte shared loads."""
+        for i in range(TM):
+            ra[i] = a_tile[kk, a_col + i]
         for j in range(TN):
-            acc[i, j] += ra[i] * rb[j]
+            rb[j] = b_tile[kk, b_col + j]
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] += ra[i] * rb[j]
 
+    @cuda.jit(device=True)
+    def multiply_eight_slab_rows(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
+        """``multiply_slab_row`` for the slab rows kk ... kk + 7, written out."""
+        multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 1, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 2, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 3, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 4, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 5, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 6, a_col, b_col, acc, ra, rb)
+        multiply_slab_row(a_tile, b_tile, kk + 7, a_col, b_col, acc, ra, rb)
 
-@cuda.jit(device=True)
-def _multiply_eight_slab_rows(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb):
-    """``_multiply_slab_row`` for the slab rows kk ... kk + 7, written out."""
-    _multiply_slab_row(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 1, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 2, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 3, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 4, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 5, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 6, a_col, b_col, acc, ra, rb)
-    _multiply_slab_row(a_tile, b_tile, kk + 7, a_col, b_col, acc, ra, rb)
+    @cuda.jit(device=True)
+    def next_slab_column(q, rem, p):
+        """divmod(c + BK, p) from (q, rem) = divmod(c, p), without a division: one or two turns of the
+        loop when p >= BK (plain matrices, NCHW planes of 16 pixels or more), BK / p + 1 below that.
+        (Keeping divmod(BK, p) per tile for a constant-time step cost two live registers: the (0, 0)
+        kernel spilled under the 128-register cap.)"""
+        rem += BK
+        while rem >= p:
+            rem -= p
+            q += 1
+        return q, rem
 
+    @cuda.jit(device=True)
+    def next_window_pixel(windows, n, oh, ow):
+        """(n, oh, ow) of the pixel BK columns after (n, oh, ow): no division (a turn of a loop per
+        plane row crossed)."""
+        ow += BK
+        while ow >= windows[W_COL_W]:
+            ow -= windows[W_COL_W]
+            oh += 1
+        while oh >= windows[W_COL_H]:
+            oh -= windows[W_COL_H]
+            n += 1
+        return n, oh, ow
 
-@cuda.jit(device=True)
-def _next_slab_column(q, rem, p):
-    """divmod(c + BK, p) from (q, rem) = divmod(c, p), without a division: one or two turns of the
-    loop when p >= BK (plain matrices, NCHW planes of 16 pixels or more), BK / p + 1 below that.
-    (Keeping divmod(BK, p) per tile for a constant-time step cost two live registers: the (0, 0)
-    kernel spilled under the 128-register cap.)"""
-    rem += BK
-    while rem >= p:
-        rem -= p
-        q += 1
-    return q, rem
+    made = _TILED_FUNCTIONS[tiling] = _TiledFunctions(fetch_slab, fetch_window_slab, store_slab,
+                                                      multiply_eight_slab_rows, next_slab_column, next_window_pixel)
+    return made
 
 
 @cuda.jit(device=True)
@@ -331,23 +406,27 @@ def _epilogue(v, gi, gj, n, bias, bias_mode, relu, dropout, drop_seed, drop_thre
     return v
 
 
-def _make_gemm(dtype, ta, tb, windowed=False):
-    """The GEMM kernel for one dtype and one pair of transpose flags: ``ta`` and ``tb`` are
-    compile-time constants, so each operand has one slab-load path and the registers it needs
-    (with both paths in one kernel the float32 GEMM needed 164 registers and spilled). With
+def _make_gemm(dtype, ta, tb, windowed, tiling):
+    """The GEMM kernel for one dtype, one pair of transpose flags, B's kind and one ``Tiling``: ``ta``
+    and ``tb`` are compile-time constants, so each operand has one slab-load path and the registers
+    it needs (with both paths in one kernel the float32 GEMM needed 164 registers and spilled). With
     ``windowed``, B is a windows operand (its split-layout arguments unused)."""
     zero = dtype(0)     # a constant of the kernel's dtype (a bare 0.0 would be float64 on the device)
     ta, tb, windowed = bool(ta), bool(tb), bool(windowed)
+    BM, BN, BK, TM, TN, TX = tiling.BM, tiling.BN, tiling.BK, tiling.TM, tiling.TN, tiling.TX
+    BM_PADDED, BN_PADDED, A_FETCH, B_FETCH = tiling.BM_PADDED, tiling.BN_PADDED, tiling.A_FETCH, tiling.B_FETCH
+    (fetch_slab, fetch_window_slab, store_slab, multiply_eight_slab_rows, next_slab_column,
+     next_window_pixel) = _tiled_functions(tiling)
     # the tiling and register cap the kernel is compiled for, read by the kernel so that they are
-    # among its closure's values, which key Numba's disk cache (module constants do not: a process
-    # with another FASTNN_CUDA_GEMM_TILES would load kernels compiled for this one's)
-    tiling = (BM, BN, BK, TM, TN, GEMM_MAX_REGISTERS)
+    # among its closure's values, which key Numba's disk cache (with the device functions and the
+    # constants above; the register cap is not otherwise in the key)
+    compiled_for = tuple(tiling)
 
-    @kernel(max_registers=GEMM_MAX_REGISTERS if dtype == float32 else None)
+    @kernel(max_registers=tiling.registers if dtype == float32 else None)
     def gemm_kernel(a, sa_q, sa_r, sa_c, pa, b, sb_q, sb_r, sb_c, pb, c, pc, bias, bias_mode, relu, row_sums,
                     want_row_sums, m, n, k, k_chunk, mask, masked, part, row_part, arrivals, dropout, drop_seed,
                     drop_threshold, drop_scale, windows):
-        if tiling[0] != BM:     # never true (folded away): see ``tiling`` above
+        if compiled_for[0] != BM:     # never true (folded away): see ``compiled_for`` above
             return
         a_tile = cuda.shared.array((BK, BM_PADDED), dtype)
         b_tile = cuda.shared.array((BK, BN_PADDED), dtype)
@@ -397,33 +476,33 @@ def _make_gemm(dtype, ta, tb, windowed=False):
                 br = b_c % pb1
                 wn = wh = ww = w_at = w_h = w_w = 0
             # software pipeline: slab k0 + BK is fetched into registers while slab k0 is multiplied
-            _fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k_begin, k_end, aq, ar, mask, masked == MASK_A,
+            fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k_begin, k_end, aq, ar, mask, masked == MASK_A,
                         drop_scale, zero, tid, a_regs)
             if windowed:
-                _fetch_window_slab(b, windows, not tb, col0, n, BN, k_begin, k_end, w_at, w_h, w_w, mask,
+                fetch_window_slab(b, windows, not tb, col0, n, BN, k_begin, k_end, w_at, w_h, w_w, mask,
                                    masked == MASK_B, drop_scale, zero, tid, b_regs)
             else:
-                _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k_begin, k_end, bq, br, mask, masked == MASK_B,
+                fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k_begin, k_end, bq, br, mask, masked == MASK_B,
                             drop_scale, zero, tid, b_regs)
             for k0 in range(k_begin, k_end, BK):
-                _store_slab(a_tile, ta, BM, tid, a_regs)
-                _store_slab(b_tile, not tb, BN, tid, b_regs)
+                store_slab(a_tile, ta, BM, tid, a_regs)
+                store_slab(b_tile, not tb, BN, tid, b_regs)
                 cuda.syncthreads()
                 if k0 + BK < k_end:
                     if not ta:
-                        aq, ar = _next_slab_column(aq, ar, pa1)
+                        aq, ar = next_slab_column(aq, ar, pa1)
                     if tb and windowed:
-                        wn, wh, ww = _next_window_pixel(windows, wn, wh, ww)
+                        wn, wh, ww = next_window_pixel(windows, wn, wh, ww)
                         w_at, w_h, w_w = _window_origin(windows, wn, wh, ww)
                     elif tb:
-                        bq, br = _next_slab_column(bq, br, pb1)
-                    _fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k0 + BK, k_end, aq, ar, mask,
+                        bq, br = next_slab_column(bq, br, pb1)
+                    fetch_slab(a, sa_q, sa_r, sa_c, ta, row0, m, BM, k0 + BK, k_end, aq, ar, mask,
                                 masked == MASK_A, drop_scale, zero, tid, a_regs)
                     if windowed:
-                        _fetch_window_slab(b, windows, not tb, col0, n, BN, k0 + BK, k_end, w_at, w_h, w_w, mask,
+                        fetch_window_slab(b, windows, not tb, col0, n, BN, k0 + BK, k_end, w_at, w_h, w_w, mask,
                                            masked == MASK_B, drop_scale, zero, tid, b_regs)
                     else:
-                        _fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k0 + BK, k_end, bq, br, mask,
+                        fetch_slab(b, sb_q, sb_r, sb_c, not tb, col0, n, BN, k0 + BK, k_end, bq, br, mask,
                                     masked == MASK_B, drop_scale, zero, tid, b_regs)
                 # the slab rows written out, sixteen a turn (eight when BK is not a multiple of 16): a
                 # 16-deep slab is one straight run of FMAs and 16-byte shared loads at fixed offsets.
@@ -431,9 +510,9 @@ def _make_gemm(dtype, ta, tb, windowed=False):
                 # cost 11 instructions a turn (with four rows a turn, 83 instructions for 64 FMAs)
                 kk = 0
                 while kk < BK:
-                    _multiply_eight_slab_rows(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
+                    multiply_eight_slab_rows(a_tile, b_tile, kk, a_col, b_col, acc, ra, rb)
                     if BK % 16 == 0:
-                        _multiply_eight_slab_rows(a_tile, b_tile, kk + 8, a_col, b_col, acc, ra, rb)
+                        multiply_eight_slab_rows(a_tile, b_tile, kk + 8, a_col, b_col, acc, ra, rb)
                         kk += 16
                     else:
                         kk += 8
@@ -528,9 +607,10 @@ def _make_gemm(dtype, ta, tb, windowed=False):
 _KERNELS = {}
 
 
-def _kernel(dtype, ta, tb, windowed=False):
-    """The GEMM kernel for ``dtype``, the transpose flags and B's kind (made, and compiled, on first use)."""
-    key = (np.dtype(dtype), bool(ta), bool(tb), bool(windowed))
+def _kernel(dtype, ta, tb, windowed, tiling):
+    """The GEMM kernel for ``dtype``, the transpose flags, B's kind and the ``Tiling`` (made, and
+    compiled, on first use)."""
+    key = (np.dtype(dtype), bool(ta), bool(tb), bool(windowed), tiling)
     kernel = _KERNELS.get(key)
     if kernel is None:
         if key[0] not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -583,11 +663,13 @@ def _ceil_div(a, b):
     return -(-a // b)
 
 
-def split_k(m, n, k):
-    """How many slices of k a GEMM with an (m, n) output is cut into: 1 when its tiles alone give
-    every multiprocessor two blocks, or when k is under two slices of MIN_K_CHUNK; else enough
-    slices (of at least MIN_K_CHUNK, at most MAX_SPLITS) for two blocks per multiprocessor."""
-    blocks = _ceil_div(m, BM) * _ceil_div(n, BN)
+def split_k(m, n, k, tiling=None):
+    """How many slices of k a GEMM with an (m, n) output is cut into (in tiles of ``tiling``, by
+    default ``tiling_for(m, n)``): 1 when its tiles alone give every multiprocessor two blocks, or
+    when k is under two slices of MIN_K_CHUNK; else enough slices (of at least MIN_K_CHUNK, at most
+    MAX_SPLITS) for two blocks per multiprocessor."""
+    tiling = tiling_for(m, n) if tiling is None else tiling
+    blocks = _ceil_div(m, tiling.BM) * _ceil_div(n, tiling.BN)
     target = 2 * multiprocessors()
     if blocks == 0 or blocks >= target or k < 2 * MIN_K_CHUNK:
         return 1
@@ -610,7 +692,7 @@ def _arrivals(tiles):
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
-         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None, windows=None):
+         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None, windows=None, tiling=None):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
     C = max(that, 0) with ``relu``. One launch.
 
@@ -631,6 +713,8 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     ``windows`` (an int64 device array, ``WINDOW_HEADER``'s layout): B is the windows operand of the
     C-contiguous tensor ``b`` (read as its flat memory; ``pb`` unused), op(B) its (taps, pixels)
     matrix, or (pixels, taps) with ``tb``. A mask of B is then laid out like ``b``.
+
+    ``tiling``: the ``Tiling`` to launch with (by default ``tiling_for(m, n)``).
     """
     if dropout is not None and (c.shape[0] != 1 or pc != n or not c.is_c_contiguous() or mask is not None):
         raise ValueError("gemm: a fused dropout needs C as one row-major (m, n) matrix (its flat index) "
@@ -643,18 +727,6 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     if bias is None:
         bias, bias_mode = dummy, BIAS_NONE
     windowed = windows is not None
-    compiled = _kernel(c.dtype, ta, tb, windowed)
-    grid_x, grid_y = _ceil_div(n, BN), min(_ceil_div(m, BM), MAX_GRID_Y)
-    splits = split_k(m, n, k)
-    k_chunk = _ceil_div(_ceil_div(k, splits), BK) * BK if k else 1    # ceil(k / splits) in whole slabs
-    if splits > 1:
-        splits = _ceil_div(k, k_chunk)                                 # no empty slice
-    if splits > 1:
-        part = empty((splits * m * n,), c.dtype)
-        row_part = empty((splits * m,), c.dtype) if row_sums is not None else dummy
-        arrivals = _arrivals(_ceil_div(m, BM) * grid_x)
-    else:
-        part, row_part, arrivals = dummy, dummy, _placeholder(np.int32)
     fa = flat_operand(a)
     if not windowed:
         fb, windows = flat_operand(b), _placeholder(np.int64)
@@ -675,10 +747,72 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
             mask = _flat_tensor(mask)
         else:
             mask = flat_operand(mask)[0]
-    launch_grid(compiled, (grid_x, grid_y, splits), (TX, TY), *fa, int(pa), *fb, int(pb), c, int(pc),
-                bias, int(bias_mode), int(bool(relu)), dummy if row_sums is None else row_sums,
-                int(row_sums is not None), int(m), int(n), int(k), int(k_chunk), mask, int(masked),
-                part, row_part, arrivals, int(dropout is not None), drop_seed, drop_threshold, drop_scale, windows)
+    launch = (c.dtype, m, n, k, row_sums is not None, dummy, (n if tb else k) if windowed else 0,
+              (*fa, int(pa), *fb, int(pb), c, int(pc), bias, int(bias_mode), int(bool(relu)),
+               dummy if row_sums is None else row_sums, int(row_sums is not None), int(m), int(n), int(k)),
+              (mask, int(masked)), (int(dropout is not None), drop_seed, drop_threshold, drop_scale, windows))
+    if tiling is not None:
+        _launch_gemm(tiling, _kernel(c.dtype, ta, tb, windowed, tiling), *launch)
+        return
+    key = (c.dtype.char, ta, tb, windowed, masked, m, n, k, pa, pb)
+    chosen = _TILING_OF.get(key)
+    if chosen is None:
+        chosen = _gemm_tiling(key, launch)
+    _launch_gemm(*chosen, *launch)
+
+
+def candidate_tilings(m, n):
+    """The tilings worth trying for a GEMM with an (m, n) output: ``tiling_for(m, n)`` first, then
+    the others of TILINGS that cover C with at most an eighth more elements than the tightest."""
+    first = tiling_for(m, n)
+    tightest = min(t.covered(m, n) for t in TILINGS)
+    return [first] + [t for t in TILINGS if t != first and t.covered(m, n) * 8 <= tightest * 9]
+
+
+_TILING_OF = {}
+
+
+def _gemm_tiling(key, launch):
+    """(tiling, compiled kernel) of a GEMM launch described by ``key`` (dtype char, ta, tb, windowed,
+    masked, m, n, k, pa, pb): the only candidate, or the fastest on this GPU (``autotune.fastest``,
+    which runs ``_launch_gemm`` with each), remembered in _TILING_OF; ``tiling_for`` while autotuning
+    is off."""
+    dtype, ta, tb, windowed = launch[0], key[1], key[2], key[3]
+    candidates = candidate_tilings(key[5], key[6])
+    if len(candidates) > 1 and not autotune.enabled():
+        chosen = (candidates[0], _kernel(dtype, ta, tb, windowed, candidates[0]))
+        if autotune.off_for_the_process():      # (not a dry run: a later launch may time them)
+            _TILING_OF[key] = chosen
+        return chosen
+    tiling = autotune.fastest(("gemm", *key), {
+        t: (lambda t=t: _launch_gemm(t, _kernel(dtype, ta, tb, windowed, t), *launch)) for t in candidates})
+    chosen = _TILING_OF[key] = (tiling, _kernel(dtype, ta, tb, windowed, tiling))
+    return chosen
+
+
+def _launch_gemm(tiling, compiled, dtype, m, n, k, want_row_sums, dummy, taps, head, mask, tail):
+    """gemm's launch of ``compiled`` (the GEMM kernel of ``tiling``): its grid, the split of k and the
+    split-K buffers, then the arguments ``gemm`` prepared (``head`` up to k, the ``mask`` pair, the
+    ``tail``, whose last is the windows table, of ``taps`` taps; 0 for a plain B)."""
+    bm, bn, bk = tiling.BM, tiling.BN, tiling.BK
+    if taps:
+        windows = tail[-1]
+        if windows.shape[0] < WINDOW_HEADER + 3 * (taps + window_slack((tiling,))):
+            raise ValueError(f"gemm: a windows table of {taps} taps read with {tiling} needs "
+                             f"{WINDOW_HEADER + 3 * (taps + window_slack((tiling,)))} entries, got {windows.shape[0]}")
+    grid_x, grid_y = _ceil_div(n, bn), min(_ceil_div(m, bm), MAX_GRID_Y)
+    splits = split_k(m, n, k, tiling)
+    k_chunk = _ceil_div(_ceil_div(k, splits), bk) * bk if k else 1    # ceil(k / splits) in whole slabs
+    if splits > 1:
+        splits = _ceil_div(k, k_chunk)                                 # no empty slice
+    if splits > 1:
+        part = empty((splits * m * n,), dtype)
+        row_part = empty((splits * m,), dtype) if want_row_sums else dummy
+        arrivals = _arrivals(_ceil_div(m, bm) * grid_x)
+    else:
+        part, row_part, arrivals = dummy, dummy, _placeholder(np.int32)
+    launch_grid(compiled, (grid_x, grid_y, splits), (tiling.TX, tiling.TY), *head, int(k_chunk), *mask,
+                part, row_part, arrivals, *tail)
 
 
 def linear_forward(x, weight, bias, relu=False, dropout=None):

@@ -1,0 +1,120 @@
+"""Autotuning (``backends/cuda/autotune.py``): the fastest of a GEMM's tilings, or of a convolution's two
+ways of computing grad_x, timed once per shape and remembered. In the simulator the GPU's clock is
+replaced by a timer the test controls; on a GPU one test times real launches."""
+import numpy as np
+import pytest
+
+import fastnn.device
+
+if fastnn.device.cuda_unavailable_reason():
+    pytest.skip(f"the cuda device is not usable: {fastnn.device.cuda_unavailable_reason()}", allow_module_level=True)
+import fastnn.backends.cuda as cu  # noqa: E402
+from fastnn.backends import reference as ref  # noqa: E402
+from fastnn.backends.cuda import _core, autotune, conv, linear  # noqa: E402
+from device_arrays import close, dev  # noqa: E402
+
+
+@pytest.fixture
+def tuning(monkeypatch):
+    """Autotuning on, with a timer that runs the candidate and returns ``cost(blocks, launches)`` of
+    what it launched: the thread blocks of its GEMM launches (all recorded in ``launched``), and how
+    many kernels in all."""
+    monkeypatch.setattr(autotune, "ENABLED", True)
+    monkeypatch.setattr(autotune, "off_for_the_process", lambda: not autotune.ENABLED)   # (not the simulator's)
+    launched = []
+    real_launch_grid = linear.launch_grid
+    monkeypatch.setattr(linear, "launch_grid", lambda kernel, grid, block, *args: (
+        launched.append(block), real_launch_grid(kernel, grid, block, *args)))
+    state = {"cost": lambda blocks, launches: 1.0, "timed": 0}
+
+    def timer(run):
+        start, counted = len(launched), _core.launch_count()
+        run()
+        state["timed"] += 1
+        return state["cost"](launched[start:], _core.launch_count() - counted)
+    monkeypatch.setattr(autotune, "_elapsed_ms", timer)
+    state["launched"] = launched
+    return state
+
+
+def test_the_fastest_candidate_by_median_is_chosen_once_and_remembered(tuning):
+    runs = []
+    times = {"a": iter([5.0, 1.0, 5.0]), "b": iter([2.0, 2.0, 2.0])}     # medians 5 and 2
+    tuning["cost"] = lambda blocks, launches: next(times[runs[-1]])
+    candidates = {"a": lambda: runs.append("a"), "b": lambda: runs.append("b")}
+    assert autotune.fastest(("op", 1), candidates) == "b"
+    assert runs == ["a", "b"] + ["a", "b"] * autotune.REPEATS      # a warm-up run each, then interleaved
+    assert autotune.fastest(("op", 1), candidates) == "b" and len(runs) == 2 + 2 * autotune.REPEATS
+    assert autotune.chosen() == {("op", 1): "b"}
+
+
+def test_launches_made_while_tuning_are_not_counted(tuning):
+    x = dev(np.ones(8, np.float32))
+    candidates = {name: (lambda: cu.relu_forward(x)) for name in ("a", "b")}
+    with cu.count_launches() as launches:
+        autotune.fastest(("relu",), candidates)
+    assert launches() == 0
+
+
+def test_with_autotuning_off_or_in_a_dry_run_the_first_candidate_is_taken_without_running(tuning, monkeypatch):
+    runs = []
+    candidates = {"a": lambda: runs.append("a"), "b": lambda: runs.append("b")}
+    with _core.count_launches(dry_run=True):
+        assert autotune.fastest(("op", 2), candidates) == "a"
+    assert runs == [] and autotune.chosen() == {}           # not remembered: a later real launch times them
+    assert autotune.fastest(("op", 2), {"only": lambda: runs.append("only")}) == "only" and runs == []
+    monkeypatch.setattr(autotune, "ENABLED", False)          # FASTNN_CUDA_AUTOTUNE=0
+    assert autotune.fastest(("op", 3), candidates) == "a" and runs == []
+
+
+def test_a_gemm_is_launched_with_the_tiling_found_fastest_for_its_shape(tuning):
+    """Two tilings cover an 8 x 16 output alike in the simulator (8x8 and 4x16): both are timed; the
+    timer makes the second (16-wide blocks, 8 x 2 threads) faster, and every later GEMM of that shape
+    and variant is launched with it, giving the product."""
+    default, other = linear.TILINGS
+    assert linear.candidate_tilings(8, 16) == [default, other]
+    tuning["cost"] = lambda blocks, launches: 1.0 if blocks == [(other.TX, other.TY)] else 3.0
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        a, b = rng.standard_normal((8, 24)), rng.standard_normal((24, 16))
+        c = cu.empty((8, 16), np.float64)
+        start = len(tuning["launched"])
+        linear.gemm(dev(a).reshape(1, 8, 24), 0, 24, dev(b).reshape(1, 24, 16), 0, 16, c.reshape(1, 8, 16), 16,
+                    8, 16, 24)
+        np.testing.assert_allclose(c.copy_to_host(), a @ b, rtol=1e-12)
+        assert tuning["launched"][-1] == (other.TX, other.TY)
+    assert tuning["timed"] == 2 * autotune.REPEATS            # timed on the first call only
+    assert len(tuning["launched"]) - start == 1
+
+
+@pytest.mark.parametrize("faster", ["windows", "col2im"])
+def test_a_convolution_computes_grad_x_the_way_found_fastest(tuning, faster):
+    """conv2d's grad_x by the windows GEMM (one launch) or by W^T grad_y and col2im (two): both
+    timed once, the faster taken from then on, grad_x the reference's either way."""
+    rng = np.random.default_rng(1)
+    x, weight = rng.standard_normal((2, 8, 5, 5)), rng.standard_normal((4, 8, 3, 3))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    assert conv._input_gradient_paths((1, 1), 8, 4, 9, 50, 50) == ("windows", "col2im")
+    tuning["cost"] = lambda blocks, launches: 1.0 if (launches == 1) == (faster == "windows") else 2.0
+    expected = ref.conv2d_backward(np.ones((2, 4, 5, 5)), ref.conv2d_forward(x, weight, None, *args)[1],
+                                   (True, False, False))[0]
+    for _ in range(2):
+        _, saved = cu.conv2d_forward(dev(x), dev(weight), None, *args)
+        with cu.count_launches() as launches:
+            grad_x = cu.conv2d_backward(dev(np.ones((2, 4, 5, 5))), saved, (True, False, False))[0]
+        close(grad_x, expected)
+        assert launches() == (1 if faster == "windows" else 2)
+    assert list(autotune.chosen().values()) == [faster]
+
+
+@pytest.mark.skipif(_core.SIMULATOR, reason="times real launches: a GPU only")
+def test_on_a_gpu_a_gemm_with_two_candidate_tilings_is_timed_and_gives_the_product(monkeypatch):
+    monkeypatch.setattr(autotune, "ENABLED", True)
+    m, n, k = 64, 4096, 256
+    assert len(linear.candidate_tilings(m, n)) > 1
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    c = cu.empty((m, n), np.float32)
+    linear.gemm(dev(a).reshape(1, m, k), 0, k, dev(b).reshape(1, k, n), 0, n, c.reshape(1, m, n), n, m, n, k)
+    np.testing.assert_allclose(c.copy_to_host(), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    assert len(autotune.chosen()) == 1 and len(linear._TILING_OF) == 1
