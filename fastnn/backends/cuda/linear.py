@@ -8,7 +8,9 @@ NCHW tensors directly (no transposing copies) and the dense layer use W^T, grad_
 
 Tiling: a block computes a BM x BN tile of C from BK-deep slabs of A and B staged in shared
 memory; each thread accumulates a TM x TN register tile of consecutive rows and columns (read
-from shared memory as 16-byte vectors). Software pipeline: each thread fetches its elements of
+from shared memory as 16-byte vectors). The tiling is chosen per launch among TILINGS (a kernel and
+its device functions are compiled per tiling): ``tiling_for`` by how tightly the tiles cover C, or,
+where several cover it about as well, the fastest on the GPU (``autotune``). Software pipeline: each thread fetches its elements of
 the next slab into registers while the block multiplies the current one, then stores them to
 shared memory. A and B are read as flat runs of memory with element strides (``flat_operand``):
 a thread's elements of a slab are a fixed number of rows apart, one add each. The bias is added in
