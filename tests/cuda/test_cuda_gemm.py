@@ -251,12 +251,7 @@ def test_operands_split_in_planes_narrower_than_a_slab_are_read_right(ta, tb, pa
     np.testing.assert_allclose(sums.copy_to_host(), op_a.sum(1), rtol=1e-12, atol=1e-12)
 
 
-# the GPU's tilings, and one FASTNN_CUDA_GEMM_TILES offers for comparison on a GPU (64x128 tiles, 8x8
-# per thread, 128 threads: fewer instructions per FMA, fewer blocks resident)
-CANDIDATE_TILES = (64, 128, 16, 8, 8)
-
-
-@pytest.fixture(params=[*linear.GPU_TILINGS, CANDIDATE_TILES], ids=["gpu-default", "gpu-32-row", "gpu-64x128-8x8"])
+@pytest.fixture(params=linear.GPU_TILINGS, ids=["gpu-default", "gpu-32x128", "gpu-64x128-8x8"])
 def gpu_tiling(request, monkeypatch):
     """A GPU tiling (the default: 64x64 tiles, 16-deep slabs, 4x4 per thread, 256 threads), passed
     to ``gemm``: in the simulator, the written-out multiply, the vector-friendly register tiles and
@@ -317,7 +312,8 @@ def test_a_tiling_the_kernel_cannot_run_is_refused(tiles, reason):
 
 
 def test_the_gemm_tiling_setting_gives_the_tilings_and_a_register_cap_for_two_blocks():
-    assert linear.gpu_tilings("") == (linear.Tiling(64, 64, 16, 4, 4, 128), linear.Tiling(32, 128, 16, 4, 4, 128))
+    assert linear.gpu_tilings("") == (linear.Tiling(64, 64, 16, 4, 4, 128), linear.Tiling(32, 128, 16, 4, 4, 128),
+                                      linear.Tiling(64, 128, 16, 8, 8, 255))
     assert linear.gpu_tilings("64,128,16,8,8") == (linear.Tiling(64, 128, 16, 8, 8, 255),)     # 128 threads
     assert linear.gpu_tilings("64,128,16,8,8,168;64,64,16,4,4") == (linear.Tiling(64, 128, 16, 8, 8, 168),
                                                                       linear.Tiling(64, 64, 16, 4, 4, 128))
@@ -334,7 +330,7 @@ def test_a_gemm_tiling_setting_the_kernel_cannot_run_names_the_variable(setting,
 
 
 def test_a_gemm_takes_the_default_tiling_unless_another_covers_its_output_with_an_eighth_less(gpu_tilings):
-    default, rows32 = gpu_tilings
+    default, rows32, wide = gpu_tilings
     assert linear.tiling_for(256, 1024) == default
     assert linear.tiling_for(800, 50176) == default       # 832 rows against 800: not an eighth
     assert linear.tiling_for(32, 50176) == rows32          # half the rows of a 64-row tile
@@ -343,7 +339,9 @@ def test_a_gemm_takes_the_default_tiling_unless_another_covers_its_output_with_a
     assert linear.tiling_for(0, 10) == default
     assert linear.candidate_tilings(32, 50176) == [rows32]
     assert linear.candidate_tilings(32, 25) == [default, rows32]
-    assert linear.candidate_tilings(64, 50176) == [default, rows32]
+    assert linear.candidate_tilings(64, 50176) == [default, rows32, wide]
+    assert linear.candidate_tilings(800, 50176) == [default, rows32, wide]   # 832 rows, or 800 in 32-row tiles
+    assert all(linear.tiling_for(m, n) != wide for m in (1, 63, 64, 65, 200) for n in (1, 64, 100, 129))
 
 
 def _closure_hash(kernel):
@@ -359,7 +357,7 @@ def test_the_tiling_keys_the_gemms_disk_cache():
     closure, so a kernel of another tiling is compiled, not loaded from this one's cache entry, and
     the same tiling made again hashes the same (its cache entry is found)."""
     from numba import float32
-    default, other = (linear.make_tiling(*t) for t in linear.GPU_TILINGS)
+    default, other = (linear.make_tiling(*t) for t in linear.GPU_TILINGS[:2])
     kernel = linear._make_gemm(float32, False, False, False, default)
     cells = [c.cell_contents for c in kernel.py_func.__closure__]
     assert tuple(default) in cells

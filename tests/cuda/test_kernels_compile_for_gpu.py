@@ -160,8 +160,8 @@ def test_float32_kernels_compute_in_float32(compiled):
 @needs_compiler
 def test_the_gemm_keeps_two_blocks_per_multiprocessor_without_spilling(compiled):
     """Every float32 GEMM signature of every GPU tiling assembles (ptxas, sm_90) within its register
-    cap and spills nothing: two blocks of NT threads (256 for both tilings) fit a multiprocessor's
-    65536 registers."""
+    cap and spills nothing: two blocks of NT threads (256 threads and 128 registers, or 128 and 255)
+    fit a multiprocessor's 65536 registers."""
     from fastnn.backends.cuda import linear
     if compiled["registers"] is None:
         pytest.skip("no ptxas (the nvidia-cuda-nvcc wheel of the cuda extra)")
