@@ -129,6 +129,9 @@ def measure(engine, model_name, batch, threads, min_time, latency, device="cpu")
         stats = memory_stats()
         result["cuda_blocks_allocated"], result["cuda_blocks_reused"] = stats["allocated"], stats["reused"]
         result["launches_per_step"] = training_step_launches(model_name, batch)
+        from fastnn.backends.cuda import autotune
+        # choices timed in the first step (GEMM tilings, grad_x paths): its time is in first_step_s
+        result["autotune"], result["autotuned_choices"] = autotune.ENABLED, len(autotune.chosen())
     if latency:
         x1 = to_input(x_np[:1])
         for _ in range(5):

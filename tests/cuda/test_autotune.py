@@ -107,6 +107,80 @@ def test_a_convolution_computes_grad_x_the_way_found_fastest(tuning, faster):
     assert list(autotune.chosen().values()) == [faster]
 
 
+def test_nested_choices_a_convolution_tuning_its_path_whose_gemms_tune_their_tilings(tuning, monkeypatch):
+    """Every GEMM offered every tiling: the warm-up run of each grad_x path times its GEMMs' tilings
+    (tuning inside tuning), then the paths are timed with those choices; grad_x and grad_W are the
+    reference's, and the next backward launches what was chosen, timing nothing."""
+    heuristic = linear.candidate_tilings
+    monkeypatch.setattr(linear, "candidate_tilings", lambda m, n: heuristic(m, n)[:1] + [
+        t for t in linear.TILINGS if t != heuristic(m, n)[0]])
+    rng = np.random.default_rng(3)
+    x, weight = rng.standard_normal((2, 8, 5, 5)), rng.standard_normal((4, 8, 3, 3))
+    grad_y = rng.standard_normal((2, 4, 5, 5))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    tuning["cost"] = lambda blocks, launches: float(len(blocks) + launches + sum(a * b for a, b in blocks))
+    expected = ref.conv2d_backward(grad_y, ref.conv2d_forward(x, weight, None, *args)[1], (True, True, False))
+    for step in range(2):
+        _, saved = cu.conv2d_forward(dev(x), dev(weight), None, *args)
+        timed = tuning["timed"]
+        with cu.count_launches() as launches:
+            grad_x, grad_w, _ = cu.conv2d_backward(dev(grad_y), saved, (True, True, False))
+        close(grad_x, expected[0])
+        close(grad_w, expected[1])
+        if step:
+            assert tuning["timed"] == timed and launches() in (2, 3)     # grad_W's GEMM, then 1 or 2
+    kinds = [key[0] for key in autotune.chosen()]
+    assert kinds.count("conv2d grad_x") == 1 and kinds.count("gemm") >= 3     # fwd, grad_W, each path's
+
+
+def test_a_windows_table_too_short_for_the_tiling_is_refused():
+    x = dev(np.ones((1, 1, 3, 3), np.float32))
+    table = conv._windows(x.shape, 0, 1, (1, 1), (1, 1), 1, (3, 3), (1, 1), (0, 0))     # one tap
+    a = dev(np.ones((1, 1, 64), np.float32))
+    c = cu.empty((1, 1, 9), np.float32)
+    with pytest.raises(ValueError, match="windows table of 64 taps"):
+        linear.gemm(a, 0, 64, x, 0, 0, c, 9, 1, 9, 64, windows=table)
+
+
+def test_the_gemm_kernels_disk_cache_key_is_the_same_in_another_process():
+    """Numba finds a kernel's disk cache entry by a hash of its closure's values (the device functions
+    pickled by value): a new process must compute the same hash (else every process would compile
+    every GEMM again), and another tiling another hash."""
+    import os
+    import subprocess
+    import sys
+    script = ("import hashlib, sys\n"
+              "from numba import float32\n"
+              "from numba.core.serialize import dumps\n"
+              "from fastnn.backends.cuda import linear\n"
+              "t = linear.make_tiling(*linear.GPU_TILINGS[int(sys.argv[1])])\n"
+              "k = linear._make_gemm(float32, False, True, True, t)\n"
+              "print(hashlib.sha256(dumps(tuple(c.cell_contents for c in k.py_func.__closure__))).hexdigest())\n")
+    hashes = []
+    for seed, tiling in (("1", "0"), ("2", "0"), ("3", "1")):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        hashes.append(subprocess.run([sys.executable, "-c", script, tiling], capture_output=True, text=True,
+                                     env=env, check=True).stdout.strip())
+    assert hashes[0] == hashes[1] != hashes[2] and len(hashes[0]) == 64
+
+
+@pytest.mark.skipif(_core.SIMULATOR, reason="times real launches: a GPU only")
+def test_on_a_gpu_a_convolution_tunes_its_gemms_and_grad_x_path_and_gives_the_reference(monkeypatch):
+    monkeypatch.setattr(autotune, "ENABLED", True)
+    rng = np.random.default_rng(4)
+    x, weight = rng.standard_normal((8, 64, 14, 14)).astype(np.float32), rng.standard_normal((64, 64, 5, 5)).astype(np.float32)
+    grad_y = rng.standard_normal((8, 64, 14, 14)).astype(np.float32)
+    args = ((1, 1), (2, 2), (1, 1), 1)
+    assert len(conv._input_gradient_paths((1, 1), 64, 64, 25, 8 * 196, 8 * 196)) == 2
+    expected = ref.conv2d_backward(grad_y.astype(np.float64), ref.conv2d_forward(
+        x.astype(np.float64), weight.astype(np.float64), None, *args)[1], (True, True, False))
+    _, saved = cu.conv2d_forward(dev(x), dev(weight), None, *args)
+    grad_x, grad_w, _ = cu.conv2d_backward(dev(grad_y), saved, (True, True, False))
+    np.testing.assert_allclose(grad_x.copy_to_host(), expected[0], rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(grad_w.copy_to_host(), expected[1], rtol=1e-3, atol=1e-1)
+    assert any(key[0] == "conv2d grad_x" for key in autotune.chosen())
+
+
 @pytest.mark.skipif(_core.SIMULATOR, reason="times real launches: a GPU only")
 def test_on_a_gpu_a_gemm_with_two_candidate_tilings_is_timed_and_gives_the_product(monkeypatch):
     monkeypatch.setattr(autotune, "ENABLED", True)

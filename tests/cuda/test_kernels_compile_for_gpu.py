@@ -35,7 +35,7 @@ from workload import exercise_every_op  # noqa: E402
 if not _core.SIMULATOR:
     pytest.skip("on a GPU every launch compiles its kernel for real", allow_module_level=True)
 
-BACKEND_MODULES = ["conv", "elementwise", "linear", "loss", "norm", "optim", "pool", "resample"]
+BACKEND_MODULES = ["autotune", "conv", "elementwise", "linear", "loss", "norm", "optim", "pool", "resample"]
 COMPILER = Path(__file__).with_name("compile_for_gpu.py")
 _CUDA = "fastnn.backends.cuda."
 # The kernels whose float32 variants compute in float64 on purpose: long sums accumulated in float64

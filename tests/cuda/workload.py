@@ -64,6 +64,8 @@ def exercise_every_op():
     cu.max_pool2d_backward(cu.to_device(np.ones((1, 1, 2, 2), np.float32)),   # indices from elsewhere: a scatter
                            cu.to_device(np.array([[[[0, 3], [9, 15]]]])), (1, 1, 4, 4))
     exercise_every_gemm()
+    from fastnn.backends.cuda import autotune
+    autotune.keep_gpu_busy(1)       # (what the autotuner queues before each timing, on a GPU)
 
 
 def exercise_every_gemm():
