@@ -105,8 +105,3 @@ def fastest(key, candidates):
 def chosen():
     """{key: name} of every choice made so far in this process (for reports)."""
     return dict(_CHOSEN)
-
-
-def forget():
-    """Drop every choice made so far (the next op of each key is timed again)."""
-    _CHOSEN.clear()
