@@ -67,6 +67,20 @@ def test_with_autotuning_off_or_in_a_dry_run_the_first_candidate_is_taken_withou
     assert autotune.fastest(("op", 3), candidates) == "a" and runs == []
 
 
+def test_a_choice_is_remembered_once_final_and_not_from_a_dry_run(tuning, monkeypatch):
+    runs, memo = [], {}
+    tuning["cost"] = lambda blocks, launches: {"a": 2.0, "b": 1.0}[runs[-1]]
+    candidates = {"a": lambda: runs.append("a"), "b": lambda: runs.append("b")}
+    with _core.count_launches(dry_run=True):
+        assert autotune.choose(memo, "op", (4,), candidates, str.upper) == "A"
+    assert memo == {} and runs == []                          # a later real launch times them
+    assert autotune.choose(memo, "op", (4,), candidates, str.upper) == "B"
+    assert memo == {(4,): "B"} and autotune.chosen() == {("op", 4): "b"}
+    monkeypatch.setattr(autotune, "ENABLED", False)           # off for the process: the heuristic, remembered
+    assert autotune.choose(memo, "op", (5,), candidates, str.upper) == "A" and memo[(5,)] == "A"
+    assert autotune.choose(memo, "op", (6,), {"only": lambda: None}, str.upper) == "ONLY" and memo[(6,)] == "ONLY"
+
+
 def test_a_gemm_is_launched_with_the_tiling_found_fastest_for_its_shape(tuning):
     """Two tilings cover an 8 x 16 output alike in the simulator (8x8 and 4x16): both are timed; the
     timer makes the second (16-wide blocks, 8 x 2 threads) faster, and every later GEMM of that shape

@@ -102,6 +102,23 @@ def fastest(key, candidates):
     return chosen
 
 
+def choose(memo, kind, key, candidates, value):
+    """``value(name)`` of the candidate for ``key`` among ``candidates`` ({name: function running the
+    op}, the heuristic choice first), remembered in ``memo[key]`` once it is final: the only
+    candidate, the fastest (``fastest``, under the key (kind, *key)), or the heuristic one when
+    autotuning is off for the process. In a dry run the heuristic one is taken but not remembered
+    (a later launch may time them)."""
+    names = list(candidates)
+    if len(names) > 1 and not enabled():
+        if not off_for_the_process():
+            return value(names[0])
+        name = names[0]
+    else:
+        name = fastest((kind, *key), candidates)
+    chosen = memo[key] = value(name)
+    return chosen
+
+
 def chosen():
     """{key: name} of every choice made so far in this process (for reports)."""
     return dict(_CHOSEN)

@@ -10,9 +10,9 @@ added there. Backward:
     grad_W    = grad_y (O, N P) · windows(x)^T    (grad_y read in place as NCHW)
     grad_b    = Σ_{n, p} grad_y                   (summed inside the grad_W GEMM)
     grad_x    = W'^T-windows GEMM at stride 1: grad_x[n, c, h, w] = Σ_{o, i, j} W[o, c, i, j]
-                grad_y[n, o, h + pH - i dH, w + pW - j dW], the windows of grad_y (one GEMM), when
-                the Cg-row tiles waste at most an eighth of the GEMM;
-                else col2im(W^T · grad_y) (a gather, no atomics)
+                grad_y[n, o, h + pH - i dH, w + pW - j dW], the windows of grad_y (one GEMM),
+                or col2im(W^T · grad_y) (a gather, no atomics): ``_input_gradient_paths``, timed
+                on a GPU where both are worth trying
 ``FASTNN_CUDA_IMPLICIT_CONV=0`` makes every convolution im2col + GEMM instead (the columns written by
 an im2col launch, kept for grad_W, and grad_x always by col2im): for comparing the two on a GPU.
 """
@@ -345,22 +345,15 @@ _INPUT_GRADIENT_WAY = {}
 
 def _input_gradient_way(key, args):
     """The function computing grad_x for a conv2d_backward described by ``key`` (dtype char, x's
-    shape, W's shape, stride, padding, dilation, groups, masked), called with ``args``: the only
-    path of ``_input_gradient_paths``, or the fastest on this GPU (``autotune.fastest``), remembered
-    in _INPUT_GRADIENT_WAY; the heuristic choice while autotuning is off."""
+    shape, W's shape, stride, padding, dilation, groups, masked), called with ``args``: among the
+    paths of ``_input_gradient_paths`` (``autotune.choose``: the fastest on this GPU; the heuristic
+    choice while autotuning is off), remembered in _INPUT_GRADIENT_WAY."""
     x_shape, (o, cg, kh, kw), stride, groups = key[1], key[2], key[3], key[6]
     n, _, h, w = x_shape
     ho, wo = args[0].shape[2:]
     paths = _input_gradient_paths(stride, cg, o // groups, kh * kw, n * h * w, n * ho * wo)
-    if len(paths) > 1 and not autotune.enabled():
-        way = _INPUT_GRADIENT_WAYS[paths[0]]
-        if autotune.off_for_the_process():      # (not a dry run: a later step may time them)
-            _INPUT_GRADIENT_WAY[key] = way
-        return way
-    path = autotune.fastest(("conv2d grad_x", *key), {
-        name: (lambda way=_INPUT_GRADIENT_WAYS[name]: way(*args)) for name in paths})
-    way = _INPUT_GRADIENT_WAY[key] = _INPUT_GRADIENT_WAYS[path]
-    return way
+    return autotune.choose(_INPUT_GRADIENT_WAY, "conv2d grad_x", key, {
+        name: (lambda way=_INPUT_GRADIENT_WAYS[name]: way(*args)) for name in paths}, _INPUT_GRADIENT_WAYS.__getitem__)
 
 
 def conv2d_backward(grad_y, saved, needs_input_grad, relu_output=None):

@@ -10,9 +10,9 @@ Tiling: a block computes a BM x BN tile of C from BK-deep slabs of A and B stage
 memory; each thread accumulates a TM x TN register tile of consecutive rows and columns (read
 from shared memory as 16-byte vectors). The tiling is chosen per launch among TILINGS (a kernel and
 its device functions are compiled per tiling): ``tiling_for`` by how tightly the tiles cover C, or,
-where several cover it about as well, the fastest on the GPU (``autotune``). Software pipeline: each thread fetches its elements of
-the next slab into registers while the block multiplies the current one, then stores them to
-shared memory. A and B are read as flat runs of memory with element strides (``flat_operand``):
+where several cover it about as well, the fastest on the GPU (``autotune``). Software pipeline: each
+thread fetches its elements of the next slab into registers while the block multiplies the current
+one, then stores them to shared memory. A and B are read as flat runs of memory with element strides (``flat_operand``):
 a thread's elements of a slab are a fixed number of rows apart, one add each. The bias is added in
 the epilogue, and the bias gradient (the row sums of op(A) when the GEMM is grad_W = grad_y^T x) is
 accumulated by the first column of blocks from the A slabs they already hold. A ReLU that follows the product (a
@@ -781,20 +781,14 @@ _TILING_OF = {}
 
 def _gemm_tiling(key, launch):
     """(tiling, compiled kernel) of a GEMM launch described by ``key`` (dtype char, ta, tb, windowed,
-    masked, m, n, k, pa, pb): the only candidate, or the fastest on this GPU (``autotune.fastest``,
-    which runs ``_launch_gemm`` with each), remembered in _TILING_OF; ``tiling_for`` while autotuning
-    is off."""
+    masked, m, n, k, pa, pb), among ``candidate_tilings`` (``autotune.choose``: the fastest on this
+    GPU, each run as ``_launch_gemm(tiling, kernel, *launch)``; ``tiling_for`` while autotuning is
+    off), remembered in _TILING_OF."""
     dtype, ta, tb, windowed = launch[0], key[1], key[2], key[3]
-    candidates = candidate_tilings(key[5], key[6])
-    if len(candidates) > 1 and not autotune.enabled():
-        chosen = (candidates[0], _kernel(dtype, ta, tb, windowed, candidates[0]))
-        if autotune.off_for_the_process():      # (not a dry run: a later launch may time them)
-            _TILING_OF[key] = chosen
-        return chosen
-    tiling = autotune.fastest(("gemm", *key), {
-        t: (lambda t=t: _launch_gemm(t, _kernel(dtype, ta, tb, windowed, t), *launch)) for t in candidates})
-    chosen = _TILING_OF[key] = (tiling, _kernel(dtype, ta, tb, windowed, tiling))
-    return chosen
+    with_kernel = lambda t: (t, _kernel(dtype, ta, tb, windowed, t))     # noqa: E731
+    return autotune.choose(_TILING_OF, "gemm", key, {
+        t: (lambda t=t: _launch_gemm(*with_kernel(t), *launch)) for t in candidate_tilings(key[5], key[6])},
+        with_kernel)
 
 
 def _launch_gemm(tiling, compiled, dtype, m, n, k, want_row_sums, dummy, taps, head, mask, tail):
@@ -803,10 +797,10 @@ def _launch_gemm(tiling, compiled, dtype, m, n, k, want_row_sums, dummy, taps, h
     ``tail``, whose last is the windows table, of ``taps`` taps; 0 for a plain B)."""
     bm, bn, bk = tiling.BM, tiling.BN, tiling.BK
     if taps:
-        windows = tail[-1]
-        if windows.shape[0] < WINDOW_HEADER + 3 * (taps + window_slack((tiling,))):
-            raise ValueError(f"gemm: a windows table of {taps} taps read with {tiling} needs "
-                             f"{WINDOW_HEADER + 3 * (taps + window_slack((tiling,)))} entries, got {windows.shape[0]}")
+        entries, needed = tail[-1].shape[0], WINDOW_HEADER + 3 * (taps + window_slack((tiling,)))
+        if entries < needed:
+            raise ValueError(f"gemm: a windows table of {taps} taps read with {tiling} needs {needed} entries, "
+                             f"got {entries}")
     grid_x, grid_y = _ceil_div(n, bn), min(_ceil_div(m, bm), MAX_GRID_Y)
     splits = split_k(m, n, k, tiling)
     k_chunk = _ceil_div(_ceil_div(k, splits), bk) * bk if k else 1    # ceil(k / splits) in whole slabs
