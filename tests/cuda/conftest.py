@@ -114,3 +114,14 @@ def gpu_tilings(monkeypatch):
     monkeypatch.setattr(linear, "TILINGS", tilings)
     monkeypatch.setattr(linear, "_TILING_OF", {})
     return tilings
+
+
+@pytest.fixture
+def simulator_tilings(monkeypatch):
+    """The simulator's small GEMM tilings (``linear.SIMULATOR_TILINGS``) in use, on a GPU too: for
+    tests whose shapes are sized so that several tilings fit them, or a windows table falls short."""
+    from fastnn.backends.cuda import linear
+    tilings = tuple(linear.make_tiling(*t) for t in linear.SIMULATOR_TILINGS)
+    monkeypatch.setattr(linear, "TILINGS", tilings)
+    monkeypatch.setattr(linear, "_TILING_OF", {})
+    return tilings

@@ -15,8 +15,8 @@ from device_arrays import close, dev  # noqa: E402
 
 
 @pytest.fixture
-def tuning(monkeypatch):
-    """Autotuning on, with a timer that runs the candidate and returns ``cost(blocks, launches)`` of
+def tuning(monkeypatch, simulator_tilings):
+    """Autotuning on (with the simulator's tilings, on a GPU too: the shapes below are sized for them), with a timer that runs the candidate and returns ``cost(blocks, launches)`` of
     what it launched: the thread blocks of its GEMM launches (all recorded in ``launched``), and how
     many kernels in all."""
     monkeypatch.setattr(autotune, "ENABLED", True)
@@ -147,7 +147,7 @@ def test_nested_choices_a_convolution_tuning_its_path_whose_gemms_tune_their_til
     assert kinds.count("conv2d grad_x") == 1 and kinds.count("gemm") >= 3     # fwd, grad_W, each path's
 
 
-def test_a_windows_table_too_short_for_the_tiling_is_refused():
+def test_a_windows_table_too_short_for_the_tiling_is_refused(simulator_tilings):
     x = dev(np.ones((1, 1, 3, 3), np.float32))
     table = conv._windows(x.shape, 0, 1, (1, 1), (1, 1), 1, (3, 3), (1, 1), (0, 0))     # one tap
     a = dev(np.ones((1, 1, 64), np.float32))

@@ -134,7 +134,8 @@ def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):
     assert not arrival_counters().any()
 
 
-def test_an_empty_grid_launches_nothing():
+def test_an_empty_grid_launches_nothing(monkeypatch):
+    monkeypatch.setattr(_core, "_FAST_LAUNCH", False)     # the stand-in kernel is no Numba dispatcher
     calls = []
 
     class Kernel:
