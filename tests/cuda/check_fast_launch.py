@@ -18,6 +18,10 @@ argument_kinds
 fallbacks
     Arguments the plan does not cover go through Numba's launch, and an overload whose parameters
     differ from Numba's is switched back to Numba's launch with a warning.
+contexts
+    The kernel's handle is looked up (``get_cufunc``, which asks Numba for the current context) once
+    per context: again after ``cuda.close()`` (its device then has another primary context), and
+    once on another thread; ``_core.context_key`` follows the same context.
 reshape
     ``DeviceArray.reshape`` (the backend's arrays) against Numba's ``DeviceNDArray.reshape`` on C,
     strided, broadcast and empty arrays, to shapes with and without -1, in C and F order: the same
@@ -218,6 +222,50 @@ def fallbacks():
     return {"other_class": other_class, "wrong": wrong, "failed": failed, "kernel_error": kernel_error}
 
 
+def contexts():
+    import threading
+
+    from numba.cuda import codegen
+    looked_up, asked = [], []
+    real_get_cufunc, real_current_context = codegen.CUDACodeLibrary.get_cufunc, cuda.current_context
+    codegen.CUDACodeLibrary.get_cufunc = lambda library: (looked_up.append(1), real_get_cufunc(library))[1]
+    cuda.current_context = lambda *args: (asked.append(1), real_current_context())[1]
+    a = _core.empty((4,), np.float32)
+    for _ in range(2):
+        _core.launch_grid(_context_probe, 1, 32, a)       # compiles (Numba's launch), then the first fast one
+    looked_up.clear(), asked.clear()
+    found = {}
+    for _ in range(3):
+        _core.launch_grid(_context_probe, 1, 32, a)
+    key = _core.context_key()
+    found["same_context"] = {"handle_lookups": len(looked_up), "context_lookups": len(asked)}
+    old = real_current_context()
+    new = host_only._Context()                             # cuda.close(): the device's primary context changes
+    new.device = type(old.device)()
+    new.device.primary_context = new
+    old.device.primary_context = None
+    real_current_context = lambda *args: new              # noqa: E731
+    for _ in range(2):
+        _core.launch_grid(_context_probe, 1, 32, a)
+    found["after_close"] = {"handle_lookups": len(looked_up), "context_lookups": len(asked),
+                            "new_key": _core.context_key() != key, "kernel_context": _probe_launch().context is new}
+    thread = threading.Thread(target=lambda: [_core.launch_grid(_context_probe, 1, 32, a) for _ in range(2)])
+    thread.start()
+    thread.join()
+    found["other_thread"] = {"handle_lookups": len(looked_up), "context_lookups": len(asked)}
+    codegen.CUDACodeLibrary.get_cufunc = real_get_cufunc
+    return found
+
+
+def _probe_launch():
+    return next(iter(_context_probe.overloads.values())).launch
+
+
+@cuda.jit
+def _context_probe(x):
+    pass
+
+
 def _single_overload():
     return next(iter(_single.overloads.values()))
 
@@ -297,5 +345,5 @@ def reshape():
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     check = {"every_op": every_op, "argument_kinds": argument_kinds, "fallbacks": fallbacks,
-             "reshape": reshape}[sys.argv[1]]
+             "contexts": contexts, "reshape": reshape}[sys.argv[1]]
     print(json.dumps(check(), default=str))

@@ -69,6 +69,15 @@ def test_unplanned_arguments_differing_parameters_and_a_failing_launch_fall_back
                             "launched_fast_after": True, "warnings": []}
 
 
+def test_a_kernels_handle_is_looked_up_once_per_context_and_thread():
+    """Numba's context lookup costs about 7 us on a GPU's host: the launcher remembers the context
+    per thread (launcher.current_context) and each kernel's handle per context."""
+    assert _check("contexts") == {
+        "same_context": {"handle_lookups": 0, "context_lookups": 0},
+        "after_close": {"handle_lookups": 1, "context_lookups": 1, "new_key": True, "kernel_context": True},
+        "other_thread": {"handle_lookups": 1, "context_lookups": 2}}     # the same context there
+
+
 def test_the_backends_arrays_reshape_as_numbas_do():
     """DeviceArray.reshape's shortcut for C views gives Numba's shape, strides and pointer, and
     anything else Numba's result or exception (``check_fast_launch.py reshape``)."""

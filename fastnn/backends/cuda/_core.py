@@ -228,7 +228,7 @@ def to_device(host):
 def context_key() -> int:
     """Identifies the current CUDA context, for caches of device arrays (ones, placeholders,
     resampling matrices): after ``cuda.close()`` a new context must not read the old one's memory."""
-    return 0 if SIMULATOR else id(cuda.current_context())
+    return 0 if SIMULATOR else id(launcher.current_context())
 
 
 def copy_device_to_device(dst, src):

@@ -108,6 +108,7 @@ def install() -> None:
     from . import memory
 
     device, context = _Device(), _Context()
+    context.device.primary_context = context        # what launcher.current_context checks
     api.get_current_device = dispatcher.get_current_device = cuda.get_current_device = lambda: device
     devices.get_context = cuda.current_context = lambda *args: context
     devices._runtime.ensure_context = lambda: contextlib.nullcontext()     # slicing asks for one

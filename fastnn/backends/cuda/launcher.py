@@ -32,6 +32,7 @@ import functools
 import importlib
 import inspect
 import os
+import threading
 import warnings
 
 from numba import config as _config
@@ -151,6 +152,24 @@ def array_params(array):
         return params
 
 
+_thread = threading.local()
+
+
+def current_context():
+    """Numba's current CUDA context (``cuda.current_context()``), remembered per thread while it is
+    its device's primary context. Numba's own lookup asks the driver for the active context and
+    device and takes a lock each time, about 7 us on an H200's host; a training step asked 27 times
+    (once per launch for the kernel's handle, and for the caches of device arrays). After
+    ``cuda.close()`` the device has no primary context, or a new one, and the next call looks again.
+    (One GPU per process, like the rest of the cuda backend: a ``cuda.select_device`` of another
+    GPU after fastnn's first kernel is not followed.)"""
+    context = getattr(_thread, "context", None)
+    if context is None or context.device.primary_context is not context:
+        from numba import cuda
+        context = _thread.context = cuda.current_context()
+    return context
+
+
 class _NotPlanned(Exception):
     """An argument this module does not marshal: the launch goes through Numba's."""
 
@@ -246,6 +265,7 @@ class FastLaunch:
         self.converters = [converter(t) for t in overload.argument_types]
         self.cooperative = bool(getattr(overload, "cooperative", False))
         self.configs = {}
+        self.context = self.kernel = None     # the context the kernel's handle was looked up in, and it
         self.checked = False
         self.disabled = False       # its parameters differed from Numba's, or its first launch
         #                             failed: Numba's launch only
@@ -283,7 +303,10 @@ class FastLaunch:
                 self.configs.clear()
             config = self.configs[key] = _LaunchConfig(grid=griddim, block=blockdim, shmem_size=sharedmem,
                                                        **{_CONFIG_COOPERATIVE: self.cooperative})
-        kernel = self.overload._codelibrary.get_cufunc().kernel
+        context = current_context()
+        if context is not self.context:
+            self.kernel, self.context = self.overload._codelibrary.get_cufunc().kernel, context
+        kernel = self.kernel
         if self.launched:
             _numba_dispatcher.launch(stream, config, kernel, *params)
             return
