@@ -14,7 +14,8 @@ every_op
 argument_kinds
     A kernel taking every kind of argument the backend passes (arrays of 0 to 4 dimensions, views
     with zero and negative-free non-contiguous strides, an empty array, integer, float and boolean
-    scalars, a tuple of arrays), launched with two sets of values.
+    scalars, a tuple of arrays), launched directly with two sets of values, then with a third
+    through Numba's dispatcher.
 fallbacks
     Arguments the plan does not cover go through Numba's launch, and an overload whose parameters
     differ from Numba's is switched back to Numba's launch with a warning.
@@ -61,18 +62,22 @@ def _arrays(args):
 
 
 class Checked:
-    """Wraps every FastLaunch: the parameters and configuration that reach cuda.core's launch are
-    compared with what Numba's launch would have built for the same call, and the Numba type of each
-    array argument (given by ``launcher.type_arrays``) with the one Numba computes for it."""
+    """Wraps every FastLaunch's launch (through Numba's dispatcher or ``launcher.launch_direct``): the
+    parameters and configuration that reach cuda.core's launch are compared with what Numba's launch
+    would have built for the same call, and the Numba type of each array argument (given by
+    ``launcher.type_arrays`` or the direct launch) with the one Numba computes for it."""
 
     def __init__(self):
         self.fast, self.mismatches, self.names = 0, [], set()
         self.typed, self.type_mismatches, self.typed_tuples = 0, [], 0
-        original = launcher.FastLaunch.__call__
+        original = launcher.FastLaunch.launch_params
+        self.direct = self.direct_typed = 0
 
-        def call(fast, args, griddim, blockdim, stream=0, sharedmem=0):
+        def call(fast, params, args, griddim, blockdim, stream=0, sharedmem=0):
             before = host_only.launched()
-            original(fast, args, griddim, blockdim, stream, sharedmem)
+            direct = sys._getframe(1).f_code is launcher.launch_direct.__code__
+            self.direct += direct
+            original(fast, params, args, griddim, blockdim, stream, sharedmem)
             assert host_only.launched() == before + 1, "one call of cuda.core's launch per launch"
             kernel, config, params = host_only.launches[-1]
             expected = launcher.numba_params(fast.overload, args, stream)
@@ -86,21 +91,21 @@ class Checked:
                 self.typed += 1
                 if given != own:
                     self.type_mismatches.append(f"{a.shape} {a.strides} {a.dtype}: {given} vs Numba's {own}")
-            for a in args:
-                if isinstance(a, tuple):
-                    given, own = getattr(a, "_numba_type_", None), typeof(tuple(a))
-                    self.typed_tuples += 1
-                    if type(a) is not launcher.TypedTuple or given != own:
-                        self.type_mismatches.append(f"tuple of {len(a)} ({type(a).__name__}): {given} vs Numba's {own}")
+            if direct:      # the overload launched is the one of the arguments' exact Numba types
+                self.typed_tuples += sum(isinstance(a, tuple) for a in args)
+                self.direct_typed += 1
+                owns = tuple(typeof(tuple(a) if isinstance(a, tuple) else a) for a in args)
+                if owns != tuple(fast.overload.argument_types):
+                    self.type_mismatches.append(f"{fast.overload.entry_name} launched directly for {owns}")
 
-        launcher.FastLaunch.__call__ = call
+        launcher.FastLaunch.launch_params = call
 
 
 def every_op():
     import workload
     checked = Checked()
     workload.exercise_every_op()         # compiles; each overload's first launch is Numba's
-    first_fast = checked.fast
+    first_fast, first_direct = checked.fast, checked.direct
     with cu.count_launches() as launches:
         workload.exercise_every_op()     # every overload has been launched once: all fast
         counted = launches()
@@ -108,6 +113,7 @@ def every_op():
     disabled = sorted(o.entry_name for k in launcher._accelerated for o in k.overloads.values()
                       if isinstance(o.launch, launcher.FastLaunch) and o.launch.disabled)
     return {"first_run_fast": first_fast, "second_run_fast": checked.fast - first_fast,
+            "second_run_direct": checked.direct - first_direct,
             "second_run_launches": counted, "launched": launched, "kernels": len(checked.names),
             "mismatches": checked.mismatches, "disabled": disabled, "typed": checked.typed,
             "typed_tuples": checked.typed_tuples, "type_mismatches": checked.type_mismatches}
@@ -134,9 +140,12 @@ def _arguments(rng):
 def argument_kinds():
     rng = np.random.default_rng(0)
     checked = Checked()
-    for _ in range(3):                   # the first launch compiles and is Numba's
+    for _ in range(3):                   # the first launch compiles and is Numba's, then direct launches
         _core.launch_grid(_every_kind, (2, 1, 1), (32, 1, 1), *_arguments(rng))
-    return {"fast": checked.fast, "mismatches": checked.mismatches, "typed": checked.typed,
+    direct = launcher._direct.pop(_every_kind)
+    _core.launch_grid(_every_kind, (2, 1, 1), (32, 1, 1), *_arguments(rng))    # through Numba's dispatcher
+    launcher._direct[_every_kind] = direct
+    return {"fast": checked.fast, "direct": checked.direct, "mismatches": checked.mismatches, "typed": checked.typed,
             "typed_tuples": checked.typed_tuples, "type_mismatches": checked.type_mismatches}
 
 
@@ -182,7 +191,7 @@ def fallbacks():
     failing_overload = next(iter(_failing.overloads.values()))
 
     def refuse_the_fast_launch(stream, config, kernel, *params):
-        if sys._getframe(1).f_code is launcher.FastLaunch.__call__.__code__:
+        if sys._getframe(1).f_code is launcher.FastLaunch.launch_params.__code__:
             raise TypeError("launch() got arguments it does not take")
         return recorded(stream, config, kernel, *params)
 

@@ -41,6 +41,7 @@ def test_every_launch_of_every_kernel_gets_numbas_parameters_and_types():
     assert found["typed_tuples"] > 10        # the fused optimisers' tuples of arrays, typed once per layout
     # every overload's first launch compiles it through Numba's launch; after that all are fast
     assert found["second_run_fast"] == found["second_run_launches"] > 2000
+    assert found["second_run_direct"] == found["second_run_launches"]     # none through Numba's dispatcher
     assert found["first_run_fast"] > 0.9 * found["second_run_launches"]
     assert found["launched"] == 2 * found["second_run_launches"]     # each launch reached cuda.core's once
     assert found["kernels"] >= 70
@@ -48,9 +49,10 @@ def test_every_launch_of_every_kernel_gets_numbas_parameters_and_types():
 
 def test_every_kind_of_argument_is_marshalled_as_numba_does():
     """0-d to 4-d arrays, a broadcast and a strided view, an empty array, int32 / int64 / uint8 /
-    float32 / float64 / bool scalars and a tuple of arrays, with two sets of values."""
-    assert _check("argument_kinds") == {"fast": 2, "mismatches": [], "typed": 2 * 10, "typed_tuples": 2,
-                                        "type_mismatches": []}
+    float32 / float64 / bool scalars and a tuple of arrays, with two sets of values launched directly
+    (launcher.launch_direct) and a third through Numba's dispatcher."""
+    assert _check("argument_kinds") == {"fast": 3, "direct": 2, "mismatches": [], "typed": 3 * 10,
+                                        "typed_tuples": 2, "type_mismatches": []}
 
 
 def test_unplanned_arguments_differing_parameters_and_a_failing_launch_fall_back_to_numbas_launch():

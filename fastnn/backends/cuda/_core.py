@@ -125,13 +125,18 @@ def observe_launches(observer):
 
 
 def _run(kernel, grid, block, args):
-    if _FAST_LAUNCH:
-        args = launcher.type_arrays(args)
     if _observer is None:
-        kernel[grid, block](*args)
+        _launch(kernel, grid, block, args)
     else:
-        _observer(kernel, grid, args, lambda: kernel[grid, block](*args))
-    if _FAST_LAUNCH:
+        _observer(kernel, grid, args, lambda: _launch(kernel, grid, block, args))
+
+
+def _launch(kernel, grid, block, args):
+    if not _FAST_LAUNCH:
+        kernel[grid, block](*args)
+    elif not launcher.launch_direct(kernel, args, grid, block):
+        launcher.type_arrays(args)
+        kernel[grid, block](*args)      # Numba's dispatcher: types, compiles
         launcher.accelerate(kernel)     # the overloads compiled so far marshal their arguments faster
 
 

@@ -49,6 +49,7 @@ else:
         from .device_array import DeviceArray as _DeviceArray
         _ARRAY_CLASSES = (_DeviceNDArray, _DeviceArray)   # the same fields, so the same parameters and type
         _LaunchConfig = _numba_dispatcher.LaunchConfig
+        from numba.cuda.errors import normalize_kernel_dimensions as _normalize_kernel_dimensions
         _CONFIG_COOPERATIVE = ("is_cooperative" if _numba_dispatcher.CUDA_CORE_GE_1_0
                                else "cooperative_launch")
         _ = (_numba_dispatcher.launch, _numba_dispatcher._Kernel.launch, _numba_dispatcher._Kernel._prepare_args)
@@ -66,35 +67,6 @@ _MAX_TYPES = 4096
 _types_by_layout = {}
 
 
-class TypedTuple(tuple):
-    """A tuple of device arrays that carries the Numba type Numba computes for it (``type_arrays``
-    makes them; Numba's ``typeof`` answers with ``_numba_type_``, registered below). Numba types a
-    plain tuple element by element in Python on every launch: 20 us for 8 arrays, and the fused
-    optimiser step passes three such tuples."""
-
-
-def _register_typed_tuple():
-    """Teach the typeof that numba-cuda's dispatcher calls to answer a TypedTuple's type from the
-    tuple itself; None (tuples stay plain) where that typeof is not the one this was written for."""
-    def _typeof_typed_tuple(value, context):
-        return value._numba_type_
-
-    try:
-        typeof = _numba_dispatcher.typeof
-        module = importlib.import_module(typeof.__module__)
-        purpose = module.Purpose.argument
-        module.typeof_impl.register(TypedTuple)(_typeof_typed_tuple)
-    except (AttributeError, ImportError, TypeError):
-        return None
-    return lambda value: typeof(value, purpose)
-
-
-_typeof_argument = _register_typed_tuple() if unavailable_reason is None else None
-
-
-_tuple_types = {}
-
-
 def _type_array(a) -> None:
     d = a.__dict__
     if "_numba_type_" not in d:
@@ -107,35 +79,17 @@ def _type_array(a) -> None:
         d["_numba_type_"] = t
 
 
-def type_arrays(args):
-    """``args`` with each device array among them (and inside tuples) that Numba has not typed yet
-    given the type Numba's dispatcher would compute for it, from a table keyed by everything that
-    type depends on (dtype, shape, strides), and each tuple of device arrays made a ``TypedTuple``
-    of the type Numba gives that tuple (keyed by its arrays' types). ``DeviceNDArray._numba_type_``
-    builds a new ``types.Array`` per array object, about 7 us; a training step passes kernels some 70
-    new arrays (activations, gradients, views), of a few dozen distinct layouts that repeat every step."""
-    typed = None
-    for i, a in enumerate(args):
+def type_arrays(args) -> None:
+    """Give each device array among ``args`` (and inside tuples) that Numba has not typed yet the type
+    Numba's dispatcher would compute for it, from a table keyed by everything that type depends on
+    (dtype, shape, strides). ``DeviceNDArray._numba_type_`` builds a new ``types.Array`` per array
+    object, about 7 us; a training step passes kernels some 70 new arrays (activations, gradients,
+    views), of a few dozen distinct layouts that repeat every step."""
+    for a in args:
         if type(a) in _ARRAY_CLASSES:
             _type_array(a)
-        elif type(a) is tuple and a:
-            if _typeof_argument is None or not all(type(x) in _ARRAY_CLASSES for x in a):
-                type_arrays(a)
-                continue
-            for x in a:
-                _type_array(x)
-            key = tuple(x.__dict__["_numba_type_"] for x in a)
-            t = _tuple_types.get(key)
-            if t is None:
-                if len(_tuple_types) >= _MAX_TYPES:
-                    _tuple_types.clear()
-                t = _tuple_types[key] = _typeof_argument(a)     # what Numba's dispatcher gives the plain tuple
-            a = TypedTuple(a)
-            a._numba_type_ = t
-            if typed is None:
-                typed = list(args)
-            typed[i] = a
-    return args if typed is None else tuple(typed)
+        elif type(a) is tuple:
+            type_arrays(a)
 
 
 def array_params(array):
@@ -270,6 +224,7 @@ class FastLaunch:
         self.disabled = False       # its parameters differed from Numba's, or its first launch
         #                             failed: Numba's launch only
         self.launched = False       # a fast launch went through
+        self.direct = _direct_params(overload.argument_types)   # None: only through Numba's dispatcher
 
     def plannable(self) -> bool:
         o = self.overload
@@ -288,6 +243,10 @@ class FastLaunch:
             params = self.params(args)
         except _NotPlanned:
             return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
+        return self.launch_params(params, args, griddim, blockdim, stream, sharedmem)
+
+    def launch_params(self, params, args, griddim, blockdim, stream=0, sharedmem=0):
+        """Launch with the kernel parameters ``params`` of ``args`` (grid and block as 3-tuples)."""
         if not self.checked:
             self.checked = True
             if not same_params(params, numba_params(self.overload, args, stream)):
@@ -329,6 +288,119 @@ class FastLaunch:
         return result
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _direct_params(argument_types):
+    """A function giving, for arguments whose Numba types are exactly ``argument_types`` (what
+    Numba's dispatcher would type them as: a Python int is int64, a Python float float64, a NumPy
+    scalar its own type, a device array its ``_numba_type_``), the same kernel parameters as
+    ``FastLaunch.params``, and raising _NotPlanned for any other arguments. Written out per overload
+    as straight-line Python (a loop over converters costs a call per argument). None when an
+    argument type has no such check (that overload is launched through Numba's dispatcher only)."""
+    import numpy as np
+    import sys
+    names = {"NP": _NotPlanned, "ARRAYS": _ARRAY_CLASSES, "type_of": _type_of,
+             "launcher": sys.modules[__name__], "PARAMS": _PARAMS, "LO": _INT64[0], "HI": _INT64[1],
+             "seen_integer": _seen_integer}
+    body, out = [], []
+
+    def array(value, expected, tag):
+        names[f"T{tag}"] = expected
+        body.extend([f"    if type({value}) not in ARRAYS: raise NP",
+                     f"    d = {value}.__dict__",
+                     f"    t = d.get('_numba_type_')",
+                     f"    if t is None: t = type_of({value})",
+                     f"    if t is not T{tag}: raise NP",
+                     f"    p{tag} = d.get(PARAMS)",
+                     f"    if p{tag} is None: p{tag} = launcher.array_params({value})"])
+        out.append(f"*p{tag}")
+
+    for i, t in enumerate(argument_types):
+        v = f"a{i}"
+        if isinstance(t, _types.Array):
+            array(v, t, i)
+        elif isinstance(t, _types.BaseTuple) and len(t) and all(isinstance(e, _types.Array) for e in t):
+            body.append(f"    if type({v}) is not tuple or len({v}) != {len(t)}: raise NP")
+            for j, e in enumerate(t):
+                array(f"{v}[{j}]", e, f"{i}_{j}")
+        elif isinstance(t, _types.Boolean):
+            body.append(f"    if type({v}) is not bool: raise NP")
+            out.append(v)
+        elif isinstance(t, _types.Integer):
+            names[f"C{i}"], names[f"S{i}"] = getattr(ctypes, f"c_{t}"), {}
+            if t == _types.int64:
+                body.append(f"    if not ((type({v}) is int and LO <= {v} <= HI) or type({v}) is np.int64): raise NP")
+            else:
+                names[f"N{i}"] = getattr(np, str(t))
+                body.append(f"    if type({v}) is not N{i}: raise NP")
+            body.append(f"    c{i} = S{i}.get({v})")
+            body.append(f"    if c{i} is None: c{i} = seen_integer(S{i}, C{i}, {v})")
+            out.append(f"c{i}")
+        elif t == _types.float64:
+            body.append(f"    if type({v}) is not float and type({v}) is not np.float64: raise NP")
+            out.append(f"c_double({v})")
+        elif t == _types.float32:
+            body.append(f"    if type({v}) is not np.float32: raise NP")
+            out.append(f"c_float({v})")
+        else:
+            return None
+    names.update(np=np, c_double=ctypes.c_double, c_float=ctypes.c_float)
+    n = len(argument_types)
+    unpack = f"    {''.join(f'a{i}, ' for i in range(n))}= args" if n else ""
+    source = "\n".join([f"def direct(args):", f"    if len(args) != {n}: raise NP", unpack, *body,
+                        f"    return [{', '.join(out)}]"])
+    exec(compile(source, "<fastnn launcher: direct parameters>", "exec"), names)
+    return names["direct"]
+
+
+def _type_of(array):
+    _type_array(array)
+    return array.__dict__["_numba_type_"]
+
+
+def _seen_integer(seen, ctype, value):
+    if len(seen) >= _MAX_CONFIGS:
+        seen.clear()
+    c = seen[value] = ctype(value)
+    return c
+
+
+_dims = {}
+
+
+def _dims3(dims):
+    """A grid or block as Numba's launch takes it (3 ints), remembered per value given."""
+    found = _dims.get(dims)
+    if found is None:
+        if len(_dims) >= _MAX_CONFIGS:
+            _dims.clear()
+        found = _dims[dims] = _normalize_kernel_dimensions(dims, 1)[0]
+    return found
+
+
+def launch_direct(dispatcher, args, griddim, blockdim) -> bool:
+    """Launch ``dispatcher`` on ``args`` without Numba's dispatcher when one of its compiled overloads
+    takes exactly their types (the overload Numba's dispatcher would pick: it looks for the exact
+    types first): the launch of that overload's FastLaunch, with the parameters ``params`` would
+    build. False (nothing launched) otherwise: the caller goes through Numba's dispatcher, which
+    types, compiles or raises."""
+    fasts = _direct.get(dispatcher)
+    if not fasts:
+        return False
+    for fast in fasts:
+        try:
+            params = fast.direct(args)
+        except _NotPlanned:
+            continue
+        if fast.disabled:
+            return False
+        fast.launch_params(params, args, _dims3(griddim), _dims3(blockdim))
+        return True
+    return False
+
+
+_direct = {}            # dispatcher -> the FastLaunch of each overload launchable directly
 _accelerated = {}       # dispatcher -> overloads seen
 
 
@@ -346,3 +418,6 @@ def accelerate(dispatcher) -> None:
             if fast.plannable():
                 overload.launch = fast
     _accelerated[dispatcher] = len(overloads)
+    if not (getattr(dispatcher, "_launch_config_sensitive", False) or getattr(dispatcher, "extensions", None)):
+        _direct[dispatcher] = [o.launch for o in overloads.values()
+                               if isinstance(o.launch, FastLaunch) and o.launch.direct is not None]
