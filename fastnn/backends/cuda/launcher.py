@@ -14,8 +14,10 @@ that
 * reuses the ``LaunchConfig`` of a (grid, block, shared memory) it has seen;
 
 then calls the function Numba's launch calls (``cuda.core``'s ``launch``) with the same arguments.
-Numba still types the arguments, picks or compiles the overload and handles streams: only the
-marshalling is replaced.
+Once an overload is compiled, ``launch_direct`` launches it without Numba's dispatcher when the
+arguments' Numba types are exactly the overload's (checked by straight-line code written per
+overload, ``_direct_params``): the overload Numba would pick. Anything else (new types, which Numba
+compiles; bad arguments, which Numba refuses) goes through Numba's dispatcher.
 
 The first launch of each overload builds the parameters both ways and keeps the fast launch only if
 they are identical (same values, same ctypes types), so a Numba version that marshals differently
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib
 import inspect
 import os
 import threading
@@ -309,7 +310,7 @@ def _direct_params(argument_types):
         names[f"T{tag}"] = expected
         body.extend([f"    if type({value}) not in ARRAYS: raise NP",
                      f"    d = {value}.__dict__",
-                     f"    t = d.get('_numba_type_')",
+                     "    t = d.get('_numba_type_')",
                      f"    if t is None: t = type_of({value})",
                      f"    if t is not T{tag}: raise NP",
                      f"    p{tag} = d.get(PARAMS)",
@@ -348,7 +349,7 @@ def _direct_params(argument_types):
     names.update(np=np, c_double=ctypes.c_double, c_float=ctypes.c_float)
     n = len(argument_types)
     unpack = f"    {''.join(f'a{i}, ' for i in range(n))}= args" if n else ""
-    source = "\n".join([f"def direct(args):", f"    if len(args) != {n}: raise NP", unpack, *body,
+    source = "\n".join(["def direct(args):", f"    if len(args) != {n}: raise NP", unpack, *body,
                         f"    return [{', '.join(out)}]"])
     exec(compile(source, "<fastnn launcher: direct parameters>", "exec"), names)
     return names["direct"]
