@@ -169,38 +169,57 @@ def _tuple(converters):
     return convert
 
 
+def _int64(value, out):
+    out.append(int(value))
+
+
+def _float64(value, out):
+    out.append(float(value))
+
+
 def converter(numba_type):
     """The function appending one argument's kernel parameters to a list, or None for a type it
-    does not cover (Numba's launch handles those)."""
+    does not cover (Numba's launch handles those). An int64 or float64 scalar is passed as a Python
+    int or float, which ``cuda.core``'s launch packs as the same 8 bytes as Numba's c_int64 or
+    c_double (``same_params``) in a fifteenth of the time (0.3 us a ctypes value on this host): Numba
+    itself passes an array's sizes, shape and strides (int64 parameters) as Python ints."""
     if isinstance(numba_type, _types.Array):
         return _array
     if isinstance(numba_type, _types.Boolean):
         return _as_is
+    if numba_type == _types.int64:
+        return _int64
     if isinstance(numba_type, _types.Integer):
         return _integer(getattr(ctypes, f"c_{numba_type}"))
     if numba_type == _types.float32:
         return _scalar(ctypes.c_float)
     if numba_type == _types.float64:
-        return _scalar(ctypes.c_double)
+        return _float64
     if isinstance(numba_type, _types.BaseTuple):
         parts = [converter(t) for t in numba_type]
         return None if None in parts else _tuple(parts)
     return None
 
 
+def _packed_as(value):
+    """(how ``cuda.core``'s launch packs ``value``, the value): a Python int as a 64-bit integer, like
+    a c_int64, a Python float as a double, like a c_double (both 8 bytes); any other ctypes scalar
+    as its own type."""
+    kind = type(value)
+    if kind is int or kind is ctypes.c_int64:
+        return "int64", int(value if kind is int else value.value)
+    if kind is float or kind is ctypes.c_double:
+        return "float64", float(value if kind is float else value.value)
+    if isinstance(value, ctypes._SimpleCData):
+        return kind, value.value
+    return kind, value
+
+
 def same_params(a, b) -> bool:
-    """Whether two kernel-parameter lists pass the same bytes: equal values, and the same ctypes
-    type where a value is a ctypes scalar (an int and a c_int32 of the same value differ)."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b):
-        if type(x) is not type(y):
-            return False
-        if isinstance(x, ctypes._SimpleCData):
-            x, y = x.value, y.value
-        if x != y:
-            return False
-    return True
+    """Whether two kernel-parameter lists pass the same bytes: equal values packed the same way
+    (``_packed_as``: an int and a c_int64 of the same value are the same 8 bytes, an int and a
+    c_int32 are not)."""
+    return len(a) == len(b) and all(_packed_as(x) == _packed_as(y) for x, y in zip(a, b))
 
 
 def numba_params(overload, args, stream=0):
@@ -328,25 +347,29 @@ def _direct_params(argument_types):
         elif isinstance(t, _types.Boolean):
             body.append(f"    if type({v}) is not bool: raise NP")
             out.append(v)
+        elif t == _types.int64:         # a Python int (as cuda.core packs it: see converter) or np.int64
+            body.extend([f"    if type({v}) is not int:",
+                         f"        if type({v}) is not np.int64: raise NP",
+                         f"        {v} = int({v})",
+                         f"    elif not LO <= {v} <= HI: raise NP"])
+            out.append(v)
         elif isinstance(t, _types.Integer):
-            names[f"C{i}"], names[f"S{i}"] = getattr(ctypes, f"c_{t}"), {}
-            if t == _types.int64:
-                body.append(f"    if not ((type({v}) is int and LO <= {v} <= HI) or type({v}) is np.int64): raise NP")
-            else:
-                names[f"N{i}"] = getattr(np, str(t))
-                body.append(f"    if type({v}) is not N{i}: raise NP")
+            names[f"C{i}"], names[f"S{i}"], names[f"N{i}"] = getattr(ctypes, f"c_{t}"), {}, getattr(np, str(t))
+            body.append(f"    if type({v}) is not N{i}: raise NP")
             body.append(f"    c{i} = S{i}.get({v})")
             body.append(f"    if c{i} is None: c{i} = seen_integer(S{i}, C{i}, {v})")
             out.append(f"c{i}")
-        elif t == _types.float64:
-            body.append(f"    if type({v}) is not float and type({v}) is not np.float64: raise NP")
-            out.append(f"c_double({v})")
+        elif t == _types.float64:       # a Python float or np.float64, passed as a Python float
+            body.extend([f"    if type({v}) is not float:",
+                         f"        if type({v}) is not np.float64: raise NP",
+                         f"        {v} = float({v})"])
+            out.append(v)
         elif t == _types.float32:
             body.append(f"    if type({v}) is not np.float32: raise NP")
             out.append(f"c_float({v})")
         else:
             return None
-    names.update(np=np, c_double=ctypes.c_double, c_float=ctypes.c_float)
+    names.update(np=np, c_float=ctypes.c_float)
     n = len(argument_types)
     unpack = f"    {''.join(f'a{i}, ' for i in range(n))}= args" if n else ""
     source = "\n".join(["def direct(args):", f"    if len(args) != {n}: raise NP", unpack, *body,
