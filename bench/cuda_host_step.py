@@ -2,11 +2,12 @@
 fastnn's launcher against Numba's own launch in the same run.
 
 Everything the host does runs: fastnn's Python (autograd, the caching allocator, views, argument
-set-up) and each launch through Numba's dispatcher and argument marshalling down to the call of
-``cuda.core``'s ``launch``, with Numba's real classes on fake device memory and kernels compiled for
-an H100 but never run (``fastnn/backends/cuda/host_only.py``). What it leaves out is
-``cuda.core``'s launch itself and the driver (a few us per launch), which
-``bench/cuda_step_profile.py`` measures on a GPU.
+set-up) and each launch through fastnn's launcher (or Numba's dispatcher and argument marshalling)
+down to ``cuda.core``'s packing of the kernel parameters, with Numba's real classes on fake device
+memory and kernels compiled for an H100 but never run (``fastnn/backends/cuda/host_only.py``). What
+it leaves out is the driver's launch and Numba's context lookups (7.45 us each on the H200's host;
+fastnn's launcher makes one per thread and context), which ``bench/cuda_step_profile.py`` measures
+on a GPU.
 
     python bench/cuda_host_step.py --model tfconvnet --batches 64 256 [--rounds 3] [--profile]
     python bench/cuda_host_step.py --baseline de40cea [--rounds 3]     (that revision against this checkout)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastnn
@@ -85,3 +86,22 @@ def test_the_backends_arrays_reshape_as_numbas_do():
     anything else Numba's result or exception (``check_fast_launch.py reshape``)."""
     found = _check("reshape")
     assert found["differ"] == [] and found["compared"] > 500 and found["stays_a_device_array"]
+
+
+def test_grids_and_blocks_are_passed_on_as_three_ints_as_numba_does():
+    from fastnn.backends.cuda import launcher
+    assert launcher._dims3(5) == (5, 1, 1) and launcher._dims3((2, 3)) == (2, 3, 1)
+    assert launcher._dims3([4, 1, 2]) == (4, 1, 2) and launcher._dims3(np.int64(7)) == (7, 1, 1)
+    for bad in ((1, 2, 3, 4), (), 2.0, (1, None), "8"):
+        assert launcher._dims3(bad) is None       # left to Numba's dispatcher, which raises
+
+
+def test_an_int_or_float_parameter_is_the_same_as_numbas_ctypes_64_bit_value_and_nothing_else():
+    import ctypes
+
+    from fastnn.backends.cuda import launcher
+    assert launcher.same_params([5, -2, 2.5, True, ctypes.c_float(1.5)],
+                                [ctypes.c_int64(5), ctypes.c_int64(-2), ctypes.c_double(2.5), True, ctypes.c_float(1.5)])
+    for ours, numbas in (([5], [ctypes.c_int32(5)]), ([2.5], [ctypes.c_float(2.5)]), ([1], [ctypes.c_double(1.0)]),
+                         ([6], [ctypes.c_int64(5)]), ([1], [True]), ([5], [ctypes.c_int64(5), 1])):
+        assert not launcher.same_params(ours, numbas), (ours, numbas)

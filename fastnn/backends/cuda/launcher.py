@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import inspect
+import numbers
 import os
 import threading
 import warnings
@@ -50,7 +52,6 @@ else:
         from .device_array import DeviceArray as _DeviceArray
         _ARRAY_CLASSES = (_DeviceNDArray, _DeviceArray)   # the same fields, so the same parameters and type
         _LaunchConfig = _numba_dispatcher.LaunchConfig
-        from numba.cuda.errors import normalize_kernel_dimensions as _normalize_kernel_dimensions
         _CONFIG_COOPERATIVE = ("is_cooperative" if _numba_dispatcher.CUDA_CORE_GE_1_0
                                else "cooperative_launch")
         _ = (_numba_dispatcher.launch, _numba_dispatcher._Kernel.launch, _numba_dispatcher._Kernel._prepare_args)
@@ -215,11 +216,44 @@ def _packed_as(value):
     return kind, value
 
 
+def _param_holder():
+    """``cuda.core``'s packing of a launch's parameters (``ParamHolder``), or None where this
+    cuda.core keeps it elsewhere."""
+    for module in ("cuda.core._kernel_arg_handler", "cuda.core.experimental._kernel_arg_handler"):
+        try:
+            return importlib.import_module(module).ParamHolder
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+_ParamHolder = _param_holder() if unavailable_reason is None else None
+
+
+def _packed_bytes(params, sizes):
+    """The bytes ``cuda.core`` packs for each of ``params`` (the first ``sizes[i]`` of its slot),
+    or None where its ``ParamHolder`` cannot be read."""
+    holder = _ParamHolder(params) if _ParamHolder is not None else None
+    address = getattr(holder, "ptr", None)
+    if not isinstance(address, int) or not address:
+        return None
+    slots = (ctypes.c_void_p * len(params)).from_address(address)
+    return [ctypes.string_at(slot, size) for slot, size in zip(slots, sizes)]
+
+
 def same_params(a, b) -> bool:
     """Whether two kernel-parameter lists pass the same bytes: equal values packed the same way
     (``_packed_as``: an int and a c_int64 of the same value are the same 8 bytes, an int and a
-    c_int32 are not)."""
-    return len(a) == len(b) and all(_packed_as(x) == _packed_as(y) for x, y in zip(a, b))
+    c_int32 are not), and, where ``cuda.core``'s packing can be read, the same bytes packed (each
+    slot as long as ``b``'s parameter: a ctypes scalar's size, 1 for a bool, else 8)."""
+    if len(a) != len(b) or not all(_packed_as(x) == _packed_as(y) for x, y in zip(a, b)):
+        return False
+    sizes = [ctypes.sizeof(y) if isinstance(y, ctypes._SimpleCData) else 1 if type(y) is bool else 8 for y in b]
+    try:
+        packed_a, packed_b = _packed_bytes(a, sizes), _packed_bytes(b, sizes)
+    except (TypeError, ValueError):     # parameters this cuda.core does not pack: its launch will say
+        return True
+    return packed_a == packed_b
 
 
 def numba_params(overload, args, stream=0):
@@ -394,12 +428,18 @@ _dims = {}
 
 
 def _dims3(dims):
-    """A grid or block as Numba's launch takes it (3 ints), remembered per value given."""
+    """A grid or block (an int, or a tuple of 1 to 3 ints) as Numba's launch passes it on: 3 ints,
+    remembered per value given; None for anything else (Numba's dispatcher says what is wrong)."""
+    if type(dims) is list:
+        dims = tuple(dims)
     found = _dims.get(dims)
     if found is None:
+        parts = dims if type(dims) is tuple else (dims,)
+        if not 1 <= len(parts) <= 3 or not all(isinstance(d, numbers.Integral) for d in parts):
+            return None
         if len(_dims) >= _MAX_CONFIGS:
             _dims.clear()
-        found = _dims[dims] = _normalize_kernel_dimensions(dims, 1)[0]
+        found = _dims[dims] = tuple(int(d) for d in parts) + (1,) * (3 - len(parts))
     return found
 
 
@@ -412,6 +452,9 @@ def launch_direct(dispatcher, args, griddim, blockdim) -> bool:
     fasts = _direct.get(dispatcher)
     if not fasts:
         return False
+    grid, block = _dims3(griddim), _dims3(blockdim)
+    if grid is None or block is None:
+        return False
     for fast in fasts:
         try:
             params = fast.direct(args)
@@ -419,7 +462,7 @@ def launch_direct(dispatcher, args, griddim, blockdim) -> bool:
             continue
         if fast.disabled:
             return False
-        fast.launch_params(params, args, _dims3(griddim), _dims3(blockdim))
+        fast.launch_params(params, args, grid, block)
         return True
     return False
 
