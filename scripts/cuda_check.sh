@@ -2,8 +2,8 @@
 # The checks of the cuda device that need a real NVIDIA GPU (CI runs tests/cuda under Numba's
 # simulator only): the cuda tests on the hardware, the launches per training step, a launch-by-launch
 # profile of tfconvnet's step, the step with Numba's launch and fastnn's launcher, with the caching
-# allocator off and on, with implicit-GEMM convolution and with im2col, with two GEMM tilings, a Fashion-MNIST
-# training run, and the benchmark against PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
+# allocator off and on, with implicit-GEMM convolution and with im2col, with two GEMM tilings, an epoch
+# trained on the cpu and the GPU side by side, a Fashion-MNIST training run, and the benchmark against PyTorch CUDA. Needs the GPU's driver, numba with CUDA support (numba-cuda for recent
 # numba) and, for the comparison, a CUDA build of PyTorch. Fashion-MNIST's IDX files must be in
 # $FASTNN_DATA (or pass --data-dir through FASHION_DIR=...).
 #
@@ -63,6 +63,9 @@ ab FASTNN_CUDA_AUTOTUNE 0 1
 
 echo "== GEMM tilings: the default alone, with 32x128 tiles, then also 64x128 tiles with 8x8 per thread (the default setting; autotuned)"
 ab FASTNN_CUDA_GEMM_TILES 64,64,16,4,4 "64,64,16,4,4;32,128,16,4,4" ""
+
+echo "== one epoch of tfconvnet trained on the cpu and on the GPU side by side (same weights, batches, masks)"
+NUMBA_ENABLE_CUDASIM=0 python3 bench/cuda_vs_cpu_training.py --steps 938 ${FASHION_DIR:+--data-dir "$FASHION_DIR"}
 
 echo "== 2 epochs of tfconvnet on Fashion-MNIST, on the GPU"
 NUMBA_ENABLE_CUDASIM=0 python3 -m fastnn train --model tfconvnet --dataset fashion-mnist --epochs 2 --batch-size 64 \
