@@ -17,8 +17,10 @@ argument_kinds
     scalars, a tuple of arrays), launched directly with two sets of values, then with a third
     through Numba's dispatcher.
 fallbacks
-    Arguments the plan does not cover go through Numba's launch, and an overload whose parameters
-    differ from Numba's is switched back to Numba's launch with a warning.
+    Arguments the plan does not cover go through Numba's launch, an overload whose parameters
+    differ from Numba's is switched back to Numba's launch with a warning, and one whose first
+    direct launch fails where Numba's dispatcher's goes through is launched by the dispatcher from
+    then on, with a warning.
 contexts
     The kernel's handle is looked up (``get_cufunc``, which asks Numba for the current context) once
     per context: again after ``cuda.close()`` (its device then has another primary context), and
@@ -73,7 +75,7 @@ class Checked:
         original = launcher.FastLaunch.launch_params
         self.direct = self.direct_typed = 0
 
-        def call(fast, params, args, griddim, blockdim, stream=0, sharedmem=0):
+        def call(fast, params, args, griddim, blockdim, stream=None, sharedmem=0):
             before = host_only.launched()
             direct = sys._getframe(1).f_code is launcher.launch_direct.__code__
             self.direct += direct
@@ -228,7 +230,29 @@ def fallbacks():
     _core.launch_grid(_refused, 1, 32, a)
     kernel_error = {"raised": raised, "disabled": refused_overload.launch.disabled,
                     "launched_fast_after": refused_overload.launch.launched, "warnings": [str(w.message) for w in caught]}
-    return {"other_class": other_class, "wrong": wrong, "failed": failed, "kernel_error": kernel_error}
+    # a direct launch that fails where Numba's dispatcher's goes through: launched once, by the dispatcher,
+    # and that overload goes through the dispatcher from then on
+    _core.launch_grid(_direct_refused, 1, 32, a)         # compiles (Numba's launch)
+    real_launch_params = launcher.FastLaunch.launch_params
+
+    def refuse_direct(fast, params, args, griddim, blockdim, stream=None, sharedmem=0):
+        if sys._getframe(1).f_code is launcher.launch_direct.__code__:
+            raise TypeError("Stream or GraphBuilder expected, got int")
+        return real_launch_params(fast, params, args, griddim, blockdim, stream, sharedmem)
+
+    launcher.FastLaunch.launch_params = refuse_direct
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            before = host_only.launched()
+            for _ in range(3):
+                _core.launch_grid(_direct_refused, 1, 32, a)
+            direct_failed = {"launched": host_only.launched() - before, "warnings": [str(w.message) for w in caught],
+                             "direct": len(launcher._direct.get(_direct_refused, []))}
+    finally:
+        launcher.FastLaunch.launch_params = real_launch_params
+    return {"other_class": other_class, "wrong": wrong, "failed": failed, "kernel_error": kernel_error,
+            "direct_failed": direct_failed}
 
 
 def contexts():
@@ -296,6 +320,11 @@ def _failing(x):
 
 @cuda.jit
 def _refused(x):
+    pass
+
+
+@cuda.jit
+def _direct_refused(x):
     pass
 
 

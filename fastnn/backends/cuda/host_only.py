@@ -100,14 +100,30 @@ def _param_holder():
 _pack = _param_holder()
 
 
+_stream_classes = ()      # what cuda.core's launch takes as its stream (set by install)
+
+
 def _record(stream, config, kernel, *params):
-    """The fake ``cuda.core`` launch: the parameters are packed as the real launch packs them (its
-    cost is host time), then recorded."""
+    """The fake ``cuda.core`` launch. It refuses what the real one refuses before reaching the driver
+    (a stream that is not a ``cuda.core`` stream: Numba converts its 0 with ``_to_core_stream``; a
+    configuration that is not a ``LaunchConfig``; a kernel that ``get_cufunc`` did not give), packs
+    the parameters as the real one packs them (its cost is host time), then records the launch."""
     global _launched
+    if not isinstance(stream, _stream_classes):
+        raise TypeError(f"Stream or GraphBuilder expected, got {type(stream).__name__}")
+    if not isinstance(config, dispatcher_launch_config()):
+        raise TypeError(f"LaunchConfig expected, got {type(config).__name__}")
+    if not isinstance(kernel, str):         # host_only's _Function.kernel: the entry name
+        raise TypeError(f"a kernel from get_cufunc() expected, got {type(kernel).__name__}")
     if _pack is not None:
         _pack(params)
     _launched += 1
     launches.append((kernel, config, params))
+
+
+def dispatcher_launch_config():
+    from numba.cuda import dispatcher
+    return dispatcher.LaunchConfig
 
 
 def install() -> None:
@@ -117,9 +133,12 @@ def install() -> None:
         return
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") != "0":
         raise RuntimeError("host_only needs Numba's real CUDA classes: run without NUMBA_ENABLE_CUDASIM=1")
+    global _stream_classes
     import numba.cuda.api as api
     import numba.cuda.dispatcher as dispatcher
     from numba import cuda
+    from numba.cuda.cudadrv import driver
+    _stream_classes = (type(driver._to_core_stream(0)),)
     from numba.cuda import codegen
     from numba.cuda.cudadrv import devices
     from numba.cuda.cudadrv.devicearray import DeviceNDArray

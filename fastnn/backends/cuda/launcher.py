@@ -52,6 +52,7 @@ else:
         from .device_array import DeviceArray as _DeviceArray
         _ARRAY_CLASSES = (_DeviceNDArray, _DeviceArray)   # the same fields, so the same parameters and type
         _LaunchConfig = _numba_dispatcher.LaunchConfig
+        from numba.cuda.cudadrv.driver import _to_core_stream
         _CONFIG_COOPERATIVE = ("is_cooperative" if _numba_dispatcher.CUDA_CORE_GE_1_0
                                else "cooperative_launch")
         _ = (_numba_dispatcher.launch, _numba_dispatcher._Kernel.launch, _numba_dispatcher._Kernel._prepare_args)
@@ -124,6 +125,17 @@ def current_context():
         from numba import cuda
         context = _thread.context = cuda.current_context()
     return context
+
+
+def default_stream():
+    """The default stream as Numba's dispatcher hands it to an overload's ``launch`` (its
+    ``_to_core_stream(0)``, a ``cuda.core`` stream, which ``cuda.core``'s launch requires: it
+    refuses a plain 0), made once per thread and context."""
+    context = current_context()
+    made = getattr(_thread, "stream", None)
+    if made is None or made[0] is not context:
+        made = _thread.stream = (context, _to_core_stream(0))
+    return made[1]
 
 
 class _NotPlanned(Exception):
@@ -279,6 +291,7 @@ class FastLaunch:
         #                             failed: Numba's launch only
         self.launched = False       # a fast launch went through
         self.direct = _direct_params(overload.argument_types)   # None: only through Numba's dispatcher
+        self.direct_launched = False    # a direct launch (launch_direct) went through
 
     def plannable(self) -> bool:
         o = self.overload
@@ -299,8 +312,12 @@ class FastLaunch:
             return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
         return self.launch_params(params, args, griddim, blockdim, stream, sharedmem)
 
-    def launch_params(self, params, args, griddim, blockdim, stream=0, sharedmem=0):
-        """Launch with the kernel parameters ``params`` of ``args`` (grid and block as 3-tuples)."""
+    def launch_params(self, params, args, griddim, blockdim, stream=None, sharedmem=0):
+        """Launch with the kernel parameters ``params`` of ``args`` (grid and block as 3-tuples) on
+        ``stream``, a ``cuda.core`` stream as Numba's dispatcher gives its overloads' ``launch`` (None:
+        the default stream, made as Numba makes it)."""
+        if stream is None:
+            stream = default_stream()
         if not self.checked:
             self.checked = True
             if not same_params(params, numba_params(self.overload, args, stream)):
@@ -462,7 +479,24 @@ def launch_direct(dispatcher, args, griddim, blockdim) -> bool:
             continue
         if fast.disabled:
             return False
-        fast.launch_params(params, args, grid, block)
+        if fast.direct_launched:
+            fast.launch_params(params, args, grid, block)
+            return True
+        try:
+            fast.launch_params(params, args, grid, block)
+        except Exception as error:  # noqa: BLE001 - Numba's dispatcher decides below
+            # the overload's first direct launch failed (nothing was launched: a launch that goes through
+            # returns). Numba's dispatcher launches it: if that raises too, the error is the kernel's own
+            # (raised; the direct launch stays), else the direct launch is at fault and the overload goes
+            # through Numba's dispatcher from now on
+            dispatcher[griddim, blockdim](*args)
+            fasts.remove(fast)
+            name = getattr(fast.overload.py_func, "__name__", fast.overload.entry_name)
+            warnings.warn(f"fastnn: the direct launch of {name} failed ({type(error).__name__}: {error}) where "
+                          "Numba's dispatcher's did not; it goes through Numba's dispatcher", RuntimeWarning,
+                          stacklevel=2)
+            return True
+        fast.direct_launched = True
         return True
     return False
 
