@@ -75,11 +75,10 @@ class Checked:
         original = launcher.FastLaunch.launch_params
         self.direct = self.direct_typed = 0
 
-        def call(fast, params, args, griddim, blockdim, stream=None, sharedmem=0):
+        def call(fast, params, args, griddim, blockdim, stream=None, sharedmem=0, direct=False):
             before = host_only.launched()
-            direct = sys._getframe(1).f_code is launcher.launch_direct.__code__
             self.direct += direct
-            original(fast, params, args, griddim, blockdim, stream, sharedmem)
+            original(fast, params, args, griddim, blockdim, stream, sharedmem, direct)
             assert host_only.launched() == before + 1, "one call of cuda.core's launch per launch"
             kernel, config, params = host_only.launches[-1]
             expected = launcher.numba_params(fast.overload, args, stream)
@@ -233,14 +232,13 @@ def fallbacks():
     # a direct launch that fails where Numba's dispatcher's goes through: launched once, by the dispatcher,
     # and that overload goes through the dispatcher from then on
     _core.launch_grid(_direct_refused, 1, 32, a)         # compiles (Numba's launch)
-    real_launch_params = launcher.FastLaunch.launch_params
 
-    def refuse_direct(fast, params, args, griddim, blockdim, stream=None, sharedmem=0):
-        if sys._getframe(1).f_code is launcher.launch_direct.__code__:
+    def refuse_direct(stream, config, kernel, *params):  # cuda.core's launch, refusing the direct launch's call
+        if sys._getframe(1).f_locals.get("direct"):
             raise TypeError("Stream or GraphBuilder expected, got int")
-        return real_launch_params(fast, params, args, griddim, blockdim, stream, sharedmem)
+        return recorded(stream, config, kernel, *params)
 
-    launcher.FastLaunch.launch_params = refuse_direct
+    launcher._numba_dispatcher.launch = refuse_direct
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -250,9 +248,48 @@ def fallbacks():
             direct_failed = {"launched": host_only.launched() - before, "warnings": [str(w.message) for w in caught],
                              "direct": len(launcher._direct.get(_direct_refused, []))}
     finally:
-        launcher.FastLaunch.launch_params = real_launch_params
+        launcher._numba_dispatcher.launch = recorded
+
+    # the same with warnings as errors: launched once (by Numba's launch), then the warning raised
+    _core.launch_grid(_direct_refused_strict, 1, 32, a)  # compiles (Numba's launch)
+    launcher._numba_dispatcher.launch = refuse_direct
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            before = host_only.launched()
+            try:
+                _core.launch_grid(_direct_refused_strict, 1, 32, a)
+                raised = None
+            except RuntimeWarning as warning:
+                raised = type(warning).__name__
+            direct_failed["strict"] = {"launched": host_only.launched() - before, "raised": raised}
+    finally:
+        launcher._numba_dispatcher.launch = recorded
+
+    # a steady launch that fails (the thread's context no longer current on it): the remembered context is
+    # forgotten and Numba's launch runs it, once
+    for _ in range(3):
+        _core.launch_grid(_steady, 1, 32, a)             # compiles, then direct launches
+    failures = []
+
+    def fail_once(stream, config, kernel, *params):
+        if not failures and sys._getframe(1).f_code is launcher.FastLaunch.launch_params.__code__:
+            failures.append(1)
+            raise RuntimeError("CUDA_ERROR_INVALID_CONTEXT")
+        return recorded(stream, config, kernel, *params)
+
+    launcher._numba_dispatcher.launch = fail_once
+    try:
+        before = host_only.launched()
+        _core.launch_grid(_steady, 1, 32, a)
+        forgotten = "context" not in launcher._thread.__dict__
+        _core.launch_grid(_steady, 1, 32, a)
+        steady = {"launched": host_only.launched() - before, "failures": len(failures), "forgotten": forgotten,
+                  "looked_up_again": "context" in launcher._thread.__dict__}
+    finally:
+        launcher._numba_dispatcher.launch = recorded
     return {"other_class": other_class, "wrong": wrong, "failed": failed, "kernel_error": kernel_error,
-            "direct_failed": direct_failed}
+            "direct_failed": direct_failed, "steady_failure": steady}
 
 
 def contexts():
@@ -325,6 +362,16 @@ def _refused(x):
 
 @cuda.jit
 def _direct_refused(x):
+    pass
+
+
+@cuda.jit
+def _direct_refused_strict(x):
+    pass
+
+
+@cuda.jit
+def _steady(x):
     pass
 
 

@@ -65,7 +65,8 @@ def test_unplanned_arguments_differing_parameters_and_a_failing_launch_fall_back
     # a first fast launch that raises: run by Numba's launch instead, and so are the next ones
     failed = found["failed"]
     assert failed["disabled"] is True and failed["launched"] == 2
-    assert len(failed["warnings"]) == 1 and "fast launch of _failing failed (TypeError" in failed["warnings"][0]
+    assert len(failed["warnings"]) == 2 and "direct launch of _failing failed (TypeError" in failed["warnings"][0]
+    assert "fast launch of _failing failed (TypeError" in failed["warnings"][1]      # then through the dispatcher
     # an error of the kernel's own, which Numba's launch raises too: raised, no warning, the fast launch stays
     kernel_error = found["kernel_error"]
     assert kernel_error == {"raised": "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "disabled": False,
@@ -75,6 +76,10 @@ def test_unplanned_arguments_differing_parameters_and_a_failing_launch_fall_back
     direct_failed = found["direct_failed"]
     assert direct_failed["launched"] == 3 and direct_failed["direct"] == 0
     assert len(direct_failed["warnings"]) == 1 and "direct launch of _direct_refused failed" in direct_failed["warnings"][0]
+    assert direct_failed["strict"] == {"launched": 1, "raised": "RuntimeWarning"}    # -W error: never launched twice
+    # a steady launch that fails (its thread's remembered context no longer current): run once by Numba's
+    # launch, the context looked up again
+    assert found["steady_failure"] == {"launched": 2, "failures": 1, "forgotten": True, "looked_up_again": True}
 
 
 def test_every_launch_reaches_cuda_core_with_a_cuda_core_stream():
@@ -112,14 +117,26 @@ def test_grids_and_blocks_are_passed_on_as_three_ints_as_numba_does():
     from fastnn.backends.cuda import launcher
     assert launcher._dims3(5) == (5, 1, 1) and launcher._dims3((2, 3)) == (2, 3, 1)
     assert launcher._dims3([4, 1, 2]) == (4, 1, 2) and launcher._dims3(np.int64(7)) == (7, 1, 1)
-    for bad in ((1, 2, 3, 4), (), 2.0, (1, None), "8"):
+    for bad in ((1, 2, 3, 4), (), 2.0, (1, None), "8", (2.0, 1)):
         assert launcher._dims3(bad) is None       # left to Numba's dispatcher, which raises
+    assert launcher._dims3(2) == (2, 1, 1) and launcher._dims3(2.0) is None     # 2 and 2.0: one dict key
+
+
+def test_a_kernel_loaded_from_numbas_disk_cache_is_named_by_its_entry_name():
+    from fastnn.backends.cuda import launcher
+
+    class Cached:           # what _Kernel._rebuild gives: no py_func
+        entry_name = "_Z6kernel"
+    assert launcher._name(Cached()) == "_Z6kernel"
 
 
 def test_an_int_or_float_parameter_is_the_same_as_numbas_ctypes_64_bit_value_and_nothing_else():
     import ctypes
 
     from fastnn.backends.cuda import launcher
+    nan = float("nan")
+    assert launcher.same_params([nan], [ctypes.c_double(nan)])                        # compared as bytes
+    assert launcher.same_params([ctypes.c_float(nan)], [ctypes.c_float(nan)])
     assert launcher.same_params([5, -2, 2.5, True, ctypes.c_float(1.5)],
                                 [ctypes.c_int64(5), ctypes.c_int64(-2), ctypes.c_double(2.5), True, ctypes.c_float(1.5)])
     for ours, numbas in (([5], [ctypes.c_int32(5)]), ([2.5], [ctypes.c_float(2.5)]), ([1], [ctypes.c_double(1.0)]),

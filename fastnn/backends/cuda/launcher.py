@@ -35,6 +35,7 @@ import importlib
 import inspect
 import numbers
 import os
+import struct
 import threading
 import warnings
 
@@ -125,6 +126,21 @@ def current_context():
         from numba import cuda
         context = _thread.context = cuda.current_context()
     return context
+
+
+def forget_context() -> None:
+    """Forget the context and stream remembered for this thread (looked up again on next use)."""
+    _thread.__dict__.pop("context", None)
+    _thread.__dict__.pop("stream", None)
+
+
+def _name(overload):
+    """A compiled overload's kernel name (one loaded from Numba's disk cache has no ``py_func``)."""
+    return getattr(getattr(overload, "py_func", None), "__name__", None) or overload.entry_name
+
+
+class _DirectLaunchFailed(Exception):
+    """A direct launch that failed before anything was launched (its cause is the error)."""
 
 
 def default_stream():
@@ -221,10 +237,10 @@ def _packed_as(value):
     kind = type(value)
     if kind is int or kind is ctypes.c_int64:
         return "int64", int(value if kind is int else value.value)
-    if kind is float or kind is ctypes.c_double:
-        return "float64", float(value if kind is float else value.value)
+    if kind is float or kind is ctypes.c_double:        # as bytes: a NaN equals itself
+        return "float64", struct.pack("<d", value if kind is float else value.value)
     if isinstance(value, ctypes._SimpleCData):
-        return kind, value.value
+        return kind, bytes(value)
     return kind, value
 
 
@@ -312,18 +328,18 @@ class FastLaunch:
             return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
         return self.launch_params(params, args, griddim, blockdim, stream, sharedmem)
 
-    def launch_params(self, params, args, griddim, blockdim, stream=None, sharedmem=0):
+    def launch_params(self, params, args, griddim, blockdim, stream=None, sharedmem=0, direct=False):
         """Launch with the kernel parameters ``params`` of ``args`` (grid and block as 3-tuples) on
         ``stream``, a ``cuda.core`` stream as Numba's dispatcher gives its overloads' ``launch`` (None:
-        the default stream, made as Numba makes it)."""
+        the default stream, made as Numba makes it). ``direct``: called by ``launch_direct``, whose
+        first launch of this overload raises _DirectLaunchFailed where the launch itself fails."""
         if stream is None:
             stream = default_stream()
         if not self.checked:
             self.checked = True
             if not same_params(params, numba_params(self.overload, args, stream)):
                 self.disabled = True
-                name = getattr(self.overload.py_func, "__name__", self.overload.entry_name)
-                warnings.warn(f"fastnn: the kernel parameters of {name} differ from "
+                warnings.warn(f"fastnn: the kernel parameters of {_name(self.overload)} differ from "
                               "Numba's; it keeps Numba's launch", RuntimeWarning, stacklevel=2)
                 return self.numba_launch(args, griddim, blockdim, stream, sharedmem)
         key = (griddim, blockdim, sharedmem)
@@ -337,15 +353,26 @@ class FastLaunch:
         if context is not self.context:
             self.kernel, self.context = self.overload._codelibrary.get_cufunc().kernel, context
         kernel = self.kernel
-        if self.launched:
-            _numba_dispatcher.launch(stream, config, kernel, *params)
+        if self.launched and (not direct or self.direct_launched):
+            try:
+                _numba_dispatcher.launch(stream, config, kernel, *params)
+            except Exception:       # noqa: BLE001 - nothing was launched (a launch that is queued returns)
+                # the thread's remembered context may no longer be current on it (a `with cuda.gpus[i]`
+                # that pushed it has popped it): forget it, and let Numba's launch (which makes its
+                # context current) run it, or raise the kernel's own error
+                forget_context()
+                self.context = None
+                return self.numba_launch(args, griddim, blockdim, _to_core_stream(0), sharedmem)
             return
         try:
             _numba_dispatcher.launch(stream, config, kernel, *params)
         except Exception as error:  # noqa: BLE001 - whatever it is, Numba's own launch decides below
+            if direct:
+                raise _DirectLaunchFailed(error) from error      # nothing launched: launch_direct decides
             failed = error
         else:
             self.launched = True
+            self.direct_launched = self.direct_launched or direct
             return
         # the overload's first fast launch failed: Numba's launch runs it. If that raises too, the error
         # is the kernel's own (a bad configuration, too many resources, an earlier kernel's fault) and
@@ -353,8 +380,7 @@ class FastLaunch:
         # takes its arguments differently) and the overload keeps Numba's launch
         result = self.numba_launch(args, griddim, blockdim, stream, sharedmem)
         self.disabled = True
-        name = getattr(self.overload.py_func, "__name__", self.overload.entry_name)
-        warnings.warn(f"fastnn: the fast launch of {name} failed ({type(failed).__name__}: {failed}) where "
+        warnings.warn(f"fastnn: the fast launch of {_name(self.overload)} failed ({type(failed).__name__}: {failed}) where "
                       "Numba's launch did not; it keeps Numba's launch", RuntimeWarning, stacklevel=2)
         return result
 
@@ -447,16 +473,19 @@ _dims = {}
 def _dims3(dims):
     """A grid or block (an int, or a tuple of 1 to 3 ints) as Numba's launch passes it on: 3 ints,
     remembered per value given; None for anything else (Numba's dispatcher says what is wrong)."""
-    if type(dims) is list:
-        dims = tuple(dims)
-    found = _dims.get(dims)
-    if found is None:
-        parts = dims if type(dims) is tuple else (dims,)
-        if not 1 <= len(parts) <= 3 or not all(isinstance(d, numbers.Integral) for d in parts):
-            return None
+    kind = type(dims)
+    if kind is int or (kind is tuple and all(type(d) is int for d in dims)):   # (2 and 2.0 are one key)
+        found = _dims.get(dims)
+        if found is not None:
+            return found
+    parts = tuple(dims) if kind in (tuple, list) else (dims,)
+    if not 1 <= len(parts) <= 3 or not all(isinstance(d, numbers.Integral) for d in parts):
+        return None
+    found = tuple(int(d) for d in parts) + (1,) * (3 - len(parts))
+    if kind is int or kind is tuple:
         if len(_dims) >= _MAX_CONFIGS:
             _dims.clear()
-        found = _dims[dims] = tuple(int(d) for d in parts) + (1,) * (3 - len(parts))
+        _dims[dims] = found
     return found
 
 
@@ -467,7 +496,7 @@ def launch_direct(dispatcher, args, griddim, blockdim) -> bool:
     build. False (nothing launched) otherwise: the caller goes through Numba's dispatcher, which
     types, compiles or raises."""
     fasts = _direct.get(dispatcher)
-    if not fasts:
+    if not fasts or dispatcher._launch_config_sensitive:
         return False
     grid, block = _dims3(griddim), _dims3(blockdim)
     if grid is None or block is None:
@@ -479,24 +508,20 @@ def launch_direct(dispatcher, args, griddim, blockdim) -> bool:
             continue
         if fast.disabled:
             return False
-        if fast.direct_launched:
-            fast.launch_params(params, args, grid, block)
-            return True
         try:
-            fast.launch_params(params, args, grid, block)
-        except Exception as error:  # noqa: BLE001 - Numba's dispatcher decides below
-            # the overload's first direct launch failed (nothing was launched: a launch that goes through
-            # returns). Numba's dispatcher launches it: if that raises too, the error is the kernel's own
-            # (raised; the direct launch stays), else the direct launch is at fault and the overload goes
-            # through Numba's dispatcher from now on
-            dispatcher[griddim, blockdim](*args)
-            fasts.remove(fast)
-            name = getattr(fast.overload.py_func, "__name__", fast.overload.entry_name)
-            warnings.warn(f"fastnn: the direct launch of {name} failed ({type(error).__name__}: {error}) where "
-                          "Numba's dispatcher's did not; it goes through Numba's dispatcher", RuntimeWarning,
-                          stacklevel=2)
-            return True
-        fast.direct_launched = True
+            fast.launch_params(params, args, grid, block, None, 0, True)
+        except _DirectLaunchFailed as failed:
+            # the overload's first direct launch failed, and nothing was launched. Numba's own launch runs
+            # it (it looks up the context and the kernel's handle itself): if that raises too, the error
+            # is the kernel's own (raised; the direct launch stays), else the direct launch is at fault
+            # and the overload goes through Numba's dispatcher from now on
+            error = failed.__cause__
+            fast.numba_launch(args, grid, block, _to_core_stream(0), 0)
+            fast.direct = None
+            _direct[dispatcher] = [f for f in fasts if f is not fast]
+            warnings.warn(f"fastnn: the direct launch of {_name(fast.overload)} failed ({type(error).__name__}: "
+                          f"{error}) where Numba's launch did not; it goes through Numba's dispatcher",
+                          RuntimeWarning, stacklevel=2)
         return True
     return False
 
@@ -519,6 +544,6 @@ def accelerate(dispatcher) -> None:
             if fast.plannable():
                 overload.launch = fast
     _accelerated[dispatcher] = len(overloads)
-    if not (getattr(dispatcher, "_launch_config_sensitive", False) or getattr(dispatcher, "extensions", None)):
+    if getattr(dispatcher, "_launch_config_sensitive", None) is False and not getattr(dispatcher, "extensions", None):
         _direct[dispatcher] = [o.launch for o in overloads.values()
                                if isinstance(o.launch, FastLaunch) and o.launch.direct is not None]
