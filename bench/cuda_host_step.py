@@ -70,7 +70,9 @@ def _one(model, batch, fast, profile, tree=None):
 
 def _baseline_tree(revision, folder):
     """``folder`` holding the fastnn package of git ``revision`` (with this checkout's compiled cpu
-    extensions, which the cuda backend does not use but ``import fastnn`` loads)."""
+    extensions, which the cuda backend does not use but ``import fastnn`` loads, and this checkout's
+    ``host_only.py``: both sides are measured by the same harness, whose fake launch packs the
+    parameters as ``cuda.core`` does since 2026-11-28)."""
     import glob
     import shutil
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,6 +80,8 @@ def _baseline_tree(revision, folder):
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
     for built in glob.glob(os.path.join(root, "fastnn", "backends", "cpu", "*.so")):
         shutil.copy(built, os.path.join(folder, "fastnn", "backends", "cpu"))
+    shutil.copy(os.path.join(root, "fastnn", "backends", "cuda", "host_only.py"),
+                os.path.join(folder, "fastnn", "backends", "cuda"))
     return folder
 
 
