@@ -196,17 +196,8 @@ def fallbacks():
             raise TypeError("launch() got arguments it does not take")
         return recorded(stream, config, kernel, *params)
 
-    launcher._numba_dispatcher.launch = refuse_the_fast_launch
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            before = host_only.launched()
-            for _ in range(2):
-                _core.launch_grid(_failing, 1, 32, a)
-            failed = {"disabled": failing_overload.launch.disabled, "launched": host_only.launched() - before,
-                      "warnings": [str(w.message) for w in caught]}
-    finally:
-        launcher._numba_dispatcher.launch = recorded
+    launched, caught = _launches_through(refuse_the_fast_launch, _failing, 2, a)
+    failed = {"disabled": failing_overload.launch.disabled, "launched": launched, "warnings": caught}
 
     # an error of the kernel's own (both launches raise it): raised, and the fast launch stays
     _core.launch_grid(_refused, 1, 32, a)                # compiles (Numba's launch)
@@ -238,17 +229,8 @@ def fallbacks():
             raise TypeError("Stream or GraphBuilder expected, got int")
         return recorded(stream, config, kernel, *params)
 
-    launcher._numba_dispatcher.launch = refuse_direct
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            before = host_only.launched()
-            for _ in range(3):
-                _core.launch_grid(_direct_refused, 1, 32, a)
-            direct_failed = {"launched": host_only.launched() - before, "warnings": [str(w.message) for w in caught],
-                             "direct": len(launcher._direct.get(_direct_refused, []))}
-    finally:
-        launcher._numba_dispatcher.launch = recorded
+    launched, caught = _launches_through(refuse_direct, _direct_refused, 3, a)
+    direct_failed = {"launched": launched, "warnings": caught, "direct": len(launcher._direct.get(_direct_refused, []))}
 
     # the same with warnings as errors: launched once (by Numba's launch), then the warning raised
     _core.launch_grid(_direct_refused_strict, 1, 32, a)  # compiles (Numba's launch)
@@ -334,6 +316,22 @@ def _probe_launch():
 @cuda.jit
 def _context_probe(x):
     pass
+
+
+def _launches_through(fake_launch, kernel, times, a):
+    """(launches that reached cuda.core's launch, warnings): ``kernel`` launched ``times`` times on
+    ``a`` with ``fake_launch`` standing in for cuda.core's launch (it calls the real one or raises)."""
+    real = launcher._numba_dispatcher.launch
+    launcher._numba_dispatcher.launch = fake_launch
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            before = host_only.launched()
+            for _ in range(times):
+                _core.launch_grid(kernel, 1, 32, a)
+            return host_only.launched() - before, [str(w.message) for w in caught]
+    finally:
+        launcher._numba_dispatcher.launch = real
 
 
 def _single_overload():

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib
 import ctypes
 import os
+
+from . import launcher
 
 RECORDED = 1000
 launches: collections.deque = collections.deque(maxlen=RECORDED)
@@ -86,18 +87,7 @@ def launched() -> int:
     return _launched
 
 
-def _param_holder():
-    """``cuda.core``'s packing of kernel parameters (its ``ParamHolder``: no driver needed), or None
-    where this cuda.core keeps it elsewhere."""
-    for module in ("cuda.core._kernel_arg_handler", "cuda.core.experimental._kernel_arg_handler"):
-        try:
-            return importlib.import_module(module).ParamHolder
-        except (ImportError, AttributeError):
-            continue
-    return None
-
-
-_pack = _param_holder()
+_pack = launcher.param_holder()       # cuda.core's packing of kernel parameters (no driver needed)
 
 
 _stream_classes = ()      # what cuda.core's launch takes as its stream (set by install)

@@ -244,7 +244,7 @@ def _packed_as(value):
     return kind, value
 
 
-def _param_holder():
+def param_holder():
     """``cuda.core``'s packing of a launch's parameters (``ParamHolder``), or None where this
     cuda.core keeps it elsewhere."""
     for module in ("cuda.core._kernel_arg_handler", "cuda.core.experimental._kernel_arg_handler"):
@@ -255,7 +255,7 @@ def _param_holder():
     return None
 
 
-_ParamHolder = _param_holder() if unavailable_reason is None else None
+_ParamHolder = param_holder() if unavailable_reason is None else None
 
 
 def _packed_bytes(params, sizes):
