@@ -39,7 +39,7 @@ def test_every_launch_of_every_kernel_gets_numbas_parameters_and_types():
     found = _check("every_op")
     assert found["mismatches"] == [] and found["disabled"] == []
     assert found["type_mismatches"] == [] and found["typed"] > 5000
-    assert found["typed_tuples"] > 10        # the fused optimisers' tuples of arrays, typed once per layout
+    assert found["typed_tuples"] > 10        # the fused optimisers' tuples of arrays, launched directly
     # every overload's first launch compiles it through Numba's launch; after that all are fast
     assert found["second_run_fast"] == found["second_run_launches"] > 2000
     assert found["second_run_direct"] == found["second_run_launches"]     # none through Numba's dispatcher

@@ -20,10 +20,11 @@ overload, ``_direct_params``): the overload Numba would pick. Anything else (new
 compiles; bad arguments, which Numba refuses) goes through Numba's dispatcher.
 
 The first launch of each overload builds the parameters both ways and keeps the fast launch only if
-they are identical (same values, same ctypes types), so a Numba version that marshals differently
-keeps Numba's own launch; so does an overload whose first fast launch raises where Numba's launch
-of the same call goes through (if Numba's raises too, the error is the kernel's: it is raised and
-the fast launch stays). Arguments the plan does not cover (host arrays, objects exposing
+they pass the same bytes (``same_params``: the same values packed the same way, compared as packed
+by ``cuda.core`` where its ``ParamHolder`` can be read), so a Numba version that marshals differently
+keeps Numba's own launch; so does an overload whose first fast (or first direct) launch raises where
+Numba's launch of the same call goes through (if Numba's raises too, the error is the kernel's: it is
+raised and the fast launch stays). No kernel is launched twice: a launch that raises launched nothing. Arguments the plan does not cover (host arrays, objects exposing
 ``__cuda_array_interface__``) go through Numba's launch. ``FASTNN_CUDA_FAST_LAUNCH=0`` keeps Numba's
 launch for every kernel (to compare the two).
 """
