@@ -21,6 +21,9 @@ fallbacks
     differ from Numba's is switched back to Numba's launch with a warning, and one whose first
     direct launch fails where Numba's dispatcher's goes through is launched by the dispatcher from
     then on, with a warning.
+default_stream
+    The direct launch's default stream: Numba's ``_to_core_stream(0)`` (what cuda.core's launch
+    takes), made once per thread and context.
 contexts
     The kernel's handle is looked up (``get_cufunc``, which asks Numba for the current context) once
     per context: again after ``cuda.close()`` (its device then has another primary context), and
@@ -309,6 +312,13 @@ def contexts():
     return found
 
 
+def default_stream():
+    from numba.cuda.cudadrv import driver
+    stream = launcher.default_stream()
+    return {"numbas_conversion": type(stream) is type(driver._to_core_stream(0)),
+            "made_once": stream is launcher.default_stream()}
+
+
 def _probe_launch():
     return next(iter(_context_probe.overloads.values())).launch
 
@@ -428,5 +438,5 @@ def reshape():
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     check = {"every_op": every_op, "argument_kinds": argument_kinds, "fallbacks": fallbacks,
-             "contexts": contexts, "reshape": reshape}[sys.argv[1]]
+             "contexts": contexts, "default_stream": default_stream, "reshape": reshape}[sys.argv[1]]
     print(json.dumps(check(), default=str))

@@ -90,7 +90,8 @@ def launched() -> int:
 _pack = launcher.param_holder()       # cuda.core's packing of kernel parameters (no driver needed)
 
 
-_stream_classes = ()      # what cuda.core's launch takes as its stream (set by install)
+_stream_classes = ()      # what cuda.core's launch takes as its stream, and as its configuration
+_config_class = None      # (set by install)
 
 
 def _record(stream, config, kernel, *params):
@@ -101,7 +102,7 @@ def _record(stream, config, kernel, *params):
     global _launched
     if not isinstance(stream, _stream_classes):
         raise TypeError(f"Stream or GraphBuilder expected, got {type(stream).__name__}")
-    if not isinstance(config, dispatcher_launch_config()):
+    if not isinstance(config, _config_class):
         raise TypeError(f"LaunchConfig expected, got {type(config).__name__}")
     if not isinstance(kernel, str):         # host_only's _Function.kernel: the entry name
         raise TypeError(f"a kernel from get_cufunc() expected, got {type(kernel).__name__}")
@@ -111,11 +112,6 @@ def _record(stream, config, kernel, *params):
     launches.append((kernel, config, params))
 
 
-def dispatcher_launch_config():
-    from numba.cuda import dispatcher
-    return dispatcher.LaunchConfig
-
-
 def install() -> None:
     """Patch numba-cuda and fastnn's cuda backend as the module docstring says (once per process)."""
     global _installed
@@ -123,12 +119,12 @@ def install() -> None:
         return
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") != "0":
         raise RuntimeError("host_only needs Numba's real CUDA classes: run without NUMBA_ENABLE_CUDASIM=1")
-    global _stream_classes
+    global _stream_classes, _config_class
     import numba.cuda.api as api
     import numba.cuda.dispatcher as dispatcher
     from numba import cuda
     from numba.cuda.cudadrv import driver
-    _stream_classes = (type(driver._to_core_stream(0)),)
+    _stream_classes, _config_class = (type(driver._to_core_stream(0)),), dispatcher.LaunchConfig
     from numba.cuda import codegen
     from numba.cuda.cudadrv import devices
     from numba.cuda.cudadrv.devicearray import DeviceNDArray

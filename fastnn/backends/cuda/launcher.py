@@ -178,11 +178,7 @@ def _integer(ctype):
 
     def convert(value, out):
         c = seen.get(value)
-        if c is None:
-            if len(seen) >= _MAX_CONFIGS:
-                seen.clear()
-            c = seen[value] = ctype(value)
-        out.append(c)
+        out.append(_seen_integer(seen, ctype, value) if c is None else c)
     return convert
 
 
@@ -462,6 +458,7 @@ def _type_of(array):
 
 
 def _seen_integer(seen, ctype, value):
+    """``ctype(value)``, now remembered in ``seen`` (cleared when full)."""
     if len(seen) >= _MAX_CONFIGS:
         seen.clear()
     c = seen[value] = ctype(value)
