@@ -101,6 +101,32 @@ def test_a_gemm_is_launched_with_the_tiling_found_fastest_for_its_shape(tuning):
     assert len(tuning["launched"]) - start == 1
 
 
+def test_a_split_gemm_is_launched_with_the_slice_count_found_fastest(tuning, monkeypatch):
+    """A 4 x 6 output k = 64 slabs deep is one tile for 4 multiprocessors: split_k cuts it into 8
+    slices, and the autotuner also times 16 and 32; the timer makes the most slices fastest, and
+    every later GEMM of that shape is launched with them, giving the product."""
+    monkeypatch.setattr(_core, "_multiprocessors", 4)
+    monkeypatch.setattr(linear, "MIN_K_CHUNK", linear.TILINGS[0].BK)
+    monkeypatch.setattr(linear, "MAX_SPLITS", 8)
+    monkeypatch.setattr(linear, "MAX_CANDIDATE_SPLITS", 32)
+    m, n, k = 4, 6, 64 * linear.TILINGS[0].BK
+    ways = linear.candidate_launches(m, n, k)
+    assert [splits for _, splits in ways].count(32) == len(linear.candidate_tilings(m, n)) and ways[0][1] is None
+    grids, real_launch_grid = [], linear.launch_grid
+    monkeypatch.setattr(linear, "launch_grid", lambda kernel, grid, *rest: (grids.append(grid),
+                                                                           real_launch_grid(kernel, grid, *rest)))
+    tuning["cost"] = lambda blocks, launches: 1.0 / grids[-1][2]
+    rng = np.random.default_rng(5)
+    for step in range(2):
+        a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        c = cu.empty((m, n), np.float64)
+        linear.gemm(dev(a).reshape(1, m, k), 0, k, dev(b).reshape(1, k, n), 0, n, c.reshape(1, m, n), n, m, n, k)
+        np.testing.assert_allclose(c.copy_to_host(), a @ b, rtol=1e-12)
+        assert grids[-1][2] == 32
+    assert tuning["timed"] == len(ways) * autotune.REPEATS      # timed on the first call only
+    assert list(autotune.chosen().values())[0][1] == 32
+
+
 @pytest.mark.parametrize("faster", ["windows", "col2im"])
 def test_a_convolution_computes_grad_x_the_way_found_fastest(tuning, faster):
     """conv2d's grad_x by the windows GEMM (one launch) or by W^T grad_y and col2im (two): both
@@ -118,7 +144,8 @@ def test_a_convolution_computes_grad_x_the_way_found_fastest(tuning, faster):
             grad_x = cu.conv2d_backward(dev(np.ones((2, 4, 5, 5))), saved, (True, False, False))[0]
         close(grad_x, expected)
         assert launches() == (1 if faster == "windows" else 2)
-    assert list(autotune.chosen().values()) == [faster]
+    # (the GEMMs inside, split along k at these sizes in the simulator, also time their slice counts)
+    assert [name for key, name in autotune.chosen().items() if key[0] == "conv2d grad_x"] == [faster]
 
 
 def test_nested_choices_a_convolution_tuning_its_path_whose_gemms_tune_their_tilings(tuning, monkeypatch):

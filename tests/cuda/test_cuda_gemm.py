@@ -79,6 +79,42 @@ def test_a_small_output_is_split_along_k_within_one_launch(monkeypatch):
     assert not arrival_counters().any()          # every tile's last block reset its counter
 
 
+def test_the_autotuner_is_offered_about_two_and_four_times_split_ks_slices_where_k_has_them(monkeypatch):
+    """Slices are whole slabs (MIN_K_CHUNK is one slab here): 8 slices of 20 slabs are 7 of 3 slabs."""
+    chunk, t = linear.MIN_K_CHUNK, linear.TILINGS[0]
+    monkeypatch.setattr(linear, "MAX_CANDIDATE_SPLITS", 32)
+    assert linear.split_k(4, 6, 64 * chunk) == 8                            # 8 slices, the most split_k cuts
+    assert linear.candidate_splits(4, 6, 64 * chunk, t) == [None, 16, 32]
+    assert linear.candidate_splits(4, 6, 20 * chunk, t) == [None, 10, 20]   # 7, then 2 and 1 slabs a slice
+    assert linear.candidate_splits(4, 6, 12 * chunk, t) == [None, 12]       # 6 slices, then at most 12
+    assert linear.candidate_splits(4, 6, 8 * chunk, t) == [None]            # no more slabs than slices
+    monkeypatch.setattr(linear, "MAX_CANDIDATE_SPLITS", 16)
+    assert linear.candidate_splits(4, 6, 64 * chunk, t) == [None, 16]
+    assert linear.candidate_splits(8 * t.BM, t.BN, 64 * chunk, t) == [None]  # not split: enough blocks already
+    assert linear.candidate_launches(4, 6, 64 * chunk)[0] == (linear.tiling_for(4, 6), None)   # the heuristic first
+
+
+@given(m=st.integers(1, 12), n=st.integers(1, 12), k=st.integers(1, 90), splits=st.integers(1, 40),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_a_gemm_launched_with_any_number_of_slices_gives_the_product_and_leaves_no_empty_slice(m, n, k, splits, dtype,
+                                                                                               seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    tiling = linear.TILINGS[0]
+    grid = linear.gemm_grid(tiling, m, n, k, splits)
+    assert 1 <= grid.splits <= splits and grid.grid[2] == grid.splits and grid.k_chunk % tiling.BK == 0
+    assert (grid.splits - 1) * grid.k_chunk < k <= grid.splits * grid.k_chunk or grid.splits == 1
+    c, sums = cu.empty((m, n), dtype), cu.empty((m,), dtype)
+    with cu.count_launches() as launches:
+        linear.gemm(cu.to_device(a).reshape(1, m, k), 0, k, cu.to_device(b).reshape(1, k, n), 0, n, c.reshape(1, m, n),
+                    n, m, n, k, row_sums=sums, tiling=tiling, splits=splits)
+    assert launches() == 1
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(c.copy_to_host(), product(a, 0, b, 0), rtol=tol, atol=tol * k)
+    np.testing.assert_allclose(sums.copy_to_host(), a.astype(np.float64).sum(1), rtol=tol, atol=tol * k)
+    assert not arrival_counters().any()
+
+
 @pytest.mark.parametrize("bias_mode", [linear.BIAS_ROW, linear.BIAS_COL])
 @pytest.mark.parametrize("relu", [False, True])
 def test_a_split_product_gets_the_bias_and_relu_once_after_the_sum(bias_mode, relu):

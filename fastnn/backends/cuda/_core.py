@@ -211,11 +211,11 @@ def pixel_launch(pixels, rows, images):
 
 def empty(shape, dtype):
     """An uninitialised C-contiguous device array, from the caching allocator (``memory.py``)."""
-    shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
     if SIMULATOR:  # poison fresh memory, so that a kernel reading what nobody wrote fails every time
+        shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
         return cuda.to_device(np.full(shape, np.nan if dtype.kind == "f" else np.iinfo(dtype).min, dtype))
     array = cached_device_array(shape, dtype)
-    return array if array is not None else cuda.device_array(shape, dtype)
+    return array if array is not None else cuda.device_array(tuple(map(int, shape)), np.dtype(dtype))
 
 
 def to_device(host):

@@ -11,7 +11,9 @@ Here:
   the attributes Numba's constructor sets, and the layout object only when something asks for it
   (Numba's indexing, ``flags``, its own ``reshape``);
 * ``reshape`` in C order of a C-contiguous array to a shape with as many elements (one -1 at most) makes
-  the view that way, which is what Numba's gives for it; anything else goes to Numba's ``reshape``;
+  the view that way, which is what Numba's gives for it; anything else goes to Numba's ``reshape``.
+  The layouts (strides, element counts, a reshape's result) are worked out once per shape and kept
+  in tables: a step reshapes some 70 times, to a few dozen layouts that repeat every step;
 * ``is_c_contiguous`` answers from the strides when they are C's, without the layout object.
 """
 from __future__ import annotations
@@ -34,6 +36,52 @@ def c_strides(shape: tuple, itemsize: int) -> tuple:
     return tuple(reversed(strides))
 
 
+_MAX_LAYOUTS = 4096
+# (shape, itemsize) -> (strides, size) of a C-contiguous array: what ``c_contiguous`` sets
+_c_layouts = {}
+# (shape, strides, itemsize, requested shape) -> (shape, strides, size) of the C-order reshape of an
+# array of that layout, or None where it goes to Numba's (not C-contiguous, no element, another size)
+_reshapes = {}
+
+
+def _c_layout(shape, itemsize):
+    layout = _c_layouts.get((shape, itemsize))
+    if layout is None:
+        if len(_c_layouts) >= _MAX_LAYOUTS:
+            _c_layouts.clear()
+        layout = _c_layouts[shape, itemsize] = (c_strides(shape, itemsize), math.prod(shape))
+    return layout
+
+
+def _reshaped(shape, strides, itemsize, size, requested):
+    """(shape, strides, size) of the C-order reshape to ``requested`` (a shape, possibly with one -1)
+    of a C-contiguous array of ``size`` > 0 elements; None when Numba's ``reshape`` must answer (the
+    array is not C-contiguous, or ``requested`` does not fit it: Numba raises its error)."""
+    if not size or strides != c_strides(shape, itemsize):
+        return None
+    try:
+        new = tuple(map(int, requested))
+    except (TypeError, ValueError):
+        return None
+    elements = math.prod(new)
+    if elements < 0 and new.count(-1) == 1 and size % -elements == 0:    # the one extent to work out
+        new = tuple([size // -elements if s == -1 else s for s in new])
+        elements = size
+    if elements != size or (new and min(new) <= 0):
+        return None
+    return (new, *_c_layout(new, itemsize))
+
+
+def made_c_contiguous(shape, strides, size, dtype, gpu_data):
+    """A ``DeviceArray`` of ``shape`` (a tuple of Python ints, all > 0), its C ``strides`` and
+    ``size`` elements, of ``dtype`` (a NumPy dtype) on ``gpu_data``: the attributes Numba's
+    constructor sets, set as one dict."""
+    array = DeviceArray.__new__(DeviceArray)
+    array.__dict__ = {"ndim": len(shape), "shape": shape, "strides": strides, "dtype": dtype, "size": size,
+                      "alloc_size": size * dtype.itemsize, "gpu_data": gpu_data, "stream": 0}
+    return array
+
+
 class DeviceArray(DeviceNDArray):
     """``DeviceNDArray`` with a cheaper constructor for C-contiguous arrays and ``reshape``."""
 
@@ -47,30 +95,28 @@ class DeviceArray(DeviceNDArray):
     def c_contiguous(cls, shape: tuple, dtype, gpu_data):
         """``DeviceArray(shape, c_strides(shape, itemsize), dtype, gpu_data=gpu_data)`` for a tuple
         of Python ints, all > 0, and a NumPy dtype: the same attributes, set directly."""
-        array = cls.__new__(cls)
-        array.ndim = len(shape)
-        array.shape = shape
-        array.strides = c_strides(shape, dtype.itemsize)
-        array.dtype = dtype
-        array.size = size = math.prod(shape)
-        array.alloc_size = size * dtype.itemsize
-        array.gpu_data = gpu_data
-        array.stream = 0
-        return array
+        return made_c_contiguous(shape, *_c_layout(shape, dtype.itemsize), dtype, gpu_data)
 
     def is_c_contiguous(self):
         return self.strides == c_strides(self.shape, self.dtype.itemsize) or self._dummy.is_c_contig
 
     def reshape(self, *newshape, **kws):
-        shape = newshape[0] if len(newshape) == 1 and isinstance(newshape[0], (tuple, list)) else newshape
-        size = self.size
-        if (not kws or (len(kws) == 1 and kws.get("order") == "C")) and size \
-                and self.strides == c_strides(self.shape, self.dtype.itemsize):
-            shape = tuple(map(int, shape))
-            elements = math.prod(shape)
-            if elements < 0 and shape.count(-1) == 1 and size % -elements == 0:    # the one extent to work out
-                shape = tuple([size // -elements if s == -1 else s for s in shape])
-                elements = size
-            if elements == size and (not shape or min(shape) > 0):
-                return DeviceArray.c_contiguous(shape, self.dtype, self.gpu_data)
+        if len(newshape) == 1 and isinstance(newshape[0], list):
+            # as the tuple: Numba raises NotImplementedError for a list equal to the array's shape
+            newshape = (tuple(newshape[0]),)
+        if not kws or (len(kws) == 1 and kws.get("order") == "C"):
+            requested = newshape[0] if len(newshape) == 1 and isinstance(newshape[0], tuple) else newshape
+            dtype = self.dtype
+            key = (self.shape, self.strides, dtype.itemsize, requested)
+            try:
+                made = _reshapes[key]
+            except KeyError:
+                made = _reshaped(self.shape, self.strides, dtype.itemsize, self.size, requested)
+                if len(_reshapes) >= _MAX_LAYOUTS:
+                    _reshapes.clear()
+                _reshapes[key] = made
+            except TypeError:       # an unhashable extent: not remembered (Numba's error follows)
+                made = _reshaped(self.shape, self.strides, dtype.itemsize, self.size, requested)
+            if made is not None:
+                return made_c_contiguous(*made, dtype, self.gpu_data)
         return super().reshape(*newshape, **kws)

@@ -179,6 +179,9 @@ else:
     # the last block of a tile reads all its partials: bound that serial work. 32 left tfconvnet's
     # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
     MAX_SPLITS = 128
+# the most slices the autotuner tries beside split_k's (``candidate_splits``): more blocks in flight
+# against a longer sum of partials in each tile's last block, which only timing can weigh
+MAX_CANDIDATE_SPLITS = 4 * MAX_SPLITS
 MAX_GRID_Y = 65535
 # Registers: the float32 GEMM runs two blocks per multiprocessor (65536 registers; 256 threads and
 # 128 registers each with the default tiling). ptxas -v (sm_90) takes 134-148 uncapped depending on
@@ -699,7 +702,7 @@ def _arrivals(tiles):
 
 
 def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, row_sums=None, relu=False,
-         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None, windows=None, tiling=None):
+         mask=None, masked=MASK_NONE, mask_scale=1.0, dropout=None, windows=None, tiling=None, splits=None):
     """C (m, n) = op(A) op(B) (+ bias), operands in the split-column layout described above;
     C = max(that, 0) with ``relu``. One launch.
 
@@ -721,7 +724,8 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
     C-contiguous tensor ``b`` (read as its flat memory; ``pb`` unused), op(B) its (taps, pixels)
     matrix, or (pixels, taps) with ``tb``. A mask of B is then laid out like ``b``.
 
-    ``tiling``: the ``Tiling`` to launch with (by default ``tiling_for(m, n)``).
+    ``tiling``, ``splits``: the ``Tiling`` to launch with and the slices to cut k into (``gemm_grid``);
+    by default the autotuner's choice among ``candidate_launches``.
     """
     if dropout is not None and (c.shape[0] != 1 or pc != n or not c.is_c_contiguous() or mask is not None):
         raise ValueError("gemm: a fused dropout needs C as one row-major (m, n) matrix (its flat index) "
@@ -758,8 +762,9 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
               (*fa, int(pa), *fb, int(pb), c, int(pc), bias, int(bias_mode), int(bool(relu)),
                dummy if row_sums is None else row_sums, int(row_sums is not None), int(m), int(n), int(k)),
               (mask, int(masked)), (int(dropout is not None), drop_seed, drop_threshold, drop_scale, windows))
-    if tiling is not None:
-        _launch_gemm(tiling, _kernel(c.dtype, ta, tb, windowed, tiling), *launch)
+    if tiling is not None or splits is not None:
+        tiling = tiling_for(m, n) if tiling is None else tiling
+        _launch_gemm(tiling, _kernel(c.dtype, ta, tb, windowed, tiling), splits, *launch)
         return
     key = (c.dtype.char, ta, tb, windowed, masked, m, n, k, pa, pb)
     chosen = _TILING_OF.get(key)
@@ -776,44 +781,105 @@ def candidate_tilings(m, n):
     return [first] + [t for t in TILINGS if t != first and t.covered(m, n) * 8 <= tightest * 9]
 
 
+def slices(k, splits, bk):
+    """(k_chunk, slices): k cut into at most ``splits`` slices of whole ``bk``-deep slabs, none empty
+    (k_chunk = ceil(k / splits) rounded up to slabs; 1 for k = 0)."""
+    if not k:
+        return 1, 1
+    k_chunk = _ceil_div(_ceil_div(k, splits), bk) * bk
+    return k_chunk, _ceil_div(k, k_chunk)
+
+
+def candidate_splits(m, n, k, tiling):
+    """The slice counts worth trying for a GEMM in ``tiling``: None (``split_k``'s) first, then, for a
+    GEMM split_k cuts into s > 1 slices, about 2 s and 4 s slices (as many as whole slabs give) where
+    k has that many of MIN_K_CHUNK (at most MAX_CANDIDATE_SPLITS). A weight gradient (a small
+    output, a batch of pixels deep: tfconvnet's conv1 grad_W, one tile k = 200704 deep at batch 256)
+    runs its blocks one slab at a time, latency bound; more slices put more blocks in flight, and
+    make the last block of each tile add up more partials: only timing can weigh the two."""
+    bk = tiling.BK
+    last = slices(k, split_k(m, n, k, tiling), bk)[1]
+    found = [None]
+    if last > 1:
+        for factor in (2, 4):
+            count = slices(k, min(factor * last, k // MIN_K_CHUNK, MAX_CANDIDATE_SPLITS), bk)[1]
+            if count > last:
+                found.append(count)
+                last = count
+    return found
+
+
+def candidate_launches(m, n, k):
+    """(tiling, splits) of every way worth timing for a GEMM with an (m, n) output k deep:
+    ``candidate_tilings`` each with its ``candidate_splits``; (``tiling_for(m, n)``, None) first."""
+    return [(t, splits) for t in candidate_tilings(m, n) for splits in candidate_splits(m, n, k, t)]
+
+
 _TILING_OF = {}
 
 
 def _gemm_tiling(key, launch):
-    """(tiling, compiled kernel) of a GEMM launch described by ``key`` (dtype char, ta, tb, windowed,
-    masked, m, n, k, pa, pb), among ``candidate_tilings`` (``autotune.choose``: the fastest on this
-    GPU, each run as ``_launch_gemm(tiling, kernel, *launch)``; ``tiling_for`` while autotuning is
-    off), remembered in _TILING_OF."""
+    """(tiling, compiled kernel, slices) of a GEMM launch described by ``key`` (dtype char, ta, tb,
+    windowed, masked, m, n, k, pa, pb), among ``candidate_launches`` (``autotune.choose``: the fastest
+    on this GPU, each run as ``_launch_gemm(tiling, kernel, splits, *launch)``; ``tiling_for`` and
+    ``split_k``'s slices while autotuning is off), remembered in _TILING_OF."""
     dtype, ta, tb, windowed = launch[0], key[1], key[2], key[3]
-    with_kernel = lambda t: (t, _kernel(dtype, ta, tb, windowed, t))     # noqa: E731
+    with_kernel = lambda way: (way[0], _kernel(dtype, ta, tb, windowed, way[0]), way[1])     # noqa: E731
     return autotune.choose(_TILING_OF, "gemm", key, {
-        t: (lambda t=t: _launch_gemm(*with_kernel(t), *launch)) for t in candidate_tilings(key[5], key[6])},
-        with_kernel)
+        way: (lambda way=way: _launch_gemm(*with_kernel(way), *launch))
+        for way in candidate_launches(key[5], key[6], key[7])}, with_kernel)
 
 
-def _launch_gemm(tiling, compiled, dtype, m, n, k, want_row_sums, dummy, taps, head, mask, tail):
-    """gemm's launch of ``compiled`` (the GEMM kernel of ``tiling``): its grid, the split of k and the
-    split-K buffers, then the arguments ``gemm`` prepared (``head`` up to k, the ``mask`` pair, the
-    ``tail``, whose last is the windows table, of ``taps`` taps; 0 for a plain B)."""
-    bm, bn, bk = tiling.BM, tiling.BN, tiling.BK
+class _GemmGrid(NamedTuple):
+    """What a GEMM launch's shape and tiling decide: its grid (x, y, splits) and block, k per slice,
+    and for a split, the output tiles (split-K arrival counters)."""
+    grid: tuple
+    block: tuple
+    k_chunk: int
+    splits: int
+    tiles: int
+
+
+_MAX_GRIDS = 4096
+_GRIDS = {}
+
+
+def gemm_grid(tiling, m, n, k, splits=None):
+    """The ``_GemmGrid`` of an (m, n) output with k deep in ``tiling``, k cut into ``splits`` slices
+    (by default ``split_k``'s; fewer where slices of whole slabs need fewer), worked out once per
+    shape and setting: a step launches a dozen GEMMs of shapes that repeat every step."""
+    key = (tiling, m, n, k, splits, MIN_K_CHUNK, MAX_SPLITS, MAX_GRID_Y, multiprocessors())
+    made = _GRIDS.get(key)
+    if made is None:
+        bm, bn, bk = tiling.BM, tiling.BN, tiling.BK
+        grid_x, grid_y = _ceil_div(n, bn), min(_ceil_div(m, bm), MAX_GRID_Y)
+        k_chunk, splits = slices(k, split_k(m, n, k, tiling) if splits is None else max(1, int(splits)), bk)
+        if len(_GRIDS) >= _MAX_GRIDS:
+            _GRIDS.clear()
+        made = _GRIDS[key] = _GemmGrid((grid_x, grid_y, splits), (tiling.TX, tiling.TY), int(k_chunk), splits,
+                                       _ceil_div(m, bm) * grid_x)
+    return made
+
+
+def _launch_gemm(tiling, compiled, splits, dtype, m, n, k, want_row_sums, dummy, taps, head, mask, tail):
+    """gemm's launch of ``compiled`` (the GEMM kernel of ``tiling``) with k in ``splits`` slices (None:
+    ``split_k``'s): its grid and the split-K buffers, then the arguments ``gemm`` prepared (``head``
+    up to k, the ``mask`` pair, the ``tail``, whose last is the windows table, of ``taps`` taps; 0 for
+    a plain B)."""
     if taps:
         entries, needed = tail[-1].shape[0], WINDOW_HEADER + 3 * (taps + window_slack((tiling,)))
         if entries < needed:
             raise ValueError(f"gemm: a windows table of {taps} taps read with {tiling} needs {needed} entries, "
                              f"got {entries}")
-    grid_x, grid_y = _ceil_div(n, bn), min(_ceil_div(m, bm), MAX_GRID_Y)
-    splits = split_k(m, n, k, tiling)
-    k_chunk = _ceil_div(_ceil_div(k, splits), bk) * bk if k else 1    # ceil(k / splits) in whole slabs
-    if splits > 1:
-        splits = _ceil_div(k, k_chunk)                                 # no empty slice
+    grid = gemm_grid(tiling, m, n, k, splits)
+    splits = grid.splits
     if splits > 1:
         part = empty((splits * m * n,), dtype)
         row_part = empty((splits * m,), dtype) if want_row_sums else dummy
-        arrivals = _arrivals(_ceil_div(m, bm) * grid_x)
+        arrivals = _arrivals(grid.tiles)
     else:
         part, row_part, arrivals = dummy, dummy, _placeholder(np.int32)
-    launch_grid(compiled, (grid_x, grid_y, splits), (tiling.TX, tiling.TY), *head, int(k_chunk), *mask,
-                part, row_part, arrivals, *tail)
+    launch_grid(compiled, grid.grid, grid.block, *head, grid.k_chunk, *mask, part, row_part, arrivals, *tail)
 
 
 def linear_forward(x, weight, bias, relu=False, dropout=None):

@@ -65,9 +65,13 @@ class BlockCache:
     def take(self, nbytes: int):
         """``(block, size)``: a free block of ``size_class(nbytes)`` bytes, or a new one."""
         size = size_class(nbytes)
-        block = self._reuse(size)
-        if block is not None:
-            return block, size
+        with self._lock:        # the free list's block, under one lock (``_reuse`` written out)
+            free = self._free.get(size)
+            if free:
+                self.cached_bytes -= size
+                self.reused += 1
+                self.in_use_bytes += size
+                return free.pop(), size
         try:
             block = self._allocate(size)
         except Exception as error:
@@ -98,10 +102,17 @@ class BlockCache:
     def give_back(self, block, size: int) -> None:
         """Return a block from ``take`` to the cache (or drop it, with caching off)."""
         with self._lock:
-            self.in_use_bytes -= size
-            if self.caching:
-                self._free.setdefault(size, []).append(block)
-                self.cached_bytes += size
+            self._keep(block, size)
+
+    def _keep(self, block, size):
+        """``give_back``'s bookkeeping (the lock held)."""
+        self.in_use_bytes -= size
+        if self.caching:
+            free = self._free.get(size)
+            if free is None:
+                free = self._free[size] = []
+            free.append(block)
+            self.cached_bytes += size
 
     def forget(self, size: int) -> None:
         """A block from ``take`` that could not be lent (and is dropped)."""
@@ -141,10 +152,10 @@ class DeviceArrayCache(BlockCache):
         from numba import cuda
 
         from .block_pointer import BlockPointer
-        from .device_array import DeviceArray
+        from .device_array import made_c_contiguous
 
         super().__init__(lambda nbytes: cuda.device_array(nbytes, np.uint8), _is_out_of_memory)
-        self._device_array_class, self._pointer_class = DeviceArray, BlockPointer
+        self._made, self._pointer_class = made_c_contiguous, BlockPointer
         # id -> every lent block. The cache itself holds the blocks it lends: a lent array that only the
         # cycle collector frees is garbage together with its BlockPointer, and the collector runs weakref
         # callbacks (Numba's finalizers, which free device memory) before __del__ methods, so a block
@@ -154,47 +165,78 @@ class DeviceArrayCache(BlockCache):
     def device_array(self, shape, dtype):
         """An uninitialised C-contiguous device array of ``shape`` (a tuple of Python ints) and
         ``dtype`` (a NumPy dtype), of size > 0."""
-        dtype = np.dtype(dtype)
-        nbytes = math.prod(shape) * dtype.itemsize
+        return self.lend(request(shape, dtype))
+
+    def lend(self, asked):
+        """``device_array`` for ``asked``, its ``request(shape, dtype)``."""
         try:
-            return self._lend(*self.take(nbytes), nbytes, shape, dtype)
+            return self._lend(*self.take(asked[2]), asked)
         except ReferenceError:
             # the context the cached blocks belonged to is gone (cuda.close()): drop them all
             self.empty()
-            return self._lend(*self.take(nbytes), nbytes, shape, dtype)
+            return self._lend(*self.take(asked[2]), asked)
 
-    def _lend(self, block, size, nbytes, shape, dtype):
+    def _lend(self, block, size, asked):
+        shape, dtype, nbytes, strides, elements = asked
         try:
             memory = block.gpu_data
-            context, address = memory.context, memory.device_pointer
             # the pointer's size is the array's, not the block's: numba takes an array's byte count from
             # its pointer (numba.cuda's DeviceNDArray) and copies that many bytes to and from the host
-            pointer = self._pointer_class(context, address, nbytes, block, size, self.give_back)
+            pointer = self._pointer_class(memory.context, memory.device_pointer, nbytes, block, size, self.give_back)
         except BaseException:
             self.forget(size)
             raise
         self._lent[id(block)] = block
-        return self._device_array_class.c_contiguous(shape, dtype, pointer)
+        return self._made(shape, strides, elements, dtype, pointer)
 
     def give_back(self, block, size: int) -> None:
         with self._lock:
             self._lent.pop(id(block), None)
-            super().give_back(block, size)
+            self._keep(block, size)
 
 
 _cache = None
 _enabled = os.environ.get("FASTNN_CUDA_CACHING_ALLOCATOR", "1") != "0"
 
 
+_MAX_REQUESTS = 4096
+# (shape, dtype) as asked -> ``request``: a step allocates some 30 arrays, of a few dozen layouts that
+# repeat every step
+_requests = {}
+
+
+def request(shape, dtype):
+    """(shape as a tuple of Python ints, NumPy dtype, bytes, C strides, elements) of an array asked
+    for as (shape, dtype)."""
+    try:
+        asked = _requests.get((shape, dtype))
+        key = (shape, dtype)
+    except TypeError:               # a list shape: worked out, not remembered
+        asked = key = None
+    if asked is None:
+        from .device_array import c_strides
+        shape_ints, np_dtype = tuple(map(int, shape)), np.dtype(dtype)
+        elements = math.prod(shape_ints)
+        asked = (shape_ints, np_dtype, elements * np_dtype.itemsize,
+                 c_strides(shape_ints, np_dtype.itemsize), elements)
+        if key is not None:
+            if len(_requests) >= _MAX_REQUESTS:
+                _requests.clear()
+            _requests[key] = asked
+    return asked
+
+
 def cached_device_array(shape, dtype):
-    """A device array from the cache, or ``None`` when the cache is off (the caller allocates)."""
+    """A device array from the cache, or ``None`` when the cache is off or the array has no element
+    (the caller allocates)."""
     global _cache
-    if not _enabled or math.prod(shape) == 0:
+    asked = request(shape, dtype)
+    if not _enabled or asked[2] == 0:
         return None
     try:
         if _cache is None:
             _cache = DeviceArrayCache()
-        return _cache.device_array(shape, dtype)
+        return _cache.lend(asked)
     except (AttributeError, TypeError, ImportError) as error:
         # numba's pointer or array classes do not fit this use (another numba version): fall back, loudly
         set_enabled(False)
