@@ -15,8 +15,9 @@ on a GPU.
 Each (batch, launch) is timed in a process of its own (``FASTNN_CUDA_FAST_LAUNCH=1`` is fastnn's
 launcher, ``0`` Numba's), alternating for ``--rounds`` rounds; a process times 8 blocks of 20 steps
 and keeps the fastest block (on a shared 2-core machine other processes only ever add time); the
-report gives the median over rounds of the ms per step of each, their ratio, and the step with the kernels counted but not launched (fastnn's own
-Python: autograd, allocation, views). The first run compiles the kernels (about a minute; cached after).
+report gives the median over rounds of the ms per step of each, their ratio, and the step with the
+kernels counted but not launched (fastnn's own Python: autograd, allocation, views). The first run
+compiles the kernels (about a minute; cached after).
 """
 import argparse
 import cProfile

@@ -36,6 +36,19 @@ def test_requests_are_rounded_up_to_their_size_class(nbytes, size):
     assert memory.size_class(nbytes) == size
 
 
+def test_a_request_is_worked_out_as_python_ints_and_remembered_only_for_a_tuple_shape():
+    import numpy as np
+    memory._requests.clear()
+    expected = ((2, 3), np.dtype(np.float32), 24, (12, 4), 6)
+    assert memory.request((2, 3), np.float32) == expected
+    assert memory.request((np.int64(2), 3), "float32") == expected          # equal keys: the same answer
+    assert memory.request([2, 3], np.float32) == expected
+    assert memory.request((d for d in (2, 3)), np.float32) == expected      # an iterable, read once
+    assert memory.request((0, 3), np.float64)[2:] == (0, (24, 8), 0)
+    assert all(type(shape) is tuple for shape, _ in memory._requests)       # no list or generator kept
+    assert type(memory.request((np.int64(4),), np.int8)[0][0]) is int
+
+
 def test_a_block_given_back_serves_the_next_request_of_its_size_class():
     cache, blocks = make_cache()
     block, size = cache.take(1000)

@@ -88,6 +88,8 @@ def test_the_autotuner_is_offered_about_two_and_four_times_split_ks_slices_where
     assert linear.candidate_splits(4, 6, 20 * chunk, t) == [None, 10, 20]   # 7, then 2 and 1 slabs a slice
     assert linear.candidate_splits(4, 6, 12 * chunk, t) == [None, 12]       # 6 slices, then at most 12
     assert linear.candidate_splits(4, 6, 8 * chunk, t) == [None]            # no more slabs than slices
+    assert linear.split_k(4, 2 * t.BN, 64 * chunk, t) == 4                  # two tiles: 4 slices
+    assert linear.candidate_splits(4, 2 * t.BN, 64 * chunk, t) == [None, 8, 16]   # 2x and 4x split_k's
     monkeypatch.setattr(linear, "MAX_CANDIDATE_SPLITS", 16)
     assert linear.candidate_splits(4, 6, 64 * chunk, t) == [None, 16]
     assert linear.candidate_splits(8 * t.BM, t.BN, 64 * chunk, t) == [None]  # not split: enough blocks already

@@ -211,6 +211,8 @@ def pixel_launch(pixels, rows, images):
 
 def empty(shape, dtype):
     """An uninitialised C-contiguous device array, from the caching allocator (``memory.py``)."""
+    if type(shape) is not tuple:    # (an iterable is read once, here)
+        shape = tuple(shape)
     if SIMULATOR:  # poison fresh memory, so that a kernel reading what nobody wrote fails every time
         shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
         return cuda.to_device(np.full(shape, np.nan if dtype.kind == "f" else np.iinfo(dtype).min, dtype))

@@ -24,16 +24,7 @@ import math
 from numba.cuda.cudadrv import dummyarray
 from numba.cuda.cudadrv.devicearray import DeviceNDArray
 
-
-@functools.lru_cache(maxsize=4096)
-def c_strides(shape: tuple, itemsize: int) -> tuple:
-    """Byte strides of a C-contiguous array of ``shape`` (a length-0 or -1 extent counts as 1, as
-    NumPy and Numba count it)."""
-    strides, step = [], itemsize
-    for extent in reversed(shape):
-        strides.append(step)
-        step *= max(int(extent), 1)
-    return tuple(reversed(strides))
+from .layout import c_strides
 
 
 _MAX_LAYOUTS = 4096

@@ -798,11 +798,11 @@ def candidate_splits(m, n, k, tiling):
     runs its blocks one slab at a time, latency bound; more slices put more blocks in flight, and
     make the last block of each tile add up more partials: only timing can weigh the two."""
     bk = tiling.BK
-    last = slices(k, split_k(m, n, k, tiling), bk)[1]
+    base = last = slices(k, split_k(m, n, k, tiling), bk)[1]
     found = [None]
-    if last > 1:
+    if base > 1:
         for factor in (2, 4):
-            count = slices(k, min(factor * last, k // MIN_K_CHUNK, MAX_CANDIDATE_SPLITS), bk)[1]
+            count = slices(k, min(factor * base, k // MIN_K_CHUNK, MAX_CANDIDATE_SPLITS), bk)[1]
             if count > last:
                 found.append(count)
                 last = count

@@ -25,6 +25,8 @@ import warnings
 
 import numpy as np
 
+from .layout import c_strides
+
 SMALL_GRANULE = 512            # bytes: sizes up to SMALL_LIMIT are rounded up to a multiple of this
 SMALL_LIMIT = 1 << 20
 LARGE_GRANULE = 128 << 10      # larger sizes: to a multiple of 128 KiB (<= 12.5% waste above 1 MiB)
@@ -207,14 +209,17 @@ _requests = {}
 
 def request(shape, dtype):
     """(shape as a tuple of Python ints, NumPy dtype, bytes, C strides, elements) of an array asked
-    for as (shape, dtype)."""
-    try:
-        asked = _requests.get((shape, dtype))
-        key = (shape, dtype)
-    except TypeError:               # a list shape: worked out, not remembered
-        asked = key = None
+    for as (shape, dtype); remembered for a tuple shape (another iterable is read once, not kept)."""
+    asked = key = None
+    if type(shape) is tuple:
+        try:
+            asked = _requests.get((shape, dtype))
+            key = (shape, dtype)
+        except TypeError:           # an unhashable extent: worked out, not remembered
+            pass
+    else:
+        shape = tuple(shape)
     if asked is None:
-        from .device_array import c_strides
         shape_ints, np_dtype = tuple(map(int, shape)), np.dtype(dtype)
         elements = math.prod(shape_ints)
         asked = (shape_ints, np_dtype, elements * np_dtype.itemsize,
