@@ -132,6 +132,19 @@ def test_a_split_product_gets_the_bias_and_relu_once_after_the_sum(bias_mode, re
     assert not arrival_counters().any()
 
 
+def run_blocks_in_reverse(monkeypatch):
+    """The simulator runs a grid's blocks in np.ndindex order (z fastest: the last slice arrives last);
+    from here on, in reverse (slice 0 arrives last)."""
+    import types
+
+    import numba.cuda.simulator.kernel as simulated
+    if not hasattr(simulated, "np"):
+        pytest.skip("not Numba's simulator")
+    reversed_np = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np) if not name.startswith("__")})
+    reversed_np.ndindex = lambda *shape: reversed(list(np.ndindex(*shape)))
+    monkeypatch.setattr(simulated, "np", reversed_np)
+
+
 @pytest.mark.parametrize("last_slice_arrives", ["last", "first"])
 def test_a_split_product_adds_its_slices_in_slice_order(last_slice_arrives, monkeypatch):
     """Deterministic: the last block to arrive adds slice 0, 1, 2, 3 in that order, whichever block
@@ -139,14 +152,7 @@ def test_a_split_product_adds_its_slices_in_slice_order(last_slice_arrives, monk
     rounds to 1e16), 0 in reverse or starting from the last slice. The simulator runs the blocks in
     np.ndindex order (z fastest: slice 3 arrives last); reversed, slice 0 arrives last."""
     if last_slice_arrives == "first":
-        import types
-
-        import numba.cuda.simulator.kernel as simulated
-        if not hasattr(simulated, "np"):
-            pytest.skip("not Numba's simulator")
-        reversed_np = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np) if not name.startswith("__")})
-        reversed_np.ndindex = lambda *shape: reversed(list(np.ndindex(*shape)))
-        monkeypatch.setattr(simulated, "np", reversed_np)
+        run_blocks_in_reverse(monkeypatch)
     k = 4 * linear.MIN_K_CHUNK
     assert linear.split_k(1, 1, k) == 4
     a = np.ones((1, k))
@@ -154,6 +160,55 @@ def test_a_split_product_adds_its_slices_in_slice_order(last_slice_arrives, monk
     b[::linear.MIN_K_CHUNK, 0] = [1e16, 1.0, -1e16, 1.0]   # one product per slice
     c, sums = run_gemm(a, 0, b, 0, np.float64, row_sums=True)
     assert c[0, 0] == 1.0 and sums[0] == k
+
+
+def test_a_sum_of_many_slices_is_added_in_groups_of_about_their_square_root():
+    """Up to ONE_LEVEL_SLICES slices, one group (the tile's last block adds them all); beyond, groups
+    of ceil(sqrt(s)) slices, each group's last block adding its own, and one counter per group after
+    the tiles' counters."""
+    assert [linear.slice_group(s) for s in (1, 2, 8, 9, 10, 16, 17, 128, 502)] == [1, 2, 8, 3, 4, 4, 5, 12, 23]
+    assert linear.arrival_counters(5, 8) == 5                      # one level: a counter per tile
+    assert linear.arrival_counters(5, 9) == 5 * (1 + 3)            # 3 groups of 3 slices
+    assert linear.arrival_counters(1, 128) == 1 + 11               # 11 groups of 12 (the last of 8)
+    assert linear.gemm_grid(linear.TILINGS[0], 3, 2, 40 * linear.TILINGS[0].BK, 10).counters == 1 + 3
+
+
+@pytest.mark.parametrize("last_slice_arrives", ["last", "first"])
+def test_a_sum_in_groups_adds_each_groups_slices_in_order_then_the_groups_in_order(last_slice_arrives,
+                                                                                     monkeypatch):
+    """Nine slices: groups (0, 1, 2), (3, 4, 5), (6, 7, 8). Partial products 1e16, 0, 0 | 1, 1, 0 |
+    -1e16, 0, 0 give 1e16, 2 and -1e16 by group, then 2 (float64: 1e16 + 2 is exact); added one after
+    another in slice order they would give 0 (1e16 + 1 rounds to 1e16). The same whichever block of
+    each group, and whichever group, arrives last."""
+    if last_slice_arrives == "first":
+        run_blocks_in_reverse(monkeypatch)
+    chunk = linear.MIN_K_CHUNK
+    k = 9 * chunk
+    a = np.ones((1, k))
+    b = np.zeros((k, 1))
+    b[::chunk, 0] = [1e16, 0, 0, 1, 1, 0, -1e16, 0, 0]      # one product per slice
+    c, sums = cu.empty((1, 1), np.float64), cu.empty((1,), np.float64)
+    linear.gemm(cu.to_device(a).reshape(1, 1, k), 0, k, cu.to_device(b).reshape(1, k, 1), 0, 1, c.reshape(1, 1, 1),
+                1, 1, 1, k, row_sums=sums, splits=9)
+    assert linear.gemm_grid(linear.tiling_for(1, 1), 1, 1, k, 9).splits == 9
+    assert c.copy_to_host()[0, 0] == 2.0 and sums.copy_to_host()[0] == k
+    assert not arrival_counters().any()         # every group's and tile's last block reset its counter
+
+
+@given(m=st.integers(1, 20), n=st.integers(1, 40), slabs=st.integers(9, 60), splits=st.integers(9, 60),
+       seed=st.integers(0, 2**16))
+def test_a_product_summed_in_groups_matches_numpy_on_every_tile(m, n, slabs, splits, seed):
+    """Many slices (groups of them) on a grid of several row and column tiles: each tile's groups
+    have their own counters."""
+    rng = np.random.default_rng(seed)
+    k = slabs * linear.TILINGS[0].BK - int(rng.integers(0, linear.TILINGS[0].BK))
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    c, sums = cu.empty((m, n), np.float64), cu.empty((m,), np.float64)
+    linear.gemm(cu.to_device(a).reshape(1, m, k), 0, k, cu.to_device(b).reshape(1, k, n), 0, n, c.reshape(1, m, n),
+                n, m, n, k, row_sums=sums, tiling=linear.TILINGS[0], splits=splits)
+    np.testing.assert_allclose(c.copy_to_host(), a @ b, rtol=1e-12, atol=1e-12 * k)
+    np.testing.assert_allclose(sums.copy_to_host(), a.sum(1), rtol=1e-12, atol=1e-12 * k)
+    assert not arrival_counters().any()
 
 
 def test_row_tiles_beyond_the_grid_limit_are_taken_in_turn(monkeypatch):

@@ -33,6 +33,7 @@ _c_layouts = {}
 # (shape, strides, itemsize, requested shape) -> (shape, strides, size) of the C-order reshape of an
 # array of that layout, or None where it goes to Numba's (not C-contiguous, no element, another size)
 _reshapes = {}
+_UNSEEN = object()     # not in _reshapes (whose values may be None)
 
 
 def _c_layout(shape, itemsize):
@@ -100,14 +101,16 @@ class DeviceArray(DeviceNDArray):
             dtype = self.dtype
             key = (self.shape, self.strides, dtype.itemsize, requested)
             try:
-                made = _reshapes[key]
-            except KeyError:
-                made = _reshaped(self.shape, self.strides, dtype.itemsize, self.size, requested)
-                if len(_reshapes) >= _MAX_LAYOUTS:
-                    _reshapes.clear()
-                _reshapes[key] = made
+                made = _reshapes.get(key, _UNSEEN)
+                remember = True
             except TypeError:       # an unhashable extent: not remembered (Numba's error follows)
+                made, remember = _UNSEEN, False
+            if made is _UNSEEN:
                 made = _reshaped(self.shape, self.strides, dtype.itemsize, self.size, requested)
+                if remember:
+                    if len(_reshapes) >= _MAX_LAYOUTS:
+                        _reshapes.clear()
+                    _reshapes[key] = made
             if made is not None:
                 return made_c_contiguous(*made, dtype, self.gpu_data)
         return super().reshape(*newshape, **kws)

@@ -32,7 +32,10 @@ k = the batch's pixels; a dense layer at a small batch: few rows) is cut along k
 gridDim.z. Each block writes its partial product to a workspace and counts itself in at its tile's
 arrival counter; in the last block of the tile to arrive (whichever it is) each thread adds up its
 own elements' partials (and row sums) in slice order and goes on to the epilogue (the same code as
-unsplit), and the counter is reset: deterministic, one launch, atomics only on the counter.
+unsplit), and the counter is reset: deterministic, one launch, atomics only on the counters. Beyond
+ONE_LEVEL_SLICES slices the sum takes two levels (``slice_group``): groups of about sqrt(slices)
+slices, each added up in slice order by its group's last block, then the groups in order by the
+tile's last, so that no block reads more than about 2 sqrt(slices) partials one after another.
 Mirrors ``reference/linear.py``: y = x W^T + b; grad_x = grad_y W, grad_W = grad_y^T x,
 grad_b = Σ_n grad_y.
 """
@@ -245,6 +248,8 @@ class _TiledFunctions(NamedTuple):
     multiply_eight_slab_rows: object
     next_slab_column: object
     next_window_pixel: object
+    store_partials: object
+    add_partials: object
 
 
 _TILED_FUNCTIONS = {}
@@ -395,8 +400,52 @@ def _tiled_functions(tiling):
             n += 1
         return n, oh, ow
 
+    @cuda.jit(device=True)
+    def store_partials(part, row_part, slot, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs):
+        """The thread's elements of its tile (``acc``) and row sums (``rs``) as partial number ``slot``:
+        part[(slot m + i) n + j] and row_part[slot m + i] (part flat (slots, m, n), row_part (slots, m))."""
+        for i in range(TM):
+            gi = row0 + a_col + i
+            if gi < m:
+                if sum_rows:
+                    row_part[slot * m + gi] = rs[i]
+                for j in range(TN):
+                    gj = col0 + b_col + j
+                    if gj < n:
+                        part[uint64((slot * m + gi) * n + gj)] = acc[i, j]
+
+    @cuda.jit(device=True)
+    def add_partials(part, row_part, slot, count, stride, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs, zero):
+        """acc, rs = the sum of partials slot, slot + stride, ... (``count`` of them), in that order, of
+        the thread's elements (``store_partials``' layout). Partial by partial, all of the thread's
+        elements at once: TM TN independent loads in flight per partial, not one chain of dependent
+        adds per element. The loads are at clamped indices, always in bounds, and unbranched (the
+        assembler issues them all before the adds); elements outside C are not added."""
+        for i in range(TM):
+            rs[i] = zero
+            for j in range(TN):
+                acc[i, j] = zero
+        row_at = uint64(slot) * uint64(m) + uint64(min(row0 + a_col, m - 1))
+        at = row_at * uint64(n) + uint64(min(col0 + b_col, n - 1))
+        for _ in range(count):
+            for i in range(TM):
+                gi = row0 + a_col + i
+                down = uint64(i if gi < m else 0)       # rows clamped to m - 1
+                if sum_rows:
+                    v = row_part[row_at + down]
+                    if gi < m:
+                        rs[i] += v
+                for j in range(TN):
+                    gj = col0 + b_col + j
+                    v = part[at + down * uint64(n) + uint64(j if gj < n else 0)]
+                    if gi < m and gj < n:
+                        acc[i, j] += v
+            row_at += uint64(stride) * uint64(m)
+            at += uint64(stride) * uint64(m) * uint64(n)
+
     made = _TILED_FUNCTIONS[tiling] = _TiledFunctions(fetch_slab, fetch_window_slab, store_slab,
-                                                      multiply_eight_slab_rows, next_slab_column, next_window_pixel)
+                                                      multiply_eight_slab_rows, next_slab_column, next_window_pixel,
+                                                      store_partials, add_partials)
     return made
 
 
@@ -425,8 +474,8 @@ def _make_gemm(dtype, ta, tb, windowed, tiling):
     ta, tb, windowed = bool(ta), bool(tb), bool(windowed)
     BM, BN, BK, TM, TN, TX = tiling.BM, tiling.BN, tiling.BK, tiling.TM, tiling.TN, tiling.TX
     BM_PADDED, BN_PADDED, A_FETCH, B_FETCH = tiling.BM_PADDED, tiling.BN_PADDED, tiling.A_FETCH, tiling.B_FETCH
-    (fetch_slab, fetch_window_slab, store_slab, multiply_eight_slab_rows, next_slab_column,
-     next_window_pixel) = _tiled_functions(tiling)
+    (fetch_slab, fetch_window_slab, store_slab, multiply_eight_slab_rows, next_slab_column, next_window_pixel,
+     store_partials, add_partials) = _tiled_functions(tiling)
     # the tiling and register cap the kernel is compiled for, read by the kernel so that they are
     # among its closure's values, which key Numba's disk cache (with the device functions and the
     # constants above; the register cap is not otherwise in the key)
@@ -536,55 +585,54 @@ def _make_gemm(dtype, ta, tb, windowed, tiling):
                 # split: slice z's partial products go to part[z m n:] (flat: (splits, m, n) in C order),
                 # its row sums to row_part[z m:]
                 z = cuda.blockIdx.z
-                for i in range(TM):
-                    gi = row0 + a_col + i
-                    if gi < m:
-                        if sum_rows:
-                            row_part[z * m + gi] = rs[i]
-                        for j in range(TN):
-                            gj = col0 + b_col + j
-                            if gj < n:
-                                part[uint64((z * m + gi) * n + gj)] = acc[i, j]
+                store_partials(part, row_part, z, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs)
                 # every thread's partials are visible device-wide before the block counts itself in
                 cuda.threadfence()
                 cuda.syncthreads()
                 tile = (row0 // BM) * cuda.gridDim.x + cuda.blockIdx.x
-                if tid == 0:
-                    last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == cuda.gridDim.z - 1 else 0
-                cuda.syncthreads()
-                finish = last[0] != 0
-                cuda.syncthreads()      # all have read `last` before the next row tile rewrites it
-                if finish:
-                    # the tile's last block: every slice's partials are written; each thread adds
-                    # up its own elements in slice order (whichever block is last, the same sum).
-                    # Slice by slice, all of the thread's elements at once: TM TN independent loads
-                    # in flight per slice, not one chain of dependent adds per element
-                    cuda.threadfence()
-                    for i in range(TM):
-                        rs[i] = zero
-                        for j in range(TN):
-                            acc[i, j] = zero
-                    # (loads at clamped indices, always in bounds, and no branch: the assembler issues
-                    # them all before the adds; elements outside C are not added)
-                    row_at = uint64(min(row0 + a_col, m - 1))                  # slice 0's offsets
-                    at = row_at * uint64(n) + uint64(min(col0 + b_col, n - 1))
-                    for zz in range(cuda.gridDim.z):
-                        for i in range(TM):
-                            gi = row0 + a_col + i
-                            down = uint64(i if gi < m else 0)       # rows clamped to m - 1
-                            if sum_rows:
-                                v = row_part[row_at + down]
-                                if gi < m:
-                                    rs[i] += v
-                            for j in range(TN):
-                                gj = col0 + b_col + j
-                                v = part[at + down * uint64(n) + uint64(j if gj < n else 0)]
-                                if gi < m and gj < n:
-                                    acc[i, j] += v
-                        row_at += uint64(m)
-                        at += uint64(m * n)
+                # the sum's groups (``slice_group``): one (every slice) or about sqrt(slices) of about
+                # sqrt(slices) slices each, added up in its slot by the group's last block to arrive
+                group = _slice_group_on_device(cuda.gridDim.z)
+                groups = (cuda.gridDim.z + group - 1) // group
+                if groups > 1:
+                    first = (z // group) * group
+                    # the groups' counters follow the tiles' (tile, then group)
+                    counter = ((m + BM - 1) // BM) * cuda.gridDim.x + tile * groups + z // group
                     if tid == 0:
-                        arrivals[tile] = 0      # ready for the next split launch
+                        last[0] = 1 if cuda.atomic.add(arrivals, counter,
+                                                       1) == min(cuda.gridDim.z - first, group) - 1 else 0
+                    cuda.syncthreads()
+                    finish = last[0] != 0
+                    cuda.syncthreads()      # all have read `last` before it is rewritten
+                    if finish:
+                        # the group's last block: its slices' partials are written; their sum (in slice
+                        # order) replaces the group's first partial, then the block counts the group in
+                        cuda.threadfence()
+                        add_partials(part, row_part, first, min(cuda.gridDim.z - first, group), 1, m, n, row0, col0,
+                                     a_col, b_col, sum_rows, acc, rs, zero)
+                        store_partials(part, row_part, first, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs)
+                        if tid == 0:
+                            arrivals[counter] = 0       # ready for the next split launch
+                        cuda.threadfence()
+                        cuda.syncthreads()
+                if finish:
+                    # the tile's counter counts its slices (one group) or its groups in
+                    if tid == 0:
+                        last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == (
+                            cuda.gridDim.z if groups == 1 else groups) - 1 else 0
+                    cuda.syncthreads()
+                    finish = last[0] != 0
+                    cuda.syncthreads()      # all have read `last` before the next row tile rewrites it
+                    if finish:
+                        # the tile's last block: every slice's (or group's) partials are written; each
+                        # thread adds up its own elements in slice (group) order: whichever block is
+                        # last, the same sum
+                        cuda.threadfence()
+                        add_partials(part, row_part, 0, cuda.gridDim.z if groups == 1 else groups,
+                                     1 if groups == 1 else group, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs,
+                                     zero)
+                        if tid == 0:
+                            arrivals[tile] = 0      # ready for the next split launch
             if finish:
                 if sum_rows:
                     for i in range(TM):
@@ -686,17 +734,46 @@ def split_k(m, n, k, tiling=None):
     return max(1, min(_ceil_div(target, blocks), k // MIN_K_CHUNK, MAX_SPLITS))
 
 
+# a split-K sum of at most this many slices is added up by the tile's last block alone (one level)
+ONE_LEVEL_SLICES = 8
+
+
+def slice_group(splits):
+    """How many slices of a split-K sum one group holds: every slice (one level) up to
+    ONE_LEVEL_SLICES, else ceil(sqrt(splits)). With groups, the last block of each group to arrive
+    adds up the group's partials, and the tile's last group adds up the groups' sums: about 2 sqrt(s)
+    partials read one after another instead of s (tfconvnet's conv1 grad_W at batch 256: 128 slices,
+    whose one-level sum took most of its 475 us on an H200). Always the same groups for the same
+    launch, whichever block arrives last: deterministic."""
+    if splits <= ONE_LEVEL_SLICES:
+        return splits
+    size = 1
+    while size * size < splits:
+        size += 1
+    return size
+
+
+_slice_group_on_device = cuda.jit(device=True)(slice_group)
+
+
+def arrival_counters(tiles, splits):
+    """How many arrival counters a launch of ``tiles`` output tiles in ``splits`` slices counts on:
+    one per tile, and with groups (``slice_group``) one per group of each tile after them."""
+    groups = _ceil_div(splits, slice_group(splits))
+    return tiles * (1 + groups) if groups > 1 else tiles
+
+
 _ARRIVALS = {}
 
 
-def _arrivals(tiles):
-    """The split-K arrival counters (int32, one per output tile, all zero between launches: the
-    last block of a tile resets its counter), kept per CUDA context and grown as needed."""
+def _arrivals(needed):
+    """The split-K arrival counters (int32, ``arrival_counters``' count: all zero between launches, as
+    the last block of a tile or group resets its counter), kept per CUDA context and grown as needed."""
     key = context_key()
     counters = _ARRIVALS.get(key)
-    if counters is None or counters.shape[0] < tiles:
+    if counters is None or counters.shape[0] < needed:
         # zeros by a host copy (a dry run, which skips kernels, cannot leave garbage in it)
-        counters = _ARRIVALS[key] = to_device(np.zeros(max(tiles, 64 if counters is None else 2 * counters.shape[0]),
+        counters = _ARRIVALS[key] = to_device(np.zeros(max(needed, 64 if counters is None else 2 * counters.shape[0]),
                                                        np.int32))
     return counters
 
@@ -711,7 +788,8 @@ def gemm(a, ta, pa, b, tb, pb, c, pc, m, n, k, bias=None, bias_mode=BIAS_NONE, r
 
     When the output's tiles are too few to fill the GPU (``split_k``), k is cut into slices summed
     by separate blocks into partial products (splits, m, n); the last block of each tile adds them
-    up in slice order (the result does not depend on which block that is).
+    up in slice order (the result does not depend on which block that is); of many slices, in groups
+    first (``slice_group``).
 
     ``mask`` with ``masked`` = MASK_A or MASK_B: that operand is read as operand ⊙ 1[mask > 0]
     times ``mask_scale``, ``mask`` laid out like it (a fused ReLU's output y, the operand its grad_y;
@@ -832,12 +910,13 @@ def _gemm_tiling(key, launch):
 
 class _GemmGrid(NamedTuple):
     """What a GEMM launch's shape and tiling decide: its grid (x, y, splits) and block, k per slice,
-    and for a split, the output tiles (split-K arrival counters)."""
+    and for a split, its output tiles and the arrival counters it needs (``arrival_counters``)."""
     grid: tuple
     block: tuple
     k_chunk: int
     splits: int
     tiles: int
+    counters: int
 
 
 _MAX_GRIDS = 4096
@@ -856,8 +935,9 @@ def gemm_grid(tiling, m, n, k, splits=None):
         k_chunk, splits = slices(k, split_k(m, n, k, tiling) if splits is None else max(1, int(splits)), bk)
         if len(_GRIDS) >= _MAX_GRIDS:
             _GRIDS.clear()
+        tiles = _ceil_div(m, bm) * grid_x
         made = _GRIDS[key] = _GemmGrid((grid_x, grid_y, splits), (tiling.TX, tiling.TY), int(k_chunk), splits,
-                                       _ceil_div(m, bm) * grid_x)
+                                       tiles, arrival_counters(tiles, splits))
     return made
 
 
@@ -876,7 +956,7 @@ def _launch_gemm(tiling, compiled, splits, dtype, m, n, k, want_row_sums, dummy,
     if splits > 1:
         part = empty((splits * m * n,), dtype)
         row_part = empty((splits * m,), dtype) if want_row_sums else dummy
-        arrivals = _arrivals(grid.tiles)
+        arrivals = _arrivals(grid.counters)
     else:
         part, row_part, arrivals = dummy, dummy, _placeholder(np.int32)
     launch_grid(compiled, grid.grid, grid.block, *head, grid.k_chunk, *mask, part, row_part, arrivals, *tail)

@@ -67,13 +67,9 @@ class BlockCache:
     def take(self, nbytes: int):
         """``(block, size)``: a free block of ``size_class(nbytes)`` bytes, or a new one."""
         size = size_class(nbytes)
-        with self._lock:        # the free list's block, under one lock (``_reuse`` written out)
-            free = self._free.get(size)
-            if free:
-                self.cached_bytes -= size
-                self.reused += 1
-                self.in_use_bytes += size
-                return free.pop(), size
+        block = self._reuse(size)
+        if block is not None:
+            return block, size
         try:
             block = self._allocate(size)
         except Exception as error:
