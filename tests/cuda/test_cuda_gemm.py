@@ -6,7 +6,7 @@ small shapes take every path, in the simulator (8x8 tiles) and on a GPU (64x64 t
 with the tiling ``tiling_for`` picks (autotuning is off in the tests) unless a test passes its own."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastnn.device
@@ -164,48 +164,74 @@ def test_a_split_product_adds_its_slices_in_slice_order(last_slice_arrives, monk
 
 def test_a_sum_of_many_slices_is_added_in_groups_of_about_their_square_root():
     """Up to ONE_LEVEL_SLICES slices, one group (the tile's last block adds them all); beyond, groups
-    of ceil(sqrt(s)) slices, each group's last block adding its own, and one counter per group after
+    of ceil(sqrt(s)) slices, each group's last block adding its own, with one counter per group after
     the tiles' counters."""
     assert [linear.slice_group(s) for s in (1, 2, 8, 9, 10, 16, 17, 128, 502)] == [1, 2, 8, 3, 4, 4, 5, 12, 23]
-    assert linear.arrival_counters(5, 8) == 5                      # one level: a counter per tile
+    assert linear.arrival_counters(5, 1) == 5                      # not split: a counter per tile
     assert linear.arrival_counters(5, 9) == 5 * (1 + 3)            # 3 groups of 3 slices
     assert linear.arrival_counters(1, 128) == 1 + 11               # 11 groups of 12 (the last of 8)
+    # sized for groups even where the sum takes one level (the kernel's ONE_LEVEL_SLICES is fixed
+    # when it compiles; the host's count must not depend on it)
+    assert linear.arrival_counters(5, 8) == 5 * (1 + 3)
     assert linear.gemm_grid(linear.TILINGS[0], 3, 2, 40 * linear.TILINGS[0].BK, 10).counters == 1 + 3
 
 
 @pytest.mark.parametrize("last_slice_arrives", ["last", "first"])
 def test_a_sum_in_groups_adds_each_groups_slices_in_order_then_the_groups_in_order(last_slice_arrives,
                                                                                      monkeypatch):
-    """Nine slices: groups (0, 1, 2), (3, 4, 5), (6, 7, 8). Partial products 1e16, 0, 0 | 1, 1, 0 |
-    -1e16, 0, 0 give 1e16, 2 and -1e16 by group, then 2 (float64: 1e16 + 2 is exact); added one after
-    another in slice order they would give 0 (1e16 + 1 rounds to 1e16). The same whichever block of
-    each group, and whichever group, arrives last."""
+    """Nine slices: groups (0, 1, 2), (3, 4, 5), (6, 7, 8). Partial products 1, 1, 1e16 | 1, 0, 0 |
+    1, 0, 1 (float64, whose spacing at 1e16 is 2) give 1e16 + 2, 1 and 2 by group, then 1e16 + 6 in
+    group order; added in plain slice order, or the groups in reverse, they give 1e16 + 4. The same
+    whichever block of each group, and whichever group, arrives last."""
     if last_slice_arrives == "first":
         run_blocks_in_reverse(monkeypatch)
     chunk = linear.MIN_K_CHUNK
     k = 9 * chunk
     a = np.ones((1, k))
     b = np.zeros((k, 1))
-    b[::chunk, 0] = [1e16, 0, 0, 1, 1, 0, -1e16, 0, 0]      # one product per slice
+    b[::chunk, 0] = [1, 1, 1e16, 1, 0, 0, 1, 0, 1]          # one product per slice
     c, sums = cu.empty((1, 1), np.float64), cu.empty((1,), np.float64)
     linear.gemm(cu.to_device(a).reshape(1, 1, k), 0, k, cu.to_device(b).reshape(1, k, 1), 0, 1, c.reshape(1, 1, 1),
                 1, 1, 1, k, row_sums=sums, splits=9)
     assert linear.gemm_grid(linear.tiling_for(1, 1), 1, 1, k, 9).splits == 9
-    assert c.copy_to_host()[0, 0] == 2.0 and sums.copy_to_host()[0] == k
+    assert c.copy_to_host()[0, 0] - 1e16 == 6.0 and sums.copy_to_host()[0] == k
     assert not arrival_counters().any()         # every group's and tile's last block reset its counter
 
 
-@given(m=st.integers(1, 20), n=st.integers(1, 40), slabs=st.integers(9, 60), splits=st.integers(9, 60),
-       seed=st.integers(0, 2**16))
+@given(m=st.integers(1, 2 * linear.TILINGS[0].BM + 3), n=st.integers(1, 2 * linear.TILINGS[0].BN + 3),
+       slabs=st.integers(9, 60), splits=st.integers(9, 60), seed=st.integers(0, 2**16))
 def test_a_product_summed_in_groups_matches_numpy_on_every_tile(m, n, slabs, splits, seed):
-    """Many slices (groups of them) on a grid of several row and column tiles: each tile's groups
-    have their own counters."""
+    """Many slices (groups of them) on a grid of up to three by three tiles of the platform's default
+    tiling: each tile's groups have their own counters."""
     rng = np.random.default_rng(seed)
     k = slabs * linear.TILINGS[0].BK - int(rng.integers(0, linear.TILINGS[0].BK))
+    assume(linear.gemm_grid(linear.TILINGS[0], m, n, k, splits).splits > linear.ONE_LEVEL_SLICES)
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     c, sums = cu.empty((m, n), np.float64), cu.empty((m,), np.float64)
     linear.gemm(cu.to_device(a).reshape(1, m, k), 0, k, cu.to_device(b).reshape(1, k, n), 0, n, c.reshape(1, m, n),
                 n, m, n, k, row_sums=sums, tiling=linear.TILINGS[0], splits=splits)
+    np.testing.assert_allclose(c.copy_to_host(), a @ b, rtol=1e-12, atol=1e-12 * k)
+    np.testing.assert_allclose(sums.copy_to_host(), a.sum(1), rtol=1e-12, atol=1e-12 * k)
+    assert not arrival_counters().any()
+
+
+@pytest.mark.parametrize("last_slice_arrives", ["last", "first"])
+def test_groups_of_slices_on_row_tiles_beyond_the_grid_limit_keep_their_own_counters(last_slice_arrives,
+                                                                                     monkeypatch):
+    """5 row tiles on a grid 2 tiles high, 3 column tiles, 17 slices in 4 groups of 5: a block takes
+    several row tiles in turn, each with its own tile and group counters."""
+    if last_slice_arrives == "first":
+        run_blocks_in_reverse(monkeypatch)
+    monkeypatch.setattr(linear, "MAX_GRID_Y", 2)
+    tiling = linear.TILINGS[0]
+    m, n, k = 4 * tiling.BM + 5, 2 * tiling.BN + 1, 17 * tiling.BK
+    grid = linear.gemm_grid(tiling, m, n, k, 17)
+    assert grid.grid == (3, 2, 17) and linear.slice_group(17) == 5 and grid.counters == 15 * (1 + 4)
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    c, sums = cu.empty((m, n), np.float64), cu.empty((m,), np.float64)
+    linear.gemm(cu.to_device(a).reshape(1, m, k), 0, k, cu.to_device(b).reshape(1, k, n), 0, n, c.reshape(1, m, n),
+                n, m, n, k, row_sums=sums, tiling=tiling, splits=17)
     np.testing.assert_allclose(c.copy_to_host(), a @ b, rtol=1e-12, atol=1e-12 * k)
     np.testing.assert_allclose(sums.copy_to_host(), a.sum(1), rtol=1e-12, atol=1e-12 * k)
     assert not arrival_counters().any()

@@ -24,25 +24,14 @@ import math
 from numba.cuda.cudadrv import dummyarray
 from numba.cuda.cudadrv.devicearray import DeviceNDArray
 
-from .layout import c_strides
+from .layout import c_layout, c_strides
 
 
 _MAX_LAYOUTS = 4096
-# (shape, itemsize) -> (strides, size) of a C-contiguous array: what ``c_contiguous`` sets
-_c_layouts = {}
 # (shape, strides, itemsize, requested shape) -> (shape, strides, size) of the C-order reshape of an
 # array of that layout, or None where it goes to Numba's (not C-contiguous, no element, another size)
 _reshapes = {}
 _UNSEEN = object()     # not in _reshapes (whose values may be None)
-
-
-def _c_layout(shape, itemsize):
-    layout = _c_layouts.get((shape, itemsize))
-    if layout is None:
-        if len(_c_layouts) >= _MAX_LAYOUTS:
-            _c_layouts.clear()
-        layout = _c_layouts[shape, itemsize] = (c_strides(shape, itemsize), math.prod(shape))
-    return layout
 
 
 def _reshaped(shape, strides, itemsize, size, requested):
@@ -61,7 +50,7 @@ def _reshaped(shape, strides, itemsize, size, requested):
         elements = size
     if elements != size or (new and min(new) <= 0):
         return None
-    return (new, *_c_layout(new, itemsize))
+    return (new, *c_layout(new, itemsize))
 
 
 def made_c_contiguous(shape, strides, size, dtype, gpu_data):
@@ -87,7 +76,7 @@ class DeviceArray(DeviceNDArray):
     def c_contiguous(cls, shape: tuple, dtype, gpu_data):
         """``DeviceArray(shape, c_strides(shape, itemsize), dtype, gpu_data=gpu_data)`` for a tuple
         of Python ints, all > 0, and a NumPy dtype: the same attributes, set directly."""
-        return made_c_contiguous(shape, *_c_layout(shape, dtype.itemsize), dtype, gpu_data)
+        return made_c_contiguous(shape, *c_layout(shape, dtype.itemsize), dtype, gpu_data)
 
     def is_c_contiguous(self):
         return self.strides == c_strides(self.shape, self.dtype.itemsize) or self._dummy.is_c_contig

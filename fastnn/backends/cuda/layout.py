@@ -3,6 +3,7 @@ simulator too, where Numba's device-array class is another)."""
 from __future__ import annotations
 
 import functools
+import math
 
 
 @functools.lru_cache(maxsize=4096)
@@ -14,3 +15,10 @@ def c_strides(shape: tuple, itemsize: int) -> tuple:
         strides.append(step)
         step *= max(int(extent), 1)
     return tuple(reversed(strides))
+
+
+@functools.lru_cache(maxsize=4096)
+def c_layout(shape: tuple, itemsize: int) -> tuple:
+    """(C strides, elements) of a C-contiguous array of ``shape`` (a tuple of ints): what the
+    allocator's requests and ``DeviceArray``'s arrays and reshapes take, worked out once per shape."""
+    return c_strides(shape, itemsize), math.prod(shape)

@@ -179,11 +179,12 @@ if SIMULATOR:
     MAX_SPLITS = 8
 else:
     MIN_K_CHUNK = 256          # k per slice: 16 slabs, so writing and re-reading a partial costs little
-    # the last block of a tile reads all its partials: bound that serial work. 32 left tfconvnet's
-    # conv1 grad_W (one 32x25 tile, k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
+    # split_k's most slices: the sum of a tile's partials is read one partial after another (about
+    # 2 sqrt(slices) of them, ``slice_group``). 32 left tfconvnet's conv1 grad_W (one 32x25 tile,
+    # k = 200704 at batch 256) at 2.5 ms on an H200 (32 blocks)
     MAX_SPLITS = 128
 # the most slices the autotuner tries beside split_k's (``candidate_splits``): more blocks in flight
-# against a longer sum of partials in each tile's last block, which only timing can weigh
+# against a longer sum of partials (``slice_group``), which only timing can weigh
 MAX_CANDIDATE_SPLITS = 4 * MAX_SPLITS
 MAX_GRID_Y = 65535
 # Registers: the float32 GEMM runs two blocks per multiprocessor (65536 registers; 256 threads and
@@ -757,10 +758,16 @@ _slice_group_on_device = cuda.jit(device=True)(slice_group)
 
 
 def arrival_counters(tiles, splits):
-    """How many arrival counters a launch of ``tiles`` output tiles in ``splits`` slices counts on:
-    one per tile, and with groups (``slice_group``) one per group of each tile after them."""
-    groups = _ceil_div(splits, slice_group(splits))
-    return tiles * (1 + groups) if groups > 1 else tiles
+    """How many arrival counters a launch of ``tiles`` output tiles in ``splits`` slices may count
+    on: one per tile, then one per group of each tile (``slice_group``'s groups of ceil(sqrt(splits))
+    slices), whether or not the sum takes groups: ONE_LEVEL_SLICES is fixed in a kernel when it is
+    compiled and read here at each launch, so the host's count must not depend on it."""
+    if splits <= 1:
+        return tiles
+    size = 1
+    while size * size < splits:
+        size += 1
+    return tiles * (1 + _ceil_div(splits, size))
 
 
 _ARRIVALS = {}
@@ -874,7 +881,8 @@ def candidate_splits(m, n, k, tiling):
     k has that many of MIN_K_CHUNK (at most MAX_CANDIDATE_SPLITS). A weight gradient (a small
     output, a batch of pixels deep: tfconvnet's conv1 grad_W, one tile k = 200704 deep at batch 256)
     runs its blocks one slab at a time, latency bound; more slices put more blocks in flight, and
-    make the last block of each tile add up more partials: only timing can weigh the two."""
+    make the sum of each tile's partials longer (about 2 sqrt(slices) read in a row, ``slice_group``):
+    only timing can weigh the two. On an H200 it took 256 slices for that grad_W."""
     bk = tiling.BK
     base = last = slices(k, split_k(m, n, k, tiling), bk)[1]
     found = [None]

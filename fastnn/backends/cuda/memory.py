@@ -18,14 +18,13 @@ turns the cache off (Numba's allocator is used directly).
 from __future__ import annotations
 
 import gc
-import math
 import os
 import threading
 import warnings
 
 import numpy as np
 
-from .layout import c_strides
+from .layout import c_layout
 
 SMALL_GRANULE = 512            # bytes: sizes up to SMALL_LIMIT are rounded up to a multiple of this
 SMALL_LIMIT = 1 << 20
@@ -217,9 +216,8 @@ def request(shape, dtype):
         shape = tuple(shape)
     if asked is None:
         shape_ints, np_dtype = tuple(map(int, shape)), np.dtype(dtype)
-        elements = math.prod(shape_ints)
-        asked = (shape_ints, np_dtype, elements * np_dtype.itemsize,
-                 c_strides(shape_ints, np_dtype.itemsize), elements)
+        strides, elements = c_layout(shape_ints, np_dtype.itemsize)
+        asked = (shape_ints, np_dtype, elements * np_dtype.itemsize, strides, elements)
         if key is not None:
             if len(_requests) >= _MAX_REQUESTS:
                 _requests.clear()
