@@ -593,15 +593,18 @@ def _make_gemm(dtype, ta, tb, windowed, tiling):
                 tile = (row0 // BM) * cuda.gridDim.x + cuda.blockIdx.x
                 # the sum's groups (``slice_group``): one (every slice) or about sqrt(slices) of about
                 # sqrt(slices) slices each, added up in its slot by the group's last block to arrive
-                group = _slice_group_on_device(cuda.gridDim.z)
+                group = _slice_group_on_device(cuda.gridDim.z, ONE_LEVEL_SLICES)
                 groups = (cuda.gridDim.z + group - 1) // group
+                # what the tile's last block adds up: its slices (one group), or its groups' sums (each
+                # in its group's first slot)
+                parts, stride = (groups, group) if groups > 1 else (cuda.gridDim.z, 1)
                 if groups > 1:
                     first = (z // group) * group
+                    members = min(cuda.gridDim.z - first, group)
                     # the groups' counters follow the tiles' (tile, then group)
                     counter = ((m + BM - 1) // BM) * cuda.gridDim.x + tile * groups + z // group
                     if tid == 0:
-                        last[0] = 1 if cuda.atomic.add(arrivals, counter,
-                                                       1) == min(cuda.gridDim.z - first, group) - 1 else 0
+                        last[0] = 1 if cuda.atomic.add(arrivals, counter, 1) == members - 1 else 0
                     cuda.syncthreads()
                     finish = last[0] != 0
                     cuda.syncthreads()      # all have read `last` before it is rewritten
@@ -609,8 +612,8 @@ def _make_gemm(dtype, ta, tb, windowed, tiling):
                         # the group's last block: its slices' partials are written; their sum (in slice
                         # order) replaces the group's first partial, then the block counts the group in
                         cuda.threadfence()
-                        add_partials(part, row_part, first, min(cuda.gridDim.z - first, group), 1, m, n, row0, col0,
-                                     a_col, b_col, sum_rows, acc, rs, zero)
+                        add_partials(part, row_part, first, members, 1, m, n, row0, col0, a_col, b_col, sum_rows,
+                                     acc, rs, zero)
                         store_partials(part, row_part, first, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs)
                         if tid == 0:
                             arrivals[counter] = 0       # ready for the next split launch
@@ -619,8 +622,7 @@ def _make_gemm(dtype, ta, tb, windowed, tiling):
                 if finish:
                     # the tile's counter counts its slices (one group) or its groups in
                     if tid == 0:
-                        last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == (
-                            cuda.gridDim.z if groups == 1 else groups) - 1 else 0
+                        last[0] = 1 if cuda.atomic.add(arrivals, tile, 1) == parts - 1 else 0
                     cuda.syncthreads()
                     finish = last[0] != 0
                     cuda.syncthreads()      # all have read `last` before the next row tile rewrites it
@@ -629,9 +631,8 @@ def _make_gemm(dtype, ta, tb, windowed, tiling):
                         # thread adds up its own elements in slice (group) order: whichever block is
                         # last, the same sum
                         cuda.threadfence()
-                        add_partials(part, row_part, 0, cuda.gridDim.z if groups == 1 else groups,
-                                     1 if groups == 1 else group, m, n, row0, col0, a_col, b_col, sum_rows, acc, rs,
-                                     zero)
+                        add_partials(part, row_part, 0, parts, stride, m, n, row0, col0, a_col, b_col, sum_rows, acc,
+                                     rs, zero)
                         if tid == 0:
                             arrivals[tile] = 0      # ready for the next split launch
             if finish:
@@ -739,14 +740,14 @@ def split_k(m, n, k, tiling=None):
 ONE_LEVEL_SLICES = 8
 
 
-def slice_group(splits):
-    """How many slices of a split-K sum one group holds: every slice (one level) up to
-    ONE_LEVEL_SLICES, else ceil(sqrt(splits)). With groups, the last block of each group to arrive
+def slice_group(splits, one_level=ONE_LEVEL_SLICES):
+    """How many slices of a split-K sum one group holds: every slice (one level) up to ``one_level``
+    (ONE_LEVEL_SLICES), else ceil(sqrt(splits)). With groups, the last block of each group to arrive
     adds up the group's partials, and the tile's last group adds up the groups' sums: about 2 sqrt(s)
     partials read one after another instead of s (tfconvnet's conv1 grad_W at batch 256: 128 slices,
     whose one-level sum took most of its 475 us on an H200). Always the same groups for the same
     launch, whichever block arrives last: deterministic."""
-    if splits <= ONE_LEVEL_SLICES:
+    if splits <= one_level:
         return splits
     size = 1
     while size * size < splits:
@@ -764,10 +765,7 @@ def arrival_counters(tiles, splits):
     compiled and read here at each launch, so the host's count must not depend on it."""
     if splits <= 1:
         return tiles
-    size = 1
-    while size * size < splits:
-        size += 1
-    return tiles * (1 + _ceil_div(splits, size))
+    return tiles * (1 + _ceil_div(splits, slice_group(splits, one_level=1)))
 
 
 _ARRIVALS = {}
